@@ -1,0 +1,222 @@
+"""Tests of rollout.py: batched sampling with HF generate and the response logprobs."""
+import copy
+
+import pytest
+import torch
+from conftest import make_micro_model, make_micro_tokenizer
+
+from rollout import (PURE_SAMPLING, chat_prompt, decode_responses, generate_rollouts,
+                     response_mask_from_eos, sequence_logprobs)
+
+PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
+
+
+def check_response_mask(rollout, eos_id):
+    """1 up to and including the first eos, 0 after; all 1 when there is no eos."""
+    for ids, mask, length in zip(rollout.response_ids.tolist(), rollout.response_mask.tolist(),
+                                 rollout.response_lengths.tolist()):
+        expected_length = ids.index(eos_id) + 1 if eos_id in ids else len(ids)
+        assert length == expected_length
+        assert mask == [1.0] * expected_length + [0.0] * (len(ids) - expected_length)
+
+
+def test_shapes_and_prompt_major_ordering(micro_model, micro_tokenizer):
+    n_rollouts, max_new_tokens = 3, 12
+    torch.manual_seed(0)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, n_rollouts, max_new_tokens,
+                                temperature=0.9)
+    batch, prompt_len = len(PROMPTS) * n_rollouts, rollout.prompt_length
+    response_len = rollout.response_ids.shape[1]
+    assert 1 <= response_len <= max_new_tokens
+    assert rollout.input_ids.shape == rollout.attention_mask.shape == (batch, prompt_len + response_len)
+    for tensor in (rollout.response_ids, rollout.response_mask, rollout.logprobs, rollout.entropies):
+        assert tensor.shape == (batch, response_len)
+    assert rollout.response_mask.dtype == torch.float32
+    assert rollout.response_lengths.shape == (batch,) and len(rollout.texts) == batch
+    assert rollout.temperature == 0.9 and rollout.n_rollouts == n_rollouts
+    torch.testing.assert_close(rollout.response_ids, rollout.input_ids[:, prompt_len:])
+    torch.testing.assert_close(rollout.attention_mask[:, prompt_len:].float(), rollout.response_mask)
+    torch.testing.assert_close(rollout.response_mask.sum(-1).long(), rollout.response_lengths)
+    assert rollout.response_lengths.max().item() == response_len  # generate stops once every row ended
+    for row in range(batch):  # row i * n_rollouts + j holds prompt i, left-padded
+        prompt_ids = micro_tokenizer(PROMPTS[row // n_rollouts])["input_ids"]
+        n_pad = prompt_len - len(prompt_ids)
+        assert rollout.input_ids[row, :prompt_len].tolist() == [micro_tokenizer.pad_token_id] * n_pad + prompt_ids
+        assert rollout.attention_mask[row, :prompt_len].tolist() == [0] * n_pad + [1] * len(prompt_ids)
+    assert torch.all(rollout.logprobs <= 0) and torch.all(rollout.entropies >= 0)
+
+
+def test_response_mask_from_eos_positions():
+    eos, pad = 1, 0
+    response_ids = torch.tensor([[5, 6, eos, pad, pad],
+                                 [5, eos, 7, eos, 5],    # only the first eos counts
+                                 [eos, eos, eos, eos, eos],  # pad == eos: the eos itself is kept
+                                 [5, 6, 7, 8, 9]])       # no eos: truncated at max_new_tokens
+    mask, lengths = response_mask_from_eos(response_ids, [eos])
+    assert lengths.tolist() == [3, 2, 1, 5]
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
+    _, lengths = response_mask_from_eos(response_ids, [eos, 7])  # several eos ids (e.g. Qwen's two)
+    assert lengths.tolist() == [3, 2, 1, 3]
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_response_mask_under_left_padding_and_eos(pad_is_eos):
+    tokenizer = make_micro_tokenizer(pad_is_eos=pad_is_eos)
+    model = make_micro_model(tokenizer, initializer_range=0.02)  # near uniform: eos ~ 1 token in 19
+    assert (tokenizer.pad_token_id == tokenizer.eos_token_id) == pad_is_eos
+    torch.manual_seed(1)
+    rollout = generate_rollouts(model, tokenizer, PROMPTS, n_rollouts=4, max_new_tokens=16)
+    check_response_mask(rollout, tokenizer.eos_token_id)
+    lengths = rollout.response_lengths
+    assert (lengths < rollout.response_ids.shape[1]).any() and (lengths == 16).any()  # both cases seen
+    for ids, length in zip(rollout.response_ids.tolist(), lengths.tolist()):
+        assert all(token == tokenizer.pad_token_id for token in ids[length:])  # generate pads ended rows
+
+
+def test_logprobs_equal_generate_time_logits(micro_model, micro_tokenizer):
+    temperature = 0.7
+    torch.manual_seed(2)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 16, temperature=temperature)
+    encoded = micro_tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    torch.manual_seed(2)  # the same call by hand, keeping the raw logits of every generate step
+    output = micro_model.generate(
+        input_ids=encoded["input_ids"].repeat_interleave(4, 0),
+        attention_mask=encoded["attention_mask"].repeat_interleave(4, 0),
+        max_new_tokens=16, temperature=temperature, top_p=1.0, eos_token_id=[micro_tokenizer.eos_token_id],
+        pad_token_id=micro_tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True,
+        **PURE_SAMPLING)
+    assert torch.equal(output.sequences, rollout.input_ids)
+    step_logits = torch.stack(output.logits, dim=1).float() / temperature  # (B, R, V)
+    generate_logprobs = torch.log_softmax(step_logits, -1).gather(-1, rollout.response_ids[..., None])[..., 0]
+    mask = rollout.response_mask.bool()
+    torch.testing.assert_close(rollout.logprobs[mask], generate_logprobs[mask], atol=1e-5, rtol=0)
+
+    recomputed, entropies = sequence_logprobs(micro_model, rollout.input_ids, rollout.attention_mask,
+                                              rollout.prompt_length, temperature=temperature, with_entropy=True)
+    torch.testing.assert_close(recomputed, rollout.logprobs)
+    torch.testing.assert_close(entropies, rollout.entropies)
+
+
+def test_padding_does_not_change_logprobs(micro_model, micro_tokenizer):
+    short, long = "a", "**..S\nE>.*..S"
+    torch.manual_seed(3)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, [short, long], 2, 12)
+    n_pad = rollout.prompt_length - len(micro_tokenizer(short)["input_ids"])
+    assert n_pad > 0
+    for row in range(2):  # the short prompt's rows, recomputed alone (no padding)
+        alone_logprobs, alone_entropies = sequence_logprobs(
+            micro_model, rollout.input_ids[row:row + 1, n_pad:], rollout.attention_mask[row:row + 1, n_pad:],
+            rollout.prompt_length - n_pad, with_entropy=True)
+        mask = rollout.response_mask[row].bool()
+        torch.testing.assert_close(alone_logprobs[0][mask], rollout.logprobs[row][mask], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone_entropies[0][mask], rollout.entropies[row][mask], atol=1e-5, rtol=0)
+
+
+def test_position_ids_follow_the_attention_mask(micro_model):
+    seen = {}
+    hook = micro_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    try:
+        input_ids = torch.tensor([[0, 0, 2, 5, 6, 7], [2, 5, 6, 7, 8, 9]])
+        attention_mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+        sequence_logprobs(micro_model, input_ids, attention_mask, prompt_length=4)
+    finally:
+        hook.remove()
+    assert seen["position_ids"].tolist() == [[0, 0, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]]
+
+
+def test_sequence_logprobs_supports_autograd(micro_tokenizer):
+    model = make_micro_model(micro_tokenizer).train()
+    torch.manual_seed(4)
+    rollout = generate_rollouts(model, micro_tokenizer, PROMPTS, 2, 8, temperature=1.3)
+    assert model.training  # generate_rollouts switches to eval and back
+    logprobs = sequence_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.prompt_length,
+                                 temperature=1.3)
+    assert logprobs.requires_grad
+    torch.testing.assert_close(logprobs.detach(), rollout.logprobs)
+    (logprobs * rollout.response_mask).sum().backward()
+    assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
+
+
+def test_determinism_with_seed(micro_model, micro_tokenizer):
+    def sample(seed):
+        torch.manual_seed(seed)
+        return generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 2, 10, top_p=0.9)
+    first, again, other = sample(5), sample(5), sample(6)
+    assert torch.equal(first.input_ids, again.input_ids) and first.texts == again.texts
+    assert torch.equal(first.logprobs, again.logprobs)
+    assert not torch.equal(first.input_ids, other.input_ids)
+
+
+def test_model_generation_config_does_not_change_sampling(micro_model, micro_tokenizer):
+    """A checkpoint's generation_config (top_k, repetition_penalty...) must not distort the sampling."""
+    model = copy.deepcopy(micro_model)
+    model.generation_config.top_k = 1
+    model.generation_config.repetition_penalty = 5.0
+    model.generation_config.temperature = 0.1
+    torch.manual_seed(7)
+    expected = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 2, 10)
+    torch.manual_seed(7)
+    assert torch.equal(generate_rollouts(model, micro_tokenizer, PROMPTS, 2, 10).input_ids, expected.input_ids)
+
+
+def test_texts_keep_answer_tags_and_drop_pad_eos(micro_model, micro_tokenizer):
+    tokenizer = micro_tokenizer
+    ids = tokenizer("<answer>RRDD</answer>", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 6  # the tags are single (special) tokens here
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    response_ids = torch.tensor([ids + [eos, pad, pad], ids[:3] + [pad] + ids[3:] + [pad, pad]])
+    _, lengths = response_mask_from_eos(response_ids, [eos])
+    assert decode_responses(tokenizer, response_ids, lengths) == ["<answer>RRDD</answer>"] * 2
+
+    torch.manual_seed(8)
+    rollout = generate_rollouts(micro_model, tokenizer, PROMPTS, 2, 30)
+    for ids, length, text in zip(rollout.response_ids.tolist(), rollout.response_lengths.tolist(), rollout.texts):
+        kept = [token for token in ids[:length] if token not in (eos, pad)]
+        assert text == tokenizer.decode(kept, skip_special_tokens=False)
+        assert "<eos>" not in text and "<pad>" not in text
+    assert any("<answer>" in text for text in rollout.texts)
+
+
+def test_bad_input(micro_model, micro_tokenizer):
+    model, tokenizer = micro_model, micro_tokenizer
+    for prompts in ([], "S.E", ["S.E", 3]):
+        with pytest.raises(ValueError, match="prompts"):
+            generate_rollouts(model, tokenizer, prompts, 2, 4)
+    with pytest.raises(ValueError, match="at least one token"):
+        generate_rollouts(model, tokenizer, ["S.E", ""], 2, 4)
+    for n_rollouts in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="n_rollouts"):
+            generate_rollouts(model, tokenizer, PROMPTS, n_rollouts, 4)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate_rollouts(model, tokenizer, PROMPTS, 2, 0)
+    with pytest.raises(ValueError, match="temperature"):
+        generate_rollouts(model, tokenizer, PROMPTS, 2, 4, temperature=0.0)
+    with pytest.raises(ValueError, match="top_p"):
+        generate_rollouts(model, tokenizer, PROMPTS, 2, 4, top_p=0.0)
+    input_ids, attention_mask = torch.ones(2, 5, dtype=torch.long), torch.ones(2, 5, dtype=torch.long)
+    for prompt_length in (0, 5):
+        with pytest.raises(ValueError, match="prompt_length"):
+            sequence_logprobs(model, input_ids, attention_mask, prompt_length)
+    with pytest.raises(ValueError, match="shape"):
+        sequence_logprobs(model, input_ids, attention_mask[:, :4], 2)
+
+
+def test_chat_prompt(micro_tokenizer):
+    assert chat_prompt(micro_tokenizer, "S.E") == "S.E"  # no chat template: the text as it is
+    tokenizer = copy.deepcopy(micro_tokenizer)
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<assistant>{% endif %}")
+    assert chat_prompt(tokenizer, "S.E") == "<user>S.E\n<assistant>"
+
+
+def test_with_tiny_builders():
+    tiny = pytest.importorskip("tiny")
+    tokenizer = tiny.build_tokenizer()
+    model = tiny.build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=4)
+    torch.manual_seed(9)
+    rollout = generate_rollouts(model, tokenizer, ["S.E\n>", "**.\nS.E\n>"], 3, 40)
+    check_response_mask(rollout, tokenizer.eos_token_id)
+    torch.testing.assert_close(
+        sequence_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.prompt_length), rollout.logprobs)
+    assert any("<answer>" in text or "</answer>" in text for text in rollout.texts)  # tags survive decoding
