@@ -1,0 +1,29 @@
+# The paper's maze setting (appendix A.1, A.2, table 4) for an instruct model loaded from a local folder:
+#   python train.py config/paper_maze.py --model=/path/to/Qwen2.5-7B-Instruct
+# DAPO with only clip-higher and token-level loss, no KL, no entropy term.
+model = "/path/to/Qwen2.5-7B-Instruct"
+prompt_template = "paper"
+train_sizes = (9, 11, 13, 15)
+n_train = 10000
+test_sizes = (7, 9, 11, 13, 15, 17, 19, 21)
+n_test = 100  # the paper has 75 for 7x7
+advantage = "passk_analytical"
+k = 8  # the paper tries 4, 8, 16
+n_rollouts = 32
+prompt_batch = 128
+mini_batch = 32
+micro_batch = 8
+learning_rate = 1e-6
+lr_warmup_steps = 10
+weight_decay = 0.0
+eps_low, eps_high = 0.2, 0.28
+entropy_coef = 0.0
+kl_coef = 0.0
+temperature = 1.0
+top_p = 1.0
+max_new_tokens = 1024  # our choice: the paper does not state the maze response limit
+max_steps = 400
+eval_every = 50
+eval_samples = 32
+eval_k = 8
+checkpoint_every = 25

@@ -1,0 +1,118 @@
+"""End-to-end tests of train.py (run as a script, as users run it) on a micro model."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from checkpoint import load_policy
+from tiny import build_model, build_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=3", "--prompt_batch=4",
+        "--mini_batch=2", "--n_rollouts=4", "--k=2", "--max_new_tokens=12", "--eval_samples=4", "--eval_k=2",
+        "--eval_every=1000", "--show_progress=False", "--threads=1", "--learning_rate=1e-3"]
+
+
+@pytest.fixture(scope="module")
+def micro_model_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("micro"))
+    tokenizer = build_tokenizer()
+    build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def run_train(*args, check=True):
+    result = subprocess.run([sys.executable, "train.py", *FAST, *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def read_metrics(out_dir):
+    return [json.loads(line) for line in open(os.path.join(out_dir, "metrics.jsonl"))]
+
+
+def params_of(path):
+    model, _ = load_policy(path)
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def test_two_steps_write_metrics_and_a_loadable_checkpoint(tmp_path, micro_model_dir):
+    out = str(tmp_path / "run")
+    result = run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--max_steps=2",
+                       "--prompt_template=compact")
+    records = read_metrics(out)
+    steps = [r for r in records if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for key in ("reward", "pass@1", "pass@2", "entropy", "response_length", "zero_advantage_prompts", "eta",
+                "clip_fraction", "grad_norm", "generation_time", "update_time"):
+        assert key in steps[0], key
+    evals = [r for r in records if "eval" in r]
+    assert [r["step"] for r in evals] == [0, 2]  # before and after
+    assert set(evals[0]["eval"]["average"]) == {"pass@1", "pass@2"}
+    model, tokenizer = load_policy(os.path.join(out, "ckpt"))
+    assert tokenizer.decode(tokenizer("*.\nSE")["input_ids"]) == "*.\nSE"
+    assert "pass@1/pass@2" in result.stdout  # the printed table
+    before = params_of(micro_model_dir)
+    after = params_of(os.path.join(out, "ckpt"))
+    assert any(not torch.equal(before[n], after[n]) for n in before)  # it learned something
+
+
+def test_resume_equals_uninterrupted(tmp_path, micro_model_dir):
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    common = [f"--model={micro_model_dir}", "--prompt_template=compact", "--checkpoint_every=2"]
+    run_train(*common, f"--out_dir={straight}", "--max_steps=4")
+    run_train(*common, f"--out_dir={split}", "--max_steps=2")
+    run_train(*common, f"--out_dir={split}", "--max_steps=4", "--resume=True")
+    a, b = params_of(os.path.join(straight, "ckpt")), params_of(os.path.join(split, "ckpt"))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    steps_a = [r for r in read_metrics(straight) if "reward" in r]
+    steps_b = [r for r in read_metrics(split) if "reward" in r]
+    assert [r["step"] for r in steps_b] == [1, 2, 3, 4]
+    assert [r["reward"] for r in steps_a] == [r["reward"] for r in steps_b]
+
+
+def test_tiny_default_path_and_init_from(tmp_path):
+    out = str(tmp_path / "tiny")
+    run_train(f"--out_dir={out}", "--max_steps=1", "--warmup_sft_steps=3")
+    assert os.path.isdir(os.path.join(out, "tiny-warmstart"))
+    # continual training: a P@k checkpoint as the start of P@1 training (tables 2 and 5)
+    run_train(f"--out_dir={tmp_path / 'continual'}", f"--init_from={os.path.join(out, 'ckpt')}",
+              "--advantage=pass1", "--max_steps=1")
+    assert any("reward" in r for r in read_metrics(str(tmp_path / "continual")))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--k=5"], "k=5 must be between 1 and n_rollouts=4"),
+    (["--advantage=pass2"], "unknown advantage"),
+    (["--advantage_options={'noise': 0.1}"], "takes no option"),
+    (["--model=/nonexistent/model"], "neither 'tiny' nor a local folder"),
+    (["--learning_rate=fast"], "expected float"),
+    (["--no_such_key=1"], "unknown config key"),
+    (["--prompt_batch=3"], "multiple of mini_batch"),
+])
+def test_bad_config_is_a_clear_error_before_compute(tmp_path, args, message):
+    result = run_train(f"--out_dir={tmp_path / 'bad'}", *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "bad" / "metrics.jsonl")  # nothing was computed
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path, micro_model_dir):
+    out = tmp_path / "run"
+    ckpt = out / "ckpt"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.pt").write_bytes(b"not a checkpoint")
+    result = run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--resume=True", check=False)
+    assert result.returncode != 0 and "unreadable checkpoint" in result.stderr and "Traceback" not in result.stderr
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    result = run_train(f"--model={broken}", f"--out_dir={tmp_path / 'run2'}", check=False)
+    assert result.returncode != 0 and "could not read" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,331 @@
+"""Pass@k Training (Chen et al., 2025) with DAPO's clipped token-level loss, read top to bottom.
+
+    python train.py                                  # offline CPU demo: tiny model, passk_analytical
+    python train.py --advantage=pass1 --k=8          # any registered advantage, any config value
+    python train.py config/maze_qwen2.5_7b.py        # a config file of assignments, then overrides
+    python train.py --out_dir=out --resume=True      # continue a stopped run where it left off
+
+Each step: prompt batch -> rollouts (rollout.py) -> rewards (verify.py) -> advantages (advantage.py,
+the experiment) -> clipped token-level policy loss (loss.py) on mini-batches -> AdamW update.
+Metrics go to out_dir/metrics.jsonl as they are computed; checkpoints to out_dir/ckpt (HF format).
+"""
+import ast
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+# -----------------------------------------------------------------------------
+# config: defaults are the CPU demo; override with a config file and/or --key=value
+out_dir = "out"
+model = "tiny"  # "tiny": build and warm-start the offline char-level model, else a local HF folder
+init_from = ""  # start the policy from this checkpoint/HF folder instead (e.g. a P@k run -> P@1 continual)
+resume = False  # continue from out_dir/ckpt (same config) if it exists
+# data (mazes.py)
+train_sizes = (5, 7)
+n_train = {5: 150, 7: 3000}  # mazes per size (5x5 has only ~220 distinct layouts)
+test_sizes = (5, 7, 9)
+n_test = 30  # held-out mazes per size
+maze_seed = 0
+prompt_template = ""  # "compact" (tiny model) or "paper" (figure 14, chat template); "" picks by model
+# the tiny model's warm start (tiny.py)
+warmup_sft_steps = 1500
+# RL (appendix A.2 values for the paper in config/)
+advantage = "passk_analytical"  # a name in advantage.ADVANTAGES
+advantage_options = {}  # extra options of that estimator, e.g. {"noise": 0.3} or {"reduce": "mean"}
+k = 4
+n_rollouts = 8  # responses per prompt (N_rollout)
+prompt_batch = 16  # prompts per step (BS_prompt)
+mini_batch = 16  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
+micro_batch = 64  # response rows per forward/backward (gradient accumulation inside a mini-batch)
+max_new_tokens = 48
+temperature = 1.0
+top_p = 1.0
+learning_rate = 2e-5
+lr_warmup_steps = 10
+weight_decay = 0.0
+grad_clip = 1.0
+eps_low, eps_high = 0.2, 0.28
+entropy_coef = 0.0  # entropy regularisation baseline (sec. 3.1); 0 in the paper's Pass@k runs
+kl_coef = 0.0  # KL to the initial policy; off in the paper
+max_steps = 60
+# evaluation (evaluate.py; appendix A.2: temperature 1.0, top_p 0.95, 32 samples)
+eval_every = 30  # steps; also before the first and after the last step; 0 = no evaluation
+eval_samples = 32
+eval_k = 8
+checkpoint_every = 20
+seed = 0
+device = "auto"  # auto | cpu | cuda
+threads = 0  # torch CPU threads, 0 = torch's default
+show_progress = True
+# -----------------------------------------------------------------------------
+config_keys = [key for key, value in globals().items() if not key.startswith("_") and
+               isinstance(value, (int, float, bool, str, tuple, dict)) and key not in ("config_keys",)]
+
+
+def apply_overrides(argv, scope):
+    """nanoGPT-style: a positional config file (python assignments) then --key=value overrides."""
+    for arg in argv:
+        if not arg.startswith("--"):
+            if not os.path.isfile(arg):
+                raise SystemExit(f"config file {arg!r} not found")
+            exec(open(arg).read(), {}, overrides := {})
+            pairs = overrides.items()
+        else:
+            if "=" not in arg:
+                raise SystemExit(f"bad argument {arg!r}: use --key=value")
+            key, raw = arg[2:].split("=", 1)
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw  # a bare string
+            pairs = [(key, value)]
+        for key, value in pairs:
+            if key not in config_keys:
+                raise SystemExit(f"unknown config key {key!r}; known: {', '.join(config_keys)}")
+            default = scope[key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if isinstance(default, tuple) and isinstance(value, (list, int)):
+                value = tuple(value) if isinstance(value, list) else (value,)
+            if type(value) is not type(default) and not (isinstance(default, dict) and isinstance(value, int)):
+                raise SystemExit(f"config {key}={value!r}: expected {type(default).__name__} like {default!r}")
+            scope[key] = value
+
+
+if __name__ == "__main__":
+    apply_overrides(sys.argv[1:], globals())
+config = {key: globals()[key] for key in config_keys}
+
+# -----------------------------------------------------------------------------
+# validate everything before any compute
+from accelerate import Accelerator  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from advantage import check_options, compute_advantages  # noqa: E402
+from checkpoint import latest_checkpoint, load_policy, load_trainer_state, save_checkpoint  # noqa: E402
+from evaluate import evaluate, format_table, pass_at_k  # noqa: E402
+from loss import policy_loss  # noqa: E402
+from mazes import format_prompt, make_mazes  # noqa: E402
+from rollout import chat_prompt, generate_rollouts, sequence_logprobs  # noqa: E402
+from verify import maze_reward  # noqa: E402
+
+
+def config_error(message):
+    raise SystemExit(f"bad config: {message}")
+
+
+try:
+    check_options(advantage, advantage_options)
+except ValueError as error:
+    config_error(error)
+if not 1 <= k <= n_rollouts:
+    config_error(f"k={k} must be between 1 and n_rollouts={n_rollouts}")
+if prompt_batch % mini_batch:
+    config_error(f"prompt_batch={prompt_batch} must be a multiple of mini_batch={mini_batch}")
+if not 1 <= eval_k <= eval_samples:
+    config_error(f"eval_k={eval_k} must be between 1 and eval_samples={eval_samples}")
+for name in ("max_steps", "prompt_batch", "mini_batch", "micro_batch", "n_rollouts", "max_new_tokens"):
+    if config[name] < 1 and not (name == "max_steps" and config[name] == 0):
+        config_error(f"{name}={config[name]} must be positive")
+if device not in ("auto", "cpu", "cuda"):
+    config_error(f"device={device!r} must be auto, cpu or cuda")
+if model != "tiny" and not os.path.isdir(model):
+    config_error(f"model={model!r} is neither 'tiny' nor a local folder (no model hub is assumed)")
+if init_from and not os.path.isdir(init_from):
+    config_error(f"init_from={init_from!r} is not a folder")
+ckpt_dir = os.path.join(out_dir, "ckpt")
+resume_from = latest_checkpoint(ckpt_dir) if resume else None
+trainer_state = load_trainer_state(resume_from) if resume_from else None
+if trainer_state:  # a resumed run may run longer, elsewhere or quieter, but must be the same experiment
+    free_to_change = ("resume", "max_steps", "device", "threads", "show_progress")
+    changed = sorted(key for key in config if trainer_state["config"].get(key) != config[key] and key not in free_to_change)
+    if changed:
+        config_error(f"--resume with a different config than the checkpoint's: {changed}")
+
+# -----------------------------------------------------------------------------
+# set-up
+if threads:
+    torch.set_num_threads(threads)
+use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if use_cuda else "no")
+master = accelerator.is_main_process
+os.makedirs(out_dir, exist_ok=True)
+torch.manual_seed(seed)
+mazes = make_mazes(train_sizes, n_train, test_sizes, n_test, seed=maze_seed)
+train_mazes, test_mazes = mazes["train"], mazes["test"]
+
+if resume_from:
+    policy_path = resume_from
+elif init_from:
+    policy_path = init_from
+elif model == "tiny":
+    from tiny import load_or_train_tiny
+
+    # the warm start sees exactly our train split (same sizes, counts and maze seed): never a test maze
+    policy_path = load_or_train_tiny(out_dir, train_sizes, n_train, test_sizes, n_test, steps=warmup_sft_steps,
+                                     seed=maze_seed, progress=show_progress and master)
+else:
+    policy_path = model
+try:
+    policy, tokenizer = load_policy(policy_path)
+except ValueError as error:
+    config_error(error)
+template = prompt_template or ("compact" if model == "tiny" else "paper")
+reference = None
+if kl_coef:
+    reference, _ = load_policy(policy_path)
+    reference.requires_grad_(False)
+optimizer = torch.optim.AdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay)
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, lr_warmup_steps)))
+policy, optimizer = accelerator.prepare(policy, optimizer)
+if reference is not None:
+    reference = reference.to(accelerator.device)
+for param in policy.parameters():  # zero grads, never None: a mini-batch whose rows were all skipped
+    param.grad = torch.zeros_like(param)  # then steps AdamW exactly as a backward of zeros would
+start_step = 0
+if trainer_state:
+    optimizer.load_state_dict(trainer_state["optimizer"])
+    scheduler.load_state_dict(trainer_state["scheduler"])
+    start_step = trainer_state["step"]
+
+metrics_path = os.path.join(out_dir, "metrics.jsonl")
+if master:  # keep the metrics of steps before the resume point, drop any written after it
+    kept = []
+    if start_step and os.path.exists(metrics_path):
+        kept = [line for line in open(metrics_path) if json.loads(line)["step"] <= start_step]
+    with open(metrics_path, "w") as f:
+        f.writelines(kept)
+
+
+def log(record):
+    if master:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def run_eval(step):
+    result = evaluate(accelerator.unwrap_model(policy), tokenizer, test_mazes, template, eval_samples,
+                      (1, eval_k), max_new_tokens, temperature=1.0, top_p=0.95, seed=seed + 1,
+                      show_progress=show_progress and master)
+    log({"step": step, "eval": result})
+    return result
+
+
+def prompt_indices(step):
+    """The prompts of a step: a deterministic function of (seed, step), so resuming needs no RNG state."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randperm(len(train_mazes), generator=generator)[:prompt_batch].tolist()
+
+
+# -----------------------------------------------------------------------------
+# the loop
+evals = {}
+if eval_every and start_step == 0:
+    evals["before"] = run_eval(0)
+progress = tqdm(range(start_step, max_steps), desc="train", disable=not (show_progress and master),
+                initial=start_step, total=max_steps)
+for step in progress:
+    torch.manual_seed(seed * 1_000_003 + step)  # sampling randomness is per step too
+    step_start = time.time()
+    rows = train_mazes[prompt_indices(step)]
+    prompts = [chat_prompt(tokenizer, format_prompt(maze, template)) for maze in rows["maze"]]
+
+    # 1. rollout: n_rollouts responses per prompt, with the sampling policy's logprobs and entropies
+    with torch.no_grad():
+        rollout = generate_rollouts(accelerator.unwrap_model(policy), tokenizer, prompts, n_rollouts,
+                                    max_new_tokens, temperature, top_p)
+    generation_time = time.time() - step_start
+
+    # 2. reward: 1 if the path reaches E, else 0 (verify.py)
+    rewards = torch.tensor([maze_reward(text, rows["maze"][i // n_rollouts]) for i, text in enumerate(rollout.texts)])
+    rewards = rewards.view(prompt_batch, n_rollouts)  # (P, N)
+
+    # 3. advantage: the experiment (advantage.py)
+    token_entropy = rollout.entropies * rollout.response_mask  # (B, R)
+    prompt_entropy = (token_entropy.sum(-1).view(prompt_batch, n_rollouts).sum(-1) /
+                      rollout.response_mask.sum(-1).view(prompt_batch, n_rollouts).sum(-1).clamp_min(1))  # (P,)
+    bootstrap_generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    advantages = compute_advantages(advantage, rewards, advantage_options, k=k, entropies=prompt_entropy,
+                                    generator=bootstrap_generator)  # (P, N)
+    flat_advantages = advantages.flatten()  # (B,)
+
+    # 4. update: clipped token-level loss over mini-batches of prompts, micro-batches of rows
+    update_start = time.time()
+    policy.train()
+    stats_sum, grad_norms = {}, []
+    rows_per_mini = mini_batch * n_rollouts
+    for mini_start in range(0, prompt_batch * n_rollouts, rows_per_mini):
+        mini_rows = torch.arange(mini_start, mini_start + rows_per_mini)
+        n_tokens = rollout.response_mask[mini_rows].sum().clamp_min(1)  # token-level: all tokens of the mini-batch
+        if entropy_coef == 0 and kl_coef == 0:  # rows with advantage 0 contribute nothing: skip their backward
+            mini_rows = mini_rows[flat_advantages[mini_rows] != 0]
+        for micro in mini_rows.split(micro_batch) if len(mini_rows) else []:
+            length = int(rollout.response_lengths[micro].max())  # trim padding beyond the longest response
+            input_ids = rollout.input_ids[micro, : rollout.prompt_length + length].to(accelerator.device)
+            attention_mask = rollout.attention_mask[micro, : rollout.prompt_length + length].to(accelerator.device)
+            response_mask = rollout.response_mask[micro, :length].to(accelerator.device)
+            with accelerator.autocast():
+                out = sequence_logprobs(policy, input_ids, attention_mask, rollout.prompt_length, temperature,
+                                        with_entropy=entropy_coef != 0)
+                logprobs, entropies = out if entropy_coef != 0 else (out, None)
+                ref_logprobs = None
+                if reference is not None:
+                    with torch.no_grad():
+                        ref_logprobs = sequence_logprobs(reference, input_ids, attention_mask, rollout.prompt_length, temperature)
+                loss, stats = policy_loss(logprobs, rollout.logprobs[micro, :length].to(accelerator.device),
+                                          flat_advantages[micro].to(accelerator.device), response_mask, eps_low,
+                                          eps_high, n_tokens=n_tokens.to(accelerator.device), entropies=entropies,
+                                          entropy_coef=entropy_coef, ref_logprobs=ref_logprobs, kl_coef=kl_coef)
+            accelerator.backward(loss)
+            for name, value in stats.items():
+                stats_sum[name] = stats_sum.get(name, 0.0) + value.detach()
+        grad_norms.append(float(accelerator.clip_grad_norm_(policy.parameters(), grad_clip)))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=False)
+    n_updates = len(grad_norms)
+    update_time = time.time() - update_start
+
+    # 5. metrics
+    correct = rewards.sum(-1)  # (P,)
+    record = {
+        "step": step + 1,
+        "reward": float(rewards.mean()),
+        "pass@1": float(pass_at_k(n_rollouts, correct, 1).mean()),
+        f"pass@{k}": float(pass_at_k(n_rollouts, correct, k).mean()),
+        "entropy": float(token_entropy.sum() / rollout.response_mask.sum()),
+        "response_length": float(rollout.response_lengths.float().mean()),
+        "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
+        "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
+        **{name: float(value) / n_updates for name, value in stats_sum.items()},
+        "grad_norm": sum(grad_norms) / n_updates,
+        "lr": scheduler.get_last_lr()[0],
+        "generation_time": generation_time,
+        "update_time": update_time,
+        "step_time": time.time() - step_start,
+    }
+    log(record)
+    progress.set_postfix(reward=f"{record['reward']:.3f}", **{f"pass@{k}": f"{record[f'pass@{k}']:.3f}"})
+
+    done = step + 1
+    if done % checkpoint_every == 0 or done == max_steps:
+        accelerator.wait_for_everyone()
+        if master:
+            save_checkpoint(ckpt_dir, accelerator.unwrap_model(policy), tokenizer, {
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": done, "config": config})
+    if eval_every and done % eval_every == 0 and done != max_steps:
+        run_eval(done)
+
+# -----------------------------------------------------------------------------
+if eval_every:
+    evals["after"] = run_eval(max_steps)
+if master and evals:
+    with open(os.path.join(out_dir, "eval.json"), "w") as f:
+        json.dump(evals, f, indent=1)
+    print(format_table({f"step {0 if name == 'before' else max_steps}": result for name, result in evals.items()}))
+    print(f"metrics: {metrics_path}  checkpoint: {ckpt_dir}")
