@@ -45,7 +45,7 @@ max_new_tokens = 48
 temperature = 1.0
 top_p = 1.0
 learning_rate = 2e-5
-lr_warmup_steps = 10
+lr_warmup_steps = 10  # RL steps of linear warmup, then constant
 weight_decay = 0.0
 grad_clip = 1.0
 eps_low, eps_high = 0.2, 0.28
@@ -241,10 +241,12 @@ for step in progress:
     generation_time = time.time() - step_start
 
     # 2. reward: 1 if the path reaches E, else 0 (verify.py)
+    reward_start = time.time()
     rewards = torch.tensor([maze_reward(text, rows["maze"][i // n_rollouts]) for i, text in enumerate(rollout.texts)])
     rewards = rewards.view(prompt_batch, n_rollouts)  # (P, N)
 
     # 3. advantage: the experiment (advantage.py)
+    advantage_start = time.time()
     token_entropy = rollout.entropies * rollout.response_mask  # (B, R)
     prompt_entropy = (token_entropy.sum(-1).view(prompt_batch, n_rollouts).sum(-1) /
                       rollout.response_mask.sum(-1).view(prompt_batch, n_rollouts).sum(-1).clamp_min(1))  # (P,)
@@ -252,17 +254,19 @@ for step in progress:
     advantages = compute_advantages(advantage, rewards, advantage_options, k=k, entropies=prompt_entropy,
                                     generator=bootstrap_generator)  # (P, N)
     flat_advantages = advantages.flatten()  # (B,)
+    reward_time, advantage_time = advantage_start - reward_start, time.time() - advantage_start
 
     # 4. update: clipped token-level loss over mini-batches of prompts, micro-batches of rows
     update_start = time.time()
     policy.train()
     stats_sum, grad_norms = {}, []
     rows_per_mini = mini_batch * n_rollouts
+    # rows with advantage 0 add nothing to the loss unless an entropy or KL term is on: skip their backward
+    trained_rows = flat_advantages != 0 if entropy_coef == 0 and kl_coef == 0 else torch.ones_like(flat_advantages, dtype=torch.bool)
     for mini_start in range(0, prompt_batch * n_rollouts, rows_per_mini):
         mini_rows = torch.arange(mini_start, mini_start + rows_per_mini)
         n_tokens = rollout.response_mask[mini_rows].sum().clamp_min(1)  # token-level: all tokens of the mini-batch
-        if entropy_coef == 0 and kl_coef == 0:  # rows with advantage 0 contribute nothing: skip their backward
-            mini_rows = mini_rows[flat_advantages[mini_rows] != 0]
+        mini_rows = mini_rows[trained_rows[mini_rows]]
         for micro in mini_rows.split(micro_batch) if len(mini_rows) else []:
             length = int(rollout.response_lengths[micro].max())  # trim padding beyond the longest response
             input_ids = rollout.input_ids[micro, : rollout.prompt_length + length].to(accelerator.device)
@@ -285,8 +289,8 @@ for step in progress:
                 stats_sum[name] = stats_sum.get(name, 0.0) + value.detach()
         grad_norms.append(float(accelerator.clip_grad_norm_(policy.parameters(), grad_clip)))
         optimizer.step()
-        scheduler.step()
         optimizer.zero_grad(set_to_none=False)
+    scheduler.step()  # the learning-rate schedule counts RL steps
     n_updates = len(grad_norms)
     update_time = time.time() - update_start
 
@@ -305,8 +309,12 @@ for step in progress:
         "grad_norm": sum(grad_norms) / n_updates,
         "lr": scheduler.get_last_lr()[0],
         "generation_time": generation_time,
+        "reward_time": reward_time,
+        "advantage_time": advantage_time,
         "update_time": update_time,
         "step_time": time.time() - step_start,
+        "generated_tokens": int(rollout.response_lengths.sum()),
+        "trained_tokens": int(rollout.response_mask[trained_rows].sum()),
     }
     log(record)
     progress.set_postfix(reward=f"{record['reward']:.3f}", **{f"pass@{k}": f"{record[f'pass@{k}']:.3f}"})
