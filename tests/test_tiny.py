@@ -1,0 +1,145 @@
+"""Tests of tiny.py: char-level tokenizer, HF save/load round trip, warm start, cache, determinism."""
+import os
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import tiny
+from mazes import format_prompt, generate_maze, solve_maze
+
+MICRO = dict(hidden_size=32, num_layers=1, num_heads=2)  # a micro model: tests stay fast
+
+
+def some_mazes(count, seed=0):
+    rng = random.Random(seed)
+    mazes = [generate_maze(rng.choice((5, 7)), rng) for _ in range(count)]
+    return [{"maze": maze, "size": len(maze.split("\n")), "solution": solve_maze(maze)} for maze in mazes]
+
+
+def test_tokenizer_is_character_level_and_decodes_exactly():
+    tokenizer = tiny.build_tokenizer()
+    maze = generate_maze(7, random.Random(1))
+    text = format_prompt(maze, "compact") + "<answer>UDLR</answer>"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(format_prompt(maze, "compact")) + 4 + 2  # one per character, one per tag
+    assert ids.count(tokenizer.convert_tokens_to_ids("\n")) == 7  # 6 row breaks and the one before '>'
+    assert tokenizer.convert_tokens_to_ids("<answer>") in ids and tokenizer.convert_tokens_to_ids("</answer>") in ids
+    assert tokenizer.decode(ids, skip_special_tokens=False) == text
+    assert tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True) == text
+    assert tokenizer.decode(tokenizer("a b  c")["input_ids"]) == "<unk> <unk>  <unk>"  # spaces kept
+    assert tokenizer.unk_token_id not in ids
+    assert len({tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id}) == 4
+
+
+def test_unknown_characters_become_unk():
+    tokenizer = tiny.build_tokenizer()
+    ids = tokenizer("S\tx€😀E", add_special_tokens=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    assert ids == [tokenizer.convert_tokens_to_ids("S"), unk, unk, unk, unk, tokenizer.convert_tokens_to_ids("E")]
+
+
+def test_left_padding():
+    tokenizer = tiny.build_tokenizer()
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["SE", "S..E"], padding=True, return_tensors="pt", add_special_tokens=False)
+    assert batch["input_ids"][0, :2].tolist() == [tokenizer.pad_token_id] * 2
+    assert batch["attention_mask"].tolist() == [[0, 0, 1, 1], [1, 1, 1, 1]]
+
+
+def test_build_model_defaults_and_bad_sizes():
+    tokenizer = tiny.build_tokenizer()
+    model = tiny.build_model(tokenizer)
+    assert 1_000_000 <= model.num_parameters() <= 5_000_000
+    assert model.config.vocab_size == len(tokenizer) and model.config.max_position_embeddings >= 512
+    assert model.config.pad_token_id == tokenizer.pad_token_id != model.config.eos_token_id
+    with pytest.raises(ValueError, match="divisible"):
+        tiny.build_model(tokenizer, hidden_size=30, num_heads=4)
+
+
+def test_save_load_round_trip_through_auto_classes(tmp_path):
+    tokenizer = tiny.build_tokenizer()
+    model = tiny.build_model(tokenizer, **MICRO).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded_tokenizer = AutoTokenizer.from_pretrained(tmp_path)  # not Qwen2Tokenizer despite model_type qwen2
+    loaded_model = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert "Qwen2" not in type(loaded_tokenizer).__name__
+
+    text = generate_maze(9, random.Random(2)) + "\n><answer>UD</answer>"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert loaded_tokenizer(text, add_special_tokens=False)["input_ids"] == ids
+    assert loaded_tokenizer.decode(ids, skip_special_tokens=False) == text
+    assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id"):
+        assert getattr(loaded_tokenizer, name) == getattr(tokenizer, name)
+    with torch.no_grad():
+        assert torch.equal(model(torch.tensor([ids])).logits, loaded_model(torch.tensor([ids])).logits)
+
+    resaved = tmp_path / "resaved"  # a checkpoint of a loaded tokenizer must load the same way
+    loaded_tokenizer.save_pretrained(resaved)
+    loaded_model.save_pretrained(resaved)
+    assert AutoTokenizer.from_pretrained(resaved).decode(ids, skip_special_tokens=False) == text
+
+
+def test_sft_labels_cover_only_the_answer():
+    tokenizer = tiny.build_tokenizer()
+    rows = some_mazes(3)
+    examples = [tiny.sft_example(tokenizer, row["maze"], row["solution"]) for row in rows]
+    input_ids, attention_mask, labels = tiny.collate(examples, tokenizer.pad_token_id)
+    for row, ids, mask, label in zip(rows, input_ids, attention_mask, labels):
+        assert tokenizer.decode(ids[mask.bool()], skip_special_tokens=False) == (
+            format_prompt(row["maze"], "compact") + f"<answer>{row['solution']}</answer><eos>")
+        assert tokenizer.decode(label[label != -100], skip_special_tokens=False) == (
+            f"<answer>{row['solution']}</answer><eos>")
+        assert (ids[~mask.bool()] == tokenizer.pad_token_id).all()
+
+
+def test_warm_start_decreases_loss_and_is_deterministic():
+    tokenizer = tiny.build_tokenizer()
+    rows = some_mazes(32)
+    weights = []
+    for seed in (0, 0, 1):
+        model = tiny.build_model(tokenizer, **MICRO, seed=seed)
+        losses = tiny.warm_start(model, tokenizer, rows, steps=30, batch_size=8, lr=3e-3, seed=seed,
+                                 warmup_steps=5, progress=False)
+        weights.append(model.state_dict())
+        assert len(losses) == 30
+        assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert not all(torch.equal(weights[0][name], weights[2][name]) for name in weights[0])
+
+
+def test_warm_start_rejects_bad_input():
+    tokenizer = tiny.build_tokenizer()
+    model = tiny.build_model(tokenizer, **MICRO)
+    with pytest.raises(ValueError, match="positive"):
+        tiny.warm_start(model, tokenizer, some_mazes(2), steps=0, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        tiny.warm_start(model, tokenizer, [], steps=1, progress=False)
+
+
+def test_cache_is_reused_and_retrained_when_settings_change(tmp_path, monkeypatch):
+    calls = []
+    real_warm_start = tiny.warm_start
+    monkeypatch.setattr(tiny, "warm_start", lambda *args, **kwargs: calls.append(1) or real_warm_start(*args, **kwargs))
+    settings = dict(**MICRO, steps=2, batch_size=4, progress=False)
+    rows = some_mazes(8)
+
+    path = tiny.load_or_train_tiny(tmp_path, rows, **settings)
+    assert path == os.path.join(tmp_path, "tiny-warmstart") and len(calls) == 1
+    assert tiny.load_or_train_tiny(tmp_path, rows, **settings) == path and len(calls) == 1
+    tiny.load_or_train_tiny(tmp_path, rows, **{**settings, "lr": 1e-3})
+    assert len(calls) == 2
+    tiny.load_or_train_tiny(tmp_path, rows[:6], **{**settings, "lr": 1e-3})  # other mazes
+    assert len(calls) == 3
+    assert sorted(os.listdir(tmp_path)) == ["tiny-warmstart"]  # no temporary folders left behind
+
+    model, tokenizer = tiny.load_tiny(path)
+    assert tokenizer.padding_side == "left" and model.config.hidden_size == 32
+
+    generated = tmp_path / "generated"  # without train_mazes: a make_mazes train split
+    tiny.load_or_train_tiny(generated, train_sizes=(5,), n_train={5: 6}, test_sizes=(5,), n_test={5: 4}, **settings)
+    tiny.load_or_train_tiny(generated, train_sizes=(5,), n_train={5: 6}, test_sizes=(5,), n_test={5: 4}, **settings)
+    assert len(calls) == 4
