@@ -192,30 +192,10 @@ def load_tiny(path):
     return AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer
 
 
-def pass_at_k(n, c, k):
-    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k)."""
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-@torch.no_grad()
-def count_correct(model, tokenizer, rows, n_samples=16, batch_size=256, seed=0):
-    """Correct samples out of n_samples per maze row, sampling at temperature 1.0 / top_p 0.95."""
-    from verify import maze_reward
-    torch.manual_seed(seed)
-    jobs = [row for row in rows for _ in range(n_samples)]
-    correct = []
-    for i in tqdm(range(0, len(jobs), batch_size), desc="sampling"):
-        chunk = jobs[i:i + batch_size]
-        enc = tokenizer([format_prompt(row["maze"], "compact") for row in chunk], return_tensors="pt",
-                        padding=True, padding_side="left", add_special_tokens=False)
-        out = model.generate(**enc, do_sample=True, temperature=1.0, top_p=0.95, top_k=0,
-                             max_new_tokens=max(row["size"] for row in chunk) ** 2 + 3)
-        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct += [maze_reward(text, row["maze"]) for text, row in zip(texts, chunk)]
-    return [int(sum(correct[j:j + n_samples])) for j in range(0, len(correct), n_samples)]
-
-
 if __name__ == "__main__":
+    # python tiny.py: warm-start (or reuse) the default tiny model and measure it on held-out mazes
+    from evaluate import evaluate, format_table
+
     torch.set_num_threads(min(2, os.cpu_count()))
     start = time.time()
     path = load_or_train_tiny()
@@ -225,9 +205,5 @@ if __name__ == "__main__":
           f"(this call {time.time() - start:.0f} s), final loss {info['final_loss']:.3f}")
     model, tokenizer = load_tiny(path)
     test = make_mazes((5, 7), 0, (5, 7), {5: 50, 7: 100}, seed=0)["test"]  # a prefix of the held-out mazes
-    n_samples = 16
-    correct = count_correct(model, tokenizer, test, n_samples)
-    for name, sizes in (("5x5", {5}), ("7x7", {7}), ("all", {5, 7})):
-        counts = [c for c, size in zip(correct, test["size"]) if size in sizes]
-        print(f"{name} ({len(counts)} mazes, {n_samples} samples each): " + ", ".join(
-            f"pass@{k} {sum(pass_at_k(n_samples, c, k) for c in counts) / len(counts):.3f}" for k in (1, 8)))
+    result = evaluate(model, tokenizer, test, "compact", n_samples=16, ks=(1, 8), max_new_tokens=64)
+    print(format_table({"warm start": result}))

@@ -2,8 +2,16 @@
 
     python train.py                                  # offline CPU demo: tiny model, passk_analytical
     python train.py --advantage=pass1 --k=8          # any registered advantage, any config value
-    python train.py config/maze_qwen2.5_7b.py        # a config file of assignments, then overrides
+    python train.py config/maze_qwen2.5_7b.py --model=/path/to/Qwen2.5-7B-Instruct   # a config file, then overrides
     python train.py --out_dir=out --resume=True      # continue a stopped run where it left off
+    accelerate launch --num_processes 8 train.py config/maze_qwen2.5_7b.py --model=/path   # data parallel
+
+Data parallel (any number of processes, docs/real_models.md): every process holds the whole policy and
+rolls out its own share of the step's prompts (from every mini-batch, its slice of mini_batch /
+num_processes prompts: a prompt's group never splits, and the global mini-batches are those of one
+process). Rewards and per-row counts are gathered, so advantages, token counts and metrics are those of
+the global batch; each process backpropagates its rows, and the gradients are summed over processes once
+per mini-batch. Only the main process writes metrics and checkpoints.
 
 Each step: prompt batch -> rollouts (rollout.py) -> rewards (verify.py) -> advantages (advantage.py,
 the experiment) -> clipped token-level policy loss (loss.py) on mini-batches -> AdamW update.
@@ -26,13 +34,13 @@ init_from = ""  # start the policy from this checkpoint/HF folder instead (e.g. 
 resume = False  # continue from out_dir/ckpt (same config) if it exists
 # data (mazes.py)
 train_sizes = (5, 7)
-n_train = {5: 150, 7: 3000}  # mazes per size (5x5 has only ~220 distinct layouts)
+n_train = {5: 150, 7: 10000}  # mazes per size (5x5 has only ~220 distinct layouts)
 test_sizes = (5, 7, 9)
 n_test = 30  # held-out mazes per size
 maze_seed = 0
 prompt_template = ""  # "compact" (tiny model) or "paper" (figure 14, chat template); "" picks by model
 # the tiny model's warm start (tiny.py)
-warmup_sft_steps = 1500
+warmup_sft_steps = 1200
 # RL (appendix A.2 values for the paper in config/)
 advantage = "passk_analytical"  # a name in advantage.ADVANTAGES
 advantage_options = {}  # extra options of that estimator, e.g. {"noise": 0.3} or {"reduce": "mean"}
@@ -41,6 +49,7 @@ n_rollouts = 8  # responses per prompt (N_rollout)
 prompt_batch = 16  # prompts per step (BS_prompt)
 mini_batch = 16  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
 micro_batch = 64  # response rows per forward/backward (gradient accumulation inside a mini-batch)
+rollout_batch = 0  # prompts per generate call (0: all of a process's prompts at once); see sampling_seed
 max_new_tokens = 48
 temperature = 1.0
 top_p = 1.0
@@ -59,6 +68,8 @@ eval_k = 8
 checkpoint_every = 20
 seed = 0
 device = "auto"  # auto | cpu | cuda
+dtype = "auto"  # auto (float32 on cpu, bf16-mixed on cuda) | float32 | bf16-mixed | bfloat16: see docs/real_models.md
+gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower updates
 threads = 0  # torch CPU threads, 0 = torch's default
 show_progress = True
 # -----------------------------------------------------------------------------
@@ -103,14 +114,16 @@ config = {key: globals()[key] for key in config_keys}
 # -----------------------------------------------------------------------------
 # validate everything before any compute
 from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from advantage import check_options, compute_advantages  # noqa: E402
 from checkpoint import latest_checkpoint, load_policy, load_trainer_state, save_checkpoint  # noqa: E402
-from evaluate import evaluate, format_table, pass_at_k  # noqa: E402
+from evaluate import format_table, pass_at_k, score_mazes, summarize  # noqa: E402
 from loss import policy_loss  # noqa: E402
 from mazes import format_prompt, make_mazes  # noqa: E402
-from rollout import chat_prompt, generate_rollouts, sequence_logprobs  # noqa: E402
+from optim import StochasticRoundingAdamW  # noqa: E402
+from rollout import chat_prompt, concat_rollouts, generate_rollouts, sequence_logprobs  # noqa: E402
 from verify import maze_reward  # noqa: E402
 
 
@@ -133,15 +146,34 @@ for name in ("max_steps", "prompt_batch", "mini_batch", "micro_batch", "n_rollou
         config_error(f"{name}={config[name]} must be positive")
 if device not in ("auto", "cpu", "cuda"):
     config_error(f"device={device!r} must be auto, cpu or cuda")
+if dtype not in ("auto", "float32", "bf16-mixed", "bfloat16"):
+    config_error(f"dtype={dtype!r} must be auto, float32, bf16-mixed or bfloat16")
+if rollout_batch < 0:
+    config_error(f"rollout_batch={rollout_batch} must be >= 0 (0: one generate call per process)")
 if model != "tiny" and not os.path.isdir(model):
-    config_error(f"model={model!r} is neither 'tiny' nor a local folder (no model hub is assumed)")
+    config_error(f"model={model!r} is neither 'tiny' nor a local folder: weights must be on local disk (no model "
+                 "hub is assumed); download the model folder elsewhere, copy it here, pass --model=/path/to/it")
+if device == "cuda" and not torch.cuda.is_available():
+    config_error("device='cuda' but torch sees no CUDA device")
+use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+# float32: float32 weights, no autocast (exact; the CPU default). bf16-mixed: float32 master weights and AdamW
+# states, forward/backward under bf16 autocast (the CUDA default; 16 bytes/parameter + activations).
+# bfloat16: bf16 weights, grads and AdamW moments with stochastic rounding (optim.py; 8 bytes/parameter).
+precision = dtype if dtype != "auto" else ("bf16-mixed" if use_cuda else "float32")
+accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if precision == "bf16-mixed" else "no")
+n_processes, rank, master = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+if prompt_batch % n_processes or mini_batch % n_processes:
+    config_error(f"prompt_batch={prompt_batch} and mini_batch={mini_batch} must be multiples of the number of "
+                 f"processes ({n_processes}): each process takes whole prompts of every mini-batch")
+if rollout_batch and (mini_batch // n_processes) % rollout_batch:
+    config_error(f"rollout_batch={rollout_batch} must divide mini_batch / processes = {mini_batch // n_processes}")
 if init_from and not os.path.isdir(init_from):
     config_error(f"init_from={init_from!r} is not a folder")
 ckpt_dir = os.path.join(out_dir, "ckpt")
 resume_from = latest_checkpoint(ckpt_dir) if resume else None
 trainer_state = load_trainer_state(resume_from) if resume_from else None
 if trainer_state:  # a resumed run may run longer, elsewhere or quieter, but must be the same experiment
-    free_to_change = ("resume", "max_steps", "device", "threads", "show_progress")
+    free_to_change = ("resume", "max_steps", "device", "threads", "show_progress", "gradient_checkpointing")
     changed = sorted(key for key in config if trainer_state["config"].get(key) != config[key] and key not in free_to_change)
     if changed:
         config_error(f"--resume with a different config than the checkpoint's: {changed}")
@@ -150,9 +182,6 @@ if trainer_state:  # a resumed run may run longer, elsewhere or quieter, but mus
 # set-up
 if threads:
     torch.set_num_threads(threads)
-use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if use_cuda else "no")
-master = accelerator.is_main_process
 os.makedirs(out_dir, exist_ok=True)
 torch.manual_seed(seed)
 mazes = make_mazes(train_sizes, n_train, test_sizes, n_test, seed=maze_seed)
@@ -165,25 +194,31 @@ elif init_from:
 elif model == "tiny":
     from tiny import load_or_train_tiny
 
-    # the warm start sees exactly our train split (same sizes, counts and maze seed): never a test maze
-    policy_path = load_or_train_tiny(out_dir, train_sizes, n_train, test_sizes, n_test, steps=warmup_sft_steps,
-                                     seed=maze_seed, progress=show_progress and master)
+    # the warm start sees exactly our train split, so never a test maze. The main process trains it (or
+    # finds it cached) first; the other processes then load the cached folder.
+    with accelerator.main_process_first():
+        policy_path = load_or_train_tiny(out_dir, train_mazes, steps=warmup_sft_steps, seed=seed,
+                                         progress=show_progress and master)
 else:
     policy_path = model
+weights_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
 try:
-    policy, tokenizer = load_policy(policy_path)
+    policy, tokenizer = load_policy(policy_path, dtype=weights_dtype)
 except ValueError as error:
     config_error(error)
+policy.to(accelerator.device)  # not wrapped in DDP: the gradients are summed explicitly, see the update
+if gradient_checkpointing:  # only in train mode: generate (eval mode) keeps its KV cache
+    policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 template = prompt_template or ("compact" if model == "tiny" else "paper")
 reference = None
 if kl_coef:
-    reference, _ = load_policy(policy_path)
-    reference.requires_grad_(False)
-optimizer = torch.optim.AdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    reference, _ = load_policy(policy_path, dtype=weights_dtype)
+    reference.requires_grad_(False).to(accelerator.device)
+if weights_dtype == torch.bfloat16:  # plain AdamW would round lr=1e-6 steps away in bf16 (optim.py)
+    optimizer = StochasticRoundingAdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay, seed=seed)
+else:
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay)
 scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, lr_warmup_steps)))
-policy, optimizer = accelerator.prepare(policy, optimizer)
-if reference is not None:
-    reference = reference.to(accelerator.device)
 for param in policy.parameters():  # zero grads, never None: a mini-batch whose rows were all skipped
     param.grad = torch.zeros_like(param)  # then steps AdamW exactly as a backward of zeros would
 start_step = 0
@@ -208,9 +243,14 @@ def log(record):
 
 
 def run_eval(step):
-    result = evaluate(accelerator.unwrap_model(policy), tokenizer, test_mazes, template, eval_samples,
-                      (1, eval_k), max_new_tokens, temperature=1.0, top_p=0.95, seed=seed + 1,
-                      show_progress=show_progress and master)
+    """Each process scores its share of the test mazes; the records are gathered, so every process
+    gets the result of the whole test set (the same as one process scoring all of it)."""
+    with accelerator.autocast():
+        records = score_mazes(policy, tokenizer, test_mazes, template, eval_samples, (1, eval_k), max_new_tokens,
+                              temperature=1.0, top_p=0.95, prompts_per_batch=rollout_batch or 8, seed=seed + 1,
+                              shard=(rank, n_processes), show_progress=show_progress and master,
+                              logprob_batch=micro_batch)
+    result = summarize(gather_object(records), eval_samples, temperature=1.0, top_p=0.95)
     log({"step": step, "eval": result})
     return result
 
@@ -221,51 +261,95 @@ def prompt_indices(step):
     return torch.randperm(len(train_mazes), generator=generator)[:prompt_batch].tolist()
 
 
+def share_of(process):
+    """Positions (in the step's prompt batch) of the prompts a process rolls out and trains on: its slice
+    of local_mini prompts from every mini-batch, so global mini-batch j is prompts j*mini_batch.. as in
+    a single process. The process's local mini-batch j is then its local prompts j*local_mini.."""
+    return [j * mini_batch + process * local_mini + i for j in range(prompt_batch // mini_batch) for i in range(local_mini)]
+
+
+local_mini = mini_batch // n_processes
+share = share_of(rank)
+share_positions = torch.tensor([position for process in range(n_processes) for position in share_of(process)])
+
+
+def sampling_seed(step, chunk):
+    """Rollouts are generated in chunks of rollout_batch prompts, chunk c holding the step's prompts
+    c*rollout_batch.. and sampled after torch.manual_seed(sampling_seed(step, c)). So sampling depends
+    only on (seed, step, chunk), whatever the number of processes: with rollout_batch set, 1 and 8
+    processes sample the very same rollouts. rollout_batch=0 (one generate call per process) uses the
+    process index as chunk: one process then seeds each step exactly as before chunks existed."""
+    return seed * 1_000_003 + step + chunk * 1_000_000_007
+
+
+def gather_prompts(tensor):
+    """(local prompts, ...) of every process -> (prompt_batch, ...) on the CPU, in prompt-batch order."""
+    if n_processes == 1:
+        return tensor.cpu()
+    gathered = accelerator.gather(tensor.contiguous().to(accelerator.device)).cpu()  # process-major
+    ordered = torch.empty_like(gathered)
+    ordered[share_positions] = gathered
+    return ordered
+
+
 # -----------------------------------------------------------------------------
 # the loop
+if master and show_progress:
+    print(f"{n_processes} process(es) on {accelerator.device}, {precision}, policy {policy_path}")
 evals = {}
 if eval_every and start_step == 0:
     evals["before"] = run_eval(0)
 progress = tqdm(range(start_step, max_steps), desc="train", disable=not (show_progress and master),
                 initial=start_step, total=max_steps)
 for step in progress:
-    torch.manual_seed(seed * 1_000_003 + step)  # sampling randomness is per step too
     step_start = time.time()
-    rows = train_mazes[prompt_indices(step)]
+    rows = train_mazes[[prompt_indices(step)[position] for position in share]]  # this process's prompts
     prompts = [chat_prompt(tokenizer, format_prompt(maze, template)) for maze in rows["maze"]]
 
     # 1. rollout: n_rollouts responses per prompt, with the sampling policy's logprobs and entropies
-    with torch.no_grad():
-        rollout = generate_rollouts(accelerator.unwrap_model(policy), tokenizer, prompts, n_rollouts,
-                                    max_new_tokens, temperature, top_p)
+    chunk_size = rollout_batch or len(prompts)
+    parts = []
+    for start in range(0, len(prompts), chunk_size):
+        torch.manual_seed(sampling_seed(step, share[start] // rollout_batch if rollout_batch else rank))
+        with accelerator.autocast():
+            parts.append(generate_rollouts(policy, tokenizer, prompts[start:start + chunk_size], n_rollouts,
+                                           max_new_tokens, temperature, top_p, logprob_batch=micro_batch))
+    rollout = concat_rollouts(parts, tokenizer.pad_token_id)
     generation_time = time.time() - step_start
 
-    # 2. reward: 1 if the path reaches E, else 0 (verify.py)
+    # 2. reward: 1 if the path reaches E, else 0 (verify.py); gathered: every process sees the global batch
     reward_start = time.time()
-    rewards = torch.tensor([maze_reward(text, rows["maze"][i // n_rollouts]) for i, text in enumerate(rollout.texts)])
-    rewards = rewards.view(prompt_batch, n_rollouts)  # (P, N)
+    local_rewards = torch.tensor([maze_reward(text, rows["maze"][i // n_rollouts]) for i, text in enumerate(rollout.texts)])
+    rewards = gather_prompts(local_rewards.view(len(prompts), n_rollouts))  # (P, N)
+    row_tokens = gather_prompts(rollout.response_mask.sum(-1).view(len(prompts), n_rollouts))  # (P, N)
+    row_entropy = gather_prompts((rollout.entropies * rollout.response_mask).sum(-1).view(len(prompts), n_rollouts))
+    response_lengths = gather_prompts(rollout.response_lengths.view(len(prompts), n_rollouts))  # (P, N)
 
-    # 3. advantage: the experiment (advantage.py)
+    # 3. advantage: the experiment (advantage.py), on the global batch (estimators may rank prompts or sample)
     advantage_start = time.time()
-    token_entropy = rollout.entropies * rollout.response_mask  # (B, R)
-    prompt_entropy = (token_entropy.sum(-1).view(prompt_batch, n_rollouts).sum(-1) /
-                      rollout.response_mask.sum(-1).view(prompt_batch, n_rollouts).sum(-1).clamp_min(1))  # (P,)
+    prompt_entropy = row_entropy.sum(-1) / row_tokens.sum(-1).clamp_min(1)  # (P,)
     bootstrap_generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     advantages = compute_advantages(advantage, rewards, advantage_options, k=k, entropies=prompt_entropy,
                                     generator=bootstrap_generator)  # (P, N)
-    flat_advantages = advantages.flatten()  # (B,)
+    flat_advantages = advantages[share].flatten()  # (B,) this process's rows
     reward_time, advantage_time = advantage_start - reward_start, time.time() - advantage_start
 
-    # 4. update: clipped token-level loss over mini-batches of prompts, micro-batches of rows
+    # 4. update: clipped token-level loss over mini-batches of prompts, micro-batches of rows.
+    # Token-level over the GLOBAL mini-batch: every process divides its token sum by the token count of the
+    # whole mini-batch (all processes), and the gradients are then SUMMED over processes (not averaged as
+    # DDP would; so no world-size factor). The sum is computed explicitly, once per mini-batch, by every
+    # process whatever its number of backward passes (rows with advantage 0 are skipped, so processes do
+    # different numbers), which a DDP wrapper, syncing inside backward, could not do without hanging.
     update_start = time.time()
     policy.train()
     stats_sum, grad_norms = {}, []
-    rows_per_mini = mini_batch * n_rollouts
+    rows_per_mini = local_mini * n_rollouts
     # rows with advantage 0 add nothing to the loss unless an entropy or KL term is on: skip their backward
-    trained_rows = flat_advantages != 0 if entropy_coef == 0 and kl_coef == 0 else torch.ones_like(flat_advantages, dtype=torch.bool)
-    for mini_start in range(0, prompt_batch * n_rollouts, rows_per_mini):
-        mini_rows = torch.arange(mini_start, mini_start + rows_per_mini)
-        n_tokens = rollout.response_mask[mini_rows].sum().clamp_min(1)  # token-level: all tokens of the mini-batch
+    train_all = entropy_coef != 0 or kl_coef != 0
+    trained_rows = flat_advantages != 0 if not train_all else torch.ones_like(flat_advantages, dtype=torch.bool)
+    for mini in range(prompt_batch // mini_batch):
+        n_tokens = row_tokens[mini * mini_batch:(mini + 1) * mini_batch].sum().clamp_min(1)  # all processes' tokens
+        mini_rows = torch.arange(mini * rows_per_mini, (mini + 1) * rows_per_mini)
         mini_rows = mini_rows[trained_rows[mini_rows]]
         for micro in mini_rows.split(micro_batch) if len(mini_rows) else []:
             length = int(rollout.response_lengths[micro].max())  # trim padding beyond the longest response
@@ -287,34 +371,40 @@ for step in progress:
             accelerator.backward(loss)
             for name, value in stats.items():
                 stats_sum[name] = stats_sum.get(name, 0.0) + value.detach()
-        grad_norms.append(float(accelerator.clip_grad_norm_(policy.parameters(), grad_clip)))
+        if n_processes > 1:  # the global mini-batch's gradient: the sum of every process's (see above)
+            for param in policy.parameters():
+                torch.distributed.all_reduce(param.grad)
+        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)))
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
     scheduler.step()  # the learning-rate schedule counts RL steps
     n_updates = len(grad_norms)
     update_time = time.time() - update_start
 
-    # 5. metrics
+    # 5. metrics, all of the global batch
     correct = rewards.sum(-1)  # (P,)
+    stats_sums = gather_object([{name: float(value) for name, value in stats_sum.items()}])  # one dict per process
+    trained_all = advantages.flatten() != 0 if not train_all else torch.ones(advantages.numel(), dtype=torch.bool)
     record = {
         "step": step + 1,
         "reward": float(rewards.mean()),
         "pass@1": float(pass_at_k(n_rollouts, correct, 1).mean()),
         f"pass@{k}": float(pass_at_k(n_rollouts, correct, k).mean()),
-        "entropy": float(token_entropy.sum() / rollout.response_mask.sum()),
-        "response_length": float(rollout.response_lengths.float().mean()),
+        "entropy": float(row_entropy.sum() / row_tokens.sum()),
+        "response_length": float(response_lengths.float().mean()),
         "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
         "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
-        **{name: float(value) / n_updates for name, value in stats_sum.items()},
+        **{name: sum(sums.get(name, 0.0) for sums in stats_sums) / n_updates
+           for name in dict.fromkeys(name for sums in stats_sums for name in sums)},
         "grad_norm": sum(grad_norms) / n_updates,
         "lr": scheduler.get_last_lr()[0],
-        "generation_time": generation_time,
+        "generation_time": generation_time,  # the main process's times
         "reward_time": reward_time,
         "advantage_time": advantage_time,
         "update_time": update_time,
         "step_time": time.time() - step_start,
-        "generated_tokens": int(rollout.response_lengths.sum()),
-        "trained_tokens": int(rollout.response_mask[trained_rows].sum()),
+        "generated_tokens": int(response_lengths.sum()),
+        "trained_tokens": int(row_tokens.flatten()[trained_all].sum()),
     }
     log(record)
     progress.set_postfix(reward=f"{record['reward']:.3f}", **{f"pass@{k}": f"{record[f'pass@{k}']:.3f}"})
@@ -323,7 +413,7 @@ for step in progress:
     if done % checkpoint_every == 0 or done == max_steps:
         accelerator.wait_for_everyone()
         if master:
-            save_checkpoint(ckpt_dir, accelerator.unwrap_model(policy), tokenizer, {
+            save_checkpoint(ckpt_dir, policy, tokenizer, {
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "step": done, "config": config})
     if eval_every and done % eval_every == 0 and done != max_steps:
@@ -332,6 +422,7 @@ for step in progress:
 # -----------------------------------------------------------------------------
 if eval_every:
     evals["after"] = run_eval(max_steps)
+accelerator.end_training()
 if master and evals:
     with open(os.path.join(out_dir, "eval.json"), "w") as f:
         json.dump(evals, f, indent=1)

@@ -1,0 +1,82 @@
+"""Benchmark of the RL step: runs train.py itself on a fixed workload and prints where the time goes.
+
+    python bench.py                       # default workload, then the n_rollouts and maze-size tables
+    python bench.py --quick               # default workload only
+    python bench.py --steps=10 --warmup=2
+
+Default workload (our issue #5): 8 prompts x 16 rollouts, at most 32 new tokens, the warm-started tiny
+model, 2 threads, fp32, one update per step (mini_batch = prompt_batch), clip-higher DAPO loss, no KL,
+no evaluation. The first `warmup` steps are dropped; the rest are averaged from train.py's own
+metrics.jsonl (generation / reward / advantage / update seconds, generated and trained tokens,
+peak memory). The last line printed is one JSON object with the default workload's figures.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT = dict(prompt_batch=8, mini_batch=8, n_rollouts=16, k=4, max_new_tokens=32, threads=2,
+               train_sizes=(7,), n_train=500, test_sizes=(5,), n_test=1)
+
+
+def run_workload(model_dir, steps, warmup, device="cpu", **overrides):
+    """Run train.py for warmup + steps steps on the workload; return the mean figures of the timed steps."""
+    settings = {**DEFAULT, **overrides}
+    with tempfile.TemporaryDirectory() as out_dir:
+        args = [sys.executable, "train.py", f"--model={model_dir}", f"--out_dir={out_dir}", "--prompt_template=compact",
+                f"--max_steps={warmup + steps}", "--eval_every=0", "--checkpoint_every=1000000",
+                "--show_progress=False", f"--device={device}"]
+        args += [f"--{key}={value!r}" if isinstance(value, tuple) else f"--{key}={value}" for key, value in settings.items()]
+        subprocess.run(args, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": str(settings["threads"])})
+        records = [json.loads(line) for line in open(os.path.join(out_dir, "metrics.jsonl"))]
+    timed = [r for r in records if "step_time" in r][warmup:]
+    mean = lambda key: sum(r[key] for r in timed) / len(timed)
+    step_time = mean("step_time")
+    return {
+        "seconds_per_step": round(step_time, 4),
+        "generated_tokens_per_s": round(mean("generated_tokens") / step_time, 1),
+        "trained_tokens_per_s": round(mean("trained_tokens") / step_time, 1),
+        "generation_s": round(mean("generation_time"), 4),
+        "reward_s": round(mean("reward_time"), 4),
+        "advantage_s": round(mean("advantage_time"), 4),
+        "update_s": round(mean("update_time"), 4),
+        "peak_memory_mb": round(max(r["peak_memory_mb"] for r in timed), 1),
+        "response_length": round(mean("response_length"), 1),
+        "reward": round(mean("reward"), 3),
+        "steps_timed": len(timed),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="the default workload only")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda runs bf16)")
+    parser.add_argument("--model", default="", help="HF folder; default: the warm-started tiny model")
+    args = parser.parse_args()
+    model_dir = args.model
+    if not model_dir:
+        from tiny import load_or_train_tiny
+        model_dir = load_or_train_tiny(os.path.join(ROOT, "out"), (5, 7), {5: 150, 7: 3000}, (5, 7, 9), 30)
+
+    results = {}
+    if not args.quick:
+        print(f"{'workload':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}{'resp len':>10}")
+        for name, overrides in [*[(f"n_rollouts={n}", dict(n_rollouts=n)) for n in (8, 16, 32)],
+                                *[(f"maze {s}x{s}", dict(train_sizes=(s,))) for s in (5, 7, 9, 11)]]:
+            if name.startswith("maze 5x5"):
+                overrides["n_train"] = 150  # 5x5 has ~220 distinct mazes
+            r = run_workload(model_dir, args.steps, args.warmup, args.device, **overrides)
+            print(f"{name:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
+                  f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}", flush=True)
+    results = run_workload(model_dir, args.steps, args.warmup, args.device)
+    results["workload"] = {**DEFAULT, "device": args.device}
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
