@@ -18,7 +18,9 @@ TRAINER_STATE = "trainer_state.pt"
 
 
 def load_policy(path, dtype=torch.float32):
-    """(model, tokenizer) from a local HF folder, with clear errors for what usually goes wrong."""
+    """(model, tokenizer) from a local HF folder, with clear errors (ValueError) for what usually goes
+    wrong: no such folder (weights must be local), no config, an unreadable tokenizer, a model that is
+    not a causal decoder LM, unreadable or incomplete weights. `dtype` is the weights' dtype."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if not path or not os.path.isdir(path):
@@ -31,14 +33,26 @@ def load_policy(path, dtype=torch.float32):
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as error:  # a corrupt or foreign folder: say which, not a deep traceback
         raise ValueError(f"could not read the model config/tokenizer in {path!r}: {error}") from error
+    # transformers would load e.g. a saved BertModel / BertForMaskedLM as BertLMHeadModel (bidirectional
+    # attention, the head randomly initialised) with only a warning: refuse what is not a decoder LM
+    architectures = getattr(config, "architectures", None) or []
+    causal = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+    if config.is_encoder_decoder or (architectures and not any(name.endswith(causal) for name in architectures)):
+        raise ValueError(f"{path!r} holds {', '.join(architectures) or config.model_type} (model_type "
+                         f"{config.model_type!r}), not a causal decoder-only LM: the policy must be one, "
+                         "e.g. a *ForCausalLM checkpoint")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
     except ValueError as error:
         raise ValueError(f"{path!r} (model_type {config.model_type!r}) is not a causal LM that "
                          f"AutoModelForCausalLM can load: {error}") from error
     except Exception as error:
         raise ValueError(f"could not load the weights in {path!r} (unreadable or incomplete checkpoint?): "
                          f"{error}") from error
+    if info["missing_keys"]:  # transformers initialises them randomly and goes on
+        missing = sorted(info["missing_keys"])
+        raise ValueError(f"the weights in {path!r} lack {len(missing)} tensor(s) of {type(model).__name__} "
+                         f"(e.g. {missing[:3]}): not a complete checkpoint of this causal LM")
     if tokenizer.pad_token_id is None:  # many causal LMs ship without a pad token; eos serves (masks use positions)
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -6,7 +6,8 @@ over all C(N, k) groups of k rollouts, so advantage.py reuses it.
 
 `evaluate` is the evaluation loop of appendix A.2 (temperature 1.0, top_p 0.95, 32 samples per maze):
 unbiased pass@1 and pass@k per maze size and averaged (table 7), the answer diversity of negative
-responses (figure 7a) and the mean policy entropy. It reuses rollout.py and verify.py.
+responses (figure 7a) and the mean policy entropy. It reuses rollout.py and verify.py. It is
+`score_mazes` (per-maze records, optionally of one data-parallel shard) then `summarize`.
 `python evaluate.py PATH` evaluates any checkpoint or HF folder and writes JSON.
 """
 from collections import defaultdict
@@ -47,48 +48,79 @@ def distinct_negative_share(answers, rewards):
     return len(set(wrong)) / len(wrong) if wrong else None
 
 
-def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True):
-    """Sample n_samples responses per maze of `dataset` (columns maze, size) and score them.
+def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
+                temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True,
+                logprob_batch=None):
+    """Sample n_samples responses per maze of `dataset` (columns maze, size); one record per maze.
 
-    Returns {"per_size": {size: {"pass@k": ..., "n_mazes": ...}}, "average": {"pass@k": ...} (the mean
-    over sizes, like table 7's Avg. column), "negative_answer_diversity", "entropy", "response_length"}.
-    Defaults follow appendix A.2: temperature 1.0, top_p 0.95, 32 samples per maze.
+    The mazes go in batches of prompts_per_batch, batch b sampled after torch.manual_seed(seed *
+    1_000_003 + b). shard=(i, n) scores only batches b with b % n == i, so n data-parallel processes
+    each score a share and the gathered records are exactly those of one process scoring all.
     """
     ks = sorted(set(ks))
     if not ks or ks[0] < 1 or ks[-1] > n_samples:
         raise ValueError(f"every k must be in [1, n_samples={n_samples}], got {ks}")
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty")
-    torch.manual_seed(seed)
-    scores = defaultdict(lambda: defaultdict(list))  # size -> metric -> per-maze values
-    diversity, entropy_sum, length_sum, token_count, response_count = [], 0.0, 0.0, 0.0, 0
-    starts = range(0, len(dataset), prompts_per_batch)
-    for start in tqdm(starts, desc="evaluate", disable=not show_progress, leave=False):
+    index, n_shards = shard
+    if not 0 <= index < n_shards:
+        raise ValueError(f"shard must be (index, n_shards) with 0 <= index < n_shards, got {shard}")
+    records = []
+    batches = list(range(0, len(dataset), prompts_per_batch))[index::n_shards]
+    for start in tqdm(batches, desc="evaluate", disable=not show_progress, leave=False):
+        torch.manual_seed(seed * 1_000_003 + start // prompts_per_batch)
         rows = dataset[start:start + prompts_per_batch]
         prompts = [chat_prompt(tokenizer, format_prompt(maze, template)) for maze in rows["maze"]]
-        rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p)
-        entropy_sum += float((rollout.entropies * rollout.response_mask).sum())
-        token_count += float(rollout.response_mask.sum())
-        length_sum += float(rollout.response_lengths.sum())
-        response_count += len(rollout.texts)
+        rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p,
+                                    logprob_batch=logprob_batch)
+        entropies = (rollout.entropies * rollout.response_mask).sum(-1)  # (B,) per response
         for i, (maze, size) in enumerate(zip(rows["maze"], rows["size"])):
-            texts = rollout.texts[i * n_samples:(i + 1) * n_samples]
+            responses = slice(i * n_samples, (i + 1) * n_samples)
+            texts = rollout.texts[responses]
             rewards = [maze_reward(text, maze) for text in texts]
-            for k in ks:
-                scores[size][f"pass@{k}"].append(pass_at_k(n_samples, int(sum(rewards)), k))
-            share = distinct_negative_share([extract_answer(text) or text for text in texts], rewards)
-            if share is not None:
-                diversity.append(share)
-    per_size = {size: {name: sum(values) / len(values) for name, values in metrics.items()}
-                for size, metrics in sorted(scores.items())}
-    for size in per_size:
-        per_size[size]["n_mazes"] = len(scores[size][f"pass@{ks[0]}"])
+            records.append({
+                "index": start + i, "size": size,
+                **{f"pass@{k}": pass_at_k(n_samples, int(sum(rewards)), k) for k in ks},
+                "negative_answer_diversity": distinct_negative_share([extract_answer(t) or t for t in texts], rewards),
+                "entropy_sum": float(entropies[responses].sum()),
+                "tokens": float(rollout.response_mask[responses].sum()),
+                "length_sum": float(rollout.response_lengths[responses].sum()),
+                "responses": len(texts),
+            })
+    return records
+
+
+def summarize(records, n_samples, temperature, top_p):
+    """The result dict of `evaluate` from per-maze records (from any number of shards, in any order)."""
+    records = sorted(records, key=lambda record: record["index"])
+    ks = sorted(int(key[5:]) for key in records[0] if key.startswith("pass@"))
+    by_size = defaultdict(list)
+    for record in records:
+        by_size[record["size"]].append(record)
+    per_size = {size: {**{f"pass@{k}": sum(r[f"pass@{k}"] for r in rows) / len(rows) for k in ks},
+                       "n_mazes": len(rows)} for size, rows in sorted(by_size.items())}
     average = {f"pass@{k}": sum(per_size[s][f"pass@{k}"] for s in per_size) / len(per_size) for k in ks}
+    diversity = [r["negative_answer_diversity"] for r in records if r["negative_answer_diversity"] is not None]
+    tokens = sum(r["tokens"] for r in records)
     return {"per_size": per_size, "average": average,
             "negative_answer_diversity": sum(diversity) / len(diversity) if diversity else None,
-            "entropy": entropy_sum / max(token_count, 1), "response_length": length_sum / response_count,
+            "entropy": sum(r["entropy_sum"] for r in records) / max(tokens, 1),
+            "response_length": sum(r["length_sum"] for r in records) / sum(r["responses"] for r in records),
             "n_samples": n_samples, "temperature": temperature, "top_p": top_p}
+
+
+def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
+             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, logprob_batch=None):
+    """Sample n_samples responses per maze of `dataset` (columns maze, size) and score them.
+
+    Returns {"per_size": {size: {"pass@k": ..., "n_mazes": ...}}, "average": {"pass@k": ...} (the mean
+    over sizes, like table 7's Avg. column), "negative_answer_diversity", "entropy", "response_length"}.
+    Defaults follow appendix A.2: temperature 1.0, top_p 0.95, 32 samples per maze.
+    Data-parallel: each process calls `score_mazes` with its shard, then `summarize` on the gathered records.
+    """
+    records = score_mazes(model, tokenizer, dataset, template, n_samples, ks, max_new_tokens, temperature, top_p,
+                          prompts_per_batch, seed, show_progress=show_progress, logprob_batch=logprob_batch)
+    return summarize(records, n_samples, temperature, top_p)
 
 
 def format_table(results_by_name):

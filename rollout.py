@@ -1,4 +1,4 @@
-"""Rollouts: sample n responses per prompt with HF `generate`, then score them with one forward pass.
+"""Rollouts: sample n responses per prompt with HF `generate`, then score them with a forward pass.
 
 `generate_rollouts` makes one batched, left-padded `model.generate` call (pure sampling at the given
 temperature / top_p) and returns a `Rollout`: prompt + response token ids, the response mask (every
@@ -6,6 +6,7 @@ generated token up to AND including the first eos, which the response is trained
 decoded texts, and the sampling policy's per-token logprobs and entropies. Rows are prompt-major:
 rows i*n_rollouts .. (i+1)*n_rollouts - 1 hold the n rollouts of prompt i (the GRPO group).
 Prompts are full texts, tokenized as they are; `chat_prompt` wraps one in a chat template.
+`concat_rollouts` joins rollouts generated in several calls (train.py generates in chunks).
 
 `sequence_logprobs` is the one function that turns (input_ids, attention_mask) into per-token
 logprobs of the response; rollout calls it under no_grad for the old logprobs, the training loop
@@ -109,11 +110,14 @@ def chat_prompt(tokenizer, text):
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0):
+def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0,
+                      logprob_batch=None):
     """Sample n_rollouts responses for each prompt (one batched generate call); see `Rollout`.
 
     Prompts are complete texts and are tokenized without adding special tokens (a chat template, see
-    `chat_prompt`, already holds them; add a bos yourself if your model wants one)."""
+    `chat_prompt`, already holds them; add a bos yourself if your model wants one).
+    logprob_batch: rows per forward pass when scoring the sampled tokens (None = all rows at once);
+    with a real vocabulary the (rows, R, V) float32 logits of that pass are the memory peak."""
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
     if not (isinstance(n_rollouts, int) and n_rollouts >= 1):
@@ -124,6 +128,8 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
     if not (0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if logprob_batch is not None and not (isinstance(logprob_batch, int) and logprob_batch >= 1):
+        raise ValueError(f"logprob_batch must be None or an int >= 1, got {logprob_batch!r}")
     eos_token_ids = _eos_ids(tokenizer)
 
     device = next(model.parameters()).device
@@ -146,8 +152,12 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
             response_ids = sequences[:, prompt_length:]  # (B, R)
             response_mask, response_lengths = response_mask_from_eos(response_ids, eos_token_ids)
             attention_mask = torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1)  # (B, P+R)
-            logprobs, entropies = sequence_logprobs(model, sequences, attention_mask, prompt_length,
-                                                    temperature=temperature, with_entropy=True)
+            rows = logprob_batch or len(sequences)
+            scored = [sequence_logprobs(model, sequences[i:i + rows], attention_mask[i:i + rows], prompt_length,
+                                        temperature=temperature, with_entropy=True)
+                      for i in range(0, len(sequences), rows)]
+            logprobs = torch.cat([part[0] for part in scored])  # (B, R)
+            entropies = torch.cat([part[1] for part in scored])  # (B, R)
     finally:
         model.train(was_training)
 
@@ -157,4 +167,36 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         logprobs=logprobs, entropies=entropies,
         texts=decode_responses(tokenizer, response_ids, response_lengths),
         temperature=float(temperature), n_rollouts=n_rollouts,
+    )
+
+
+def concat_rollouts(rollouts, pad_token_id):
+    """One `Rollout` from several (e.g. generated in chunks): prompts left-padded again to the longest
+    prompt_length, responses right-padded to the longest response (mask 0, logprob 0). Exact: the
+    padding is masked and position_ids come from the attention mask."""
+    rollouts = list(rollouts)
+    if not rollouts:
+        raise ValueError("concat_rollouts needs at least one rollout")
+    first = rollouts[0]
+    if any(r.temperature != first.temperature or r.n_rollouts != first.n_rollouts for r in rollouts):
+        raise ValueError("can only concatenate rollouts sampled with the same temperature and n_rollouts")
+    if len(rollouts) == 1:
+        return first
+    prompt_length = max(r.prompt_length for r in rollouts)
+    response_len = max(r.response_ids.shape[1] for r in rollouts)
+    pad = torch.nn.functional.pad
+
+    def join(name, left_pad, value):
+        return torch.cat([pad(getattr(r, name), (prompt_length - r.prompt_length if left_pad else 0,
+                                                 response_len - r.response_ids.shape[1]), value=value)
+                          for r in rollouts])
+
+    return Rollout(
+        input_ids=join("input_ids", True, pad_token_id), attention_mask=join("attention_mask", True, 0),
+        prompt_length=prompt_length, response_ids=join("response_ids", False, pad_token_id),
+        response_mask=join("response_mask", False, 0.0),
+        response_lengths=torch.cat([r.response_lengths for r in rollouts]),
+        logprobs=join("logprobs", False, 0.0), entropies=join("entropies", False, 0.0),
+        texts=[text for r in rollouts for text in r.texts], temperature=first.temperature,
+        n_rollouts=first.n_rollouts,
     )

@@ -49,7 +49,7 @@ n_rollouts = 8  # responses per prompt (N_rollout)
 prompt_batch = 16  # prompts per step (BS_prompt)
 mini_batch = 16  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
 micro_batch = 64  # response rows per forward/backward (gradient accumulation inside a mini-batch)
-rollout_batch = 0  # prompts per generate call (0: all of a process's prompts at once); see sampling_seed
+rollout_batch = 0  # prompts per generate call (0: all of a process's prompts); bounds KV-cache memory; see sampling_seed
 max_new_tokens = 48
 temperature = 1.0
 top_p = 1.0
@@ -128,7 +128,8 @@ from verify import maze_reward  # noqa: E402
 
 
 def config_error(message):
-    raise SystemExit(f"bad config: {message}")
+    """Stop before any compute. Under a data-parallel launch every process stops; only rank 0 says why."""
+    raise SystemExit(f"bad config: {message}" if os.environ.get("RANK", "0") == "0" else 1)
 
 
 try:
@@ -165,13 +166,14 @@ n_processes, rank, master = accelerator.num_processes, accelerator.process_index
 if prompt_batch % n_processes or mini_batch % n_processes:
     config_error(f"prompt_batch={prompt_batch} and mini_batch={mini_batch} must be multiples of the number of "
                  f"processes ({n_processes}): each process takes whole prompts of every mini-batch")
-if rollout_batch and (mini_batch // n_processes) % rollout_batch:
-    config_error(f"rollout_batch={rollout_batch} must divide mini_batch / processes = {mini_batch // n_processes}")
 if init_from and not os.path.isdir(init_from):
     config_error(f"init_from={init_from!r} is not a folder")
 ckpt_dir = os.path.join(out_dir, "ckpt")
 resume_from = latest_checkpoint(ckpt_dir) if resume else None
-trainer_state = load_trainer_state(resume_from) if resume_from else None
+try:
+    trainer_state = load_trainer_state(resume_from) if resume_from else None
+except ValueError as error:
+    config_error(error)
 if trainer_state:  # a resumed run may run longer, elsewhere or quieter, but must be the same experiment
     free_to_change = ("resume", "max_steps", "device", "threads", "show_progress", "gradient_checkpointing")
     changed = sorted(key for key in config if trainer_state["config"].get(key) != config[key] and key not in free_to_change)
@@ -207,8 +209,11 @@ try:
 except ValueError as error:
     config_error(error)
 policy.to(accelerator.device)  # not wrapped in DDP: the gradients are summed explicitly, see the update
-if gradient_checkpointing:  # only in train mode: generate (eval mode) keeps its KV cache
-    policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+if gradient_checkpointing:  # recomputes only in train mode: generate (eval mode) keeps its KV cache
+    if hasattr(policy, "activation_checkpointing_enable"):  # the newer transformers 5 name
+        policy.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 template = prompt_template or ("compact" if model == "tiny" else "paper")
 reference = None
 if kl_coef:
@@ -273,13 +278,15 @@ share = share_of(rank)
 share_positions = torch.tensor([position for process in range(n_processes) for position in share_of(process)])
 
 
-def sampling_seed(step, chunk):
-    """Rollouts are generated in chunks of rollout_batch prompts, chunk c holding the step's prompts
-    c*rollout_batch.. and sampled after torch.manual_seed(sampling_seed(step, c)). So sampling depends
-    only on (seed, step, chunk), whatever the number of processes: with rollout_batch set, 1 and 8
-    processes sample the very same rollouts. rollout_batch=0 (one generate call per process) uses the
-    process index as chunk: one process then seeds each step exactly as before chunks existed."""
-    return seed * 1_000_003 + step + chunk * 1_000_000_007
+def sampling_seed(step, position):
+    """The seed of a generate call whose first prompt is at `position` in the step's prompt batch.
+
+    Each process generates its share in chunks of rollout_batch prompts (0: the whole share at once),
+    each after torch.manual_seed(sampling_seed(step, position of its first prompt)). Sampling then
+    depends only on (seed, step, chunk): when rollout_batch divides mini_batch / processes, the chunks,
+    and so the rollouts, are the same for any number of processes (1 or 8 processes sample the very
+    same tokens). One process with rollout_batch=0 seeds each step as before chunks existed."""
+    return seed * 1_000_003 + step + position * 1_000_000_007
 
 
 def gather_prompts(tensor):
@@ -294,7 +301,7 @@ def gather_prompts(tensor):
 
 # -----------------------------------------------------------------------------
 # the loop
-if master and show_progress:
+if master:
     print(f"{n_processes} process(es) on {accelerator.device}, {precision}, policy {policy_path}")
 evals = {}
 if eval_every and start_step == 0:
@@ -310,7 +317,7 @@ for step in progress:
     chunk_size = rollout_batch or len(prompts)
     parts = []
     for start in range(0, len(prompts), chunk_size):
-        torch.manual_seed(sampling_seed(step, share[start] // rollout_batch if rollout_batch else rank))
+        torch.manual_seed(sampling_seed(step, share[start]))
         with accelerator.autocast():
             parts.append(generate_rollouts(policy, tokenizer, prompts[start:start + chunk_size], n_rollouts,
                                            max_new_tokens, temperature, top_p, logprob_batch=micro_batch))
@@ -345,8 +352,8 @@ for step in progress:
     stats_sum, grad_norms = {}, []
     rows_per_mini = local_mini * n_rollouts
     # rows with advantage 0 add nothing to the loss unless an entropy or KL term is on: skip their backward
-    train_all = entropy_coef != 0 or kl_coef != 0
-    trained_rows = flat_advantages != 0 if not train_all else torch.ones_like(flat_advantages, dtype=torch.bool)
+    trained = (advantages != 0) | (entropy_coef != 0 or kl_coef != 0)  # (P, N)
+    trained_rows = trained[share].flatten()  # (B,) this process's rows
     for mini in range(prompt_batch // mini_batch):
         n_tokens = row_tokens[mini * mini_batch:(mini + 1) * mini_batch].sum().clamp_min(1)  # all processes' tokens
         mini_rows = torch.arange(mini * rows_per_mini, (mini + 1) * rows_per_mini)
@@ -384,7 +391,6 @@ for step in progress:
     # 5. metrics, all of the global batch
     correct = rewards.sum(-1)  # (P,)
     stats_sums = gather_object([{name: float(value) for name, value in stats_sum.items()}])  # one dict per process
-    trained_all = advantages.flatten() != 0 if not train_all else torch.ones(advantages.numel(), dtype=torch.bool)
     record = {
         "step": step + 1,
         "reward": float(rewards.mean()),
@@ -404,7 +410,7 @@ for step in progress:
         "update_time": update_time,
         "step_time": time.time() - step_start,
         "generated_tokens": int(response_lengths.sum()),
-        "trained_tokens": int(row_tokens.flatten()[trained_all].sum()),
+        "trained_tokens": int(row_tokens[trained].sum()),
     }
     log(record)
     progress.set_postfix(reward=f"{record['reward']:.3f}", **{f"pass@{k}": f"{record[f'pass@{k}']:.3f}"})

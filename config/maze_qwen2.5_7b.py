@@ -1,0 +1,20 @@
+# Qwen2.5-7B-Instruct on the paper's maze setting (appendix A.2; the paper's own backbone):
+#   accelerate launch --num_processes 8 train.py config/maze_qwen2.5_7b.py --model=/path/to/Qwen2.5-7B-Instruct
+#   python train.py config/maze_qwen2.5_7b.py --model=/path/to/Qwen2.5-7B-Instruct   # one GPU: fits, but slow
+# The paper's settings come from paper_maze.py (lr 1e-6, 10 warmup steps, 128 prompts, mini-batch 32,
+# 32 rollouts, eps 0.2/0.28, no KL, no entropy, train 9-15, test 7-21, k = 8; the paper tries 4, 8, 16).
+# Only the memory-related choices below are ours; memory numbers are estimates (docs/real_models.md).
+exec(open("config/paper_maze.py").read())
+model = "/path/to/Qwen2.5-7B-Instruct"
+out_dir = "out/maze-qwen2.5-7b"
+# float32 master weights + AdamW states would be 16 bytes x 7.6B = 122 GB per GPU (data parallel keeps a
+# full replica on every GPU): they do not fit in 80 GB. bf16 weights, grads and AdamW moments are 8 bytes
+# x 7.6B = 61 GB; the update is computed in float32 and stored with stochastic rounding (optim.py), since
+# plain bf16 AdamW would round almost every lr=1e-6 step away.
+dtype = "bfloat16"
+max_new_tokens = 1024  # OUR choice: the paper does not state the maze response limit
+# 61 GB are taken: 2 prompts x 32 rollouts = 64 rows per generate call, KV cache ~56 KB/token x 64 x
+# ~1500 tokens ~ 5.5 GB; 2 rows per forward/backward (~5 GB of float32 logits) with checkpointing
+rollout_batch = 2
+micro_batch = 2
+gradient_checkpointing = True
