@@ -21,6 +21,7 @@ import ast
 import json
 import math
 import os
+import resource
 import sys
 import time
 
@@ -45,24 +46,24 @@ warmup_sft_steps = 1200
 advantage = "passk_analytical"  # a name in advantage.ADVANTAGES
 advantage_options = {}  # extra options of that estimator, e.g. {"noise": 0.3} or {"reduce": "mean"}
 k = 4
-n_rollouts = 8  # responses per prompt (N_rollout)
-prompt_batch = 16  # prompts per step (BS_prompt)
-mini_batch = 16  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
+n_rollouts = 16  # responses per prompt (N_rollout)
+prompt_batch = 8  # prompts per step (BS_prompt)
+mini_batch = 8  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
 micro_batch = 64  # response rows per forward/backward (gradient accumulation inside a mini-batch)
 rollout_batch = 0  # prompts per generate call (0: all of a process's prompts); bounds KV-cache memory; see sampling_seed
 max_new_tokens = 48
 temperature = 1.0
 top_p = 1.0
-learning_rate = 2e-5
+learning_rate = 1e-4  # the tiny model's; the paper's 7B used 1e-6 (config/)
 lr_warmup_steps = 10  # RL steps of linear warmup, then constant
 weight_decay = 0.0
 grad_clip = 1.0
 eps_low, eps_high = 0.2, 0.28
 entropy_coef = 0.0  # entropy regularisation baseline (sec. 3.1); 0 in the paper's Pass@k runs
 kl_coef = 0.0  # KL to the initial policy; off in the paper
-max_steps = 60
+max_steps = 50
 # evaluation (evaluate.py; appendix A.2: temperature 1.0, top_p 0.95, 32 samples)
-eval_every = 30  # steps; also before the first and after the last step; 0 = no evaluation
+eval_every = 25  # steps; also before the first and after the last step; 0 = no evaluation
 eval_samples = 32
 eval_k = 8
 checkpoint_every = 20
@@ -260,6 +261,12 @@ def run_eval(step):
     return result
 
 
+def peak_memory_mb():
+    if use_cuda:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def prompt_indices(step):
     """The prompts of a step: a deterministic function of (seed, step), so resuming needs no RNG state."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -411,6 +418,7 @@ for step in progress:
         "step_time": time.time() - step_start,
         "generated_tokens": int(response_lengths.sum()),
         "trained_tokens": int(row_tokens[trained].sum()),
+        "peak_memory_mb": peak_memory_mb(),  # the main process's
     }
     log(record)
     progress.set_postfix(reward=f"{record['reward']:.3f}", **{f"pass@{k}": f"{record[f'pass@{k}']:.3f}"})
