@@ -1,0 +1,277 @@
+"""Reproduce the paper's maze findings at small scale: the whole grid of issue #6, seeds included.
+
+    python experiments/maze.py --quick                 # the whole grid, 3 seeds, about an hour on 2 cores
+    python experiments/maze.py --quick --only k         # one group (and the runs it depends on)
+    python experiments/maze.py --full                   # longer runs, more eval samples (see RESULTS.md)
+    python experiments/maze.py --quick --dry-run        # print the commands, run nothing
+    python plots.py experiments/runs/quick              # figures + tables of whatever has finished
+
+Every run is one `python train.py ...` subprocess with its own out_dir,
+experiments/runs/<mode>/<group>/<name>-seed<s>/ (metrics.jsonl, eval.json, ckpt/, log.txt,
+command.txt, wall.json). The grid runs a copy of the code taken when it first starts,
+experiments/runs/<mode>/code/ (VERSION says which commit), so edits made meanwhile change no run. A run whose eval.json exists is complete and skipped, an unfinished one is continued from
+its last checkpoint (--resume=True): stop the script any time and start it again. Runs go two at a time
+(--workers), each on one thread (--threads=1).
+
+What is fixed and what varies: every run starts from the same warm-started tiny model (tiny.py; copied
+from out/tiny-warmstart, or built once with train.py's default maze split) and uses the same train and
+test mazes (maze_seed=0). The seed (train.py --seed) changes the prompt order, the rollout sampling, the
+bootstrap groups / noise flips and the evaluation's sampling; seeds 0, 1, 2 by default.
+
+Groups (paper figures in brackets):
+  estimators  pass1, passk_full, passk_bootstrap, passk_analytical at N=16 rollouts, k=4   [fig 3-5, tab 7]
+  k           passk_analytical with k=2, 8 (k=4 is estimators/passk_analytical), and k=8 with 2x, 4x lr [fig 8]
+  implicit    passk_exceeding, passk_combination, passk_adaptive, pass1_no_easy          [fig 10-13]
+  baselines   noise_rewards 0.1/0.3/0.5, pass1 + entropy regularisation                  [fig 6]
+  continual   passk_analytical T steps then pass1 T steps, against pass1 (and passk) 2T [tab 2]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = os.path.join("experiments", "runs")  # paths are relative to ROOT: main() works from there
+WARMSTART = os.path.join(RUNS, "warmstart", "tiny-warmstart")  # the policy every run starts from
+SEEDS = (0, 1, 2)
+
+# the settings every run shares (the lead's measured setting): N=16 rollouts, k=4, 8 prompts a step, one
+# optimizer update a step (on-policy), lr 1e-4 with 10 warmup steps
+COMMON = dict(model=WARMSTART, prompt_template="compact", n_rollouts=16, k=4, prompt_batch=8, mini_batch=8,
+              learning_rate=1e-4, lr_warmup_steps=10, eval_k=8, threads=1, show_progress=False)
+
+# steps: RL steps of a run (the continual group's parts are `steps` each, so 2x steps in all)
+MODES = {
+    "quick": dict(steps=40, train=dict(n_test=30, eval_samples=16, eval_every=20, checkpoint_every=20)),
+    "full": dict(steps=150, train=dict(n_test=30, eval_samples=32, eval_every=25, checkpoint_every=25)),
+    # the plumbing test: a couple of steps on 2 test mazes per size
+    "smoke": dict(steps=2, train=dict(n_test=2, eval_samples=8, eval_every=1, checkpoint_every=2,
+                                      n_rollouts=8, prompt_batch=4, mini_batch=4)),
+}
+
+LR = COMMON["learning_rate"]
+ENTROPY_COEFS = (0.003, 0.01, 0.03)  # paper: 0.001/0.003/0.005; see RESULTS.md for why larger here
+NOISES = (0.1, 0.3, 0.5)
+
+
+def grid(steps):
+    """[(group, name, overrides, deps)]: deps are 'group/name' runs (same seed) that must finish first."""
+    runs = []
+    for advantage in ("pass1", "passk_full", "passk_bootstrap", "passk_analytical"):
+        runs.append(("estimators", advantage, dict(advantage=advantage), ()))
+    for k in (2, 8):
+        runs.append(("k", f"k{k}", dict(advantage="passk_analytical", k=k), ()))
+    for factor in (2, 4):
+        runs.append(("k", f"k8-lr{factor}x", dict(advantage="passk_analytical", k=8, learning_rate=factor * LR), ()))
+    for advantage in ("passk_exceeding", "passk_combination", "passk_adaptive", "pass1_no_easy"):
+        runs.append(("implicit", advantage, dict(advantage=advantage), ()))
+    for noise in NOISES:
+        runs.append(("baselines", f"noise{noise}", dict(advantage="noise_rewards", advantage_options={"noise": noise}), ()))
+    for coef in ENTROPY_COEFS:
+        runs.append(("baselines", f"entropy{coef}", dict(advantage="pass1", entropy_coef=coef), ()))
+    runs.append(("continual", "pass1-2T", dict(advantage="pass1", max_steps=2 * steps), ()))
+    runs.append(("continual", "passk-2T", dict(advantage="passk_analytical", max_steps=2 * steps), ()))
+    runs.append(("continual", "passk-then-pass1", dict(advantage="pass1", init_from_run="estimators/passk_analytical"),
+                 ("estimators/passk_analytical",)))
+    return runs
+
+
+# what plots.py draws and tabulates: one figure per entry, lines = (label, run 'group/name', step offset)
+def comparisons(steps):
+    return {
+        "estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k full", "estimators/passk_full", 0),
+                       ("Pass@k bootstrap", "estimators/passk_bootstrap", 0),
+                       ("Pass@k analytical", "estimators/passk_analytical", 0)],
+        "k": [("k=2", "k/k2", 0), ("k=4", "estimators/passk_analytical", 0), ("k=8", "k/k8", 0),
+              ("k=8, 2x lr", "k/k8-lr2x", 0), ("k=8, 4x lr", "k/k8-lr4x", 0)],
+        "implicit": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0),
+                     ("Exceeding Pass@k", "implicit/passk_exceeding", 0),
+                     ("Combination", "implicit/passk_combination", 0), ("Adaptive (entropy)", "implicit/passk_adaptive", 0),
+                     ("Pass@1 w/o easy", "implicit/pass1_no_easy", 0)],
+        "baselines": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0)]
+                     + [(f"noise {noise}", f"baselines/noise{noise}", 0) for noise in NOISES]
+                     + [(f"entropy {coef}", f"baselines/entropy{coef}", 0) for coef in ENTROPY_COEFS],
+        "continual": [("Pass@1 2T", "continual/pass1-2T", 0), ("Pass@k 2T", "continual/passk-2T", 0),
+                      ("Pass@k T", "estimators/passk_analytical", 0),
+                      ("Pass@k T + Pass@1 T", "continual/passk-then-pass1", steps)],
+    }
+
+
+def run_dir(mode, run, seed):
+    return os.path.join(RUNS, mode, f"{run}-seed{seed}")
+
+
+def is_complete(path):
+    return os.path.exists(os.path.join(path, "eval.json"))
+
+
+def train_args(mode, group, name, overrides, seed):
+    config = dict(COMMON, **MODES[mode]["train"], max_steps=MODES[mode]["steps"], seed=seed,
+                  out_dir=run_dir(mode, f"{group}/{name}", seed), resume=True)
+    config.update(overrides)
+    if "init_from_run" in config:  # start from the final checkpoint of that run (same mode and seed)
+        config["init_from"] = os.path.join(run_dir(mode, config.pop("init_from_run"), seed), "ckpt")
+    args = []
+    for key, value in config.items():
+        args.append(f"--{key}={value!r}" if isinstance(value, (dict, tuple)) else f"--{key}={value}")
+    return args
+
+
+def snapshot_code(mode):
+    """Copy the repository's top-level modules to runs/<mode>/code/ once, and run that train.py: every run
+    of a grid then uses the same code even while train.py & co. are edited (resume keeps the snapshot).
+    code/VERSION records the commit and whether those files differed from it."""
+    code = os.path.join(RUNS, mode, "code")
+    if not os.path.exists(os.path.join(code, "VERSION")):
+        os.makedirs(code, exist_ok=True)
+        files = sorted(name for name in os.listdir(".") if name.endswith(".py"))
+        for name in files:
+            shutil.copy2(name, os.path.join(code, name))
+        git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()  # noqa: E731
+        with open(os.path.join(code, "VERSION"), "w") as f:
+            f.write(f"commit {git('rev-parse', 'HEAD')}\ncopied {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                    f"uncommitted changes in these files:\n{git('status', '--porcelain', '--', *files) or 'none'}\n")
+    return os.path.join(code, "train.py")
+
+
+def ensure_warmstart():
+    """The shared starting policy: copy out/tiny-warmstart, or build it once with train.py's defaults."""
+    if os.path.exists(os.path.join(WARMSTART, "config.json")):
+        return
+    existing = os.path.join("out", "tiny-warmstart")
+    if os.path.exists(os.path.join(existing, "warm_start.json")):
+        print(f"warm start: copying {existing}")
+        shutil.copytree(existing, WARMSTART)
+        return
+    print("warm start: building it with train.py's default mazes (about 3 minutes)")
+    build_dir = os.path.dirname(WARMSTART)
+    subprocess.run([sys.executable, "train.py", f"--out_dir={build_dir}", "--max_steps=0", "--eval_every=0",
+                    "--show_progress=False"], cwd=ROOT, check=True)
+
+
+def select(mode, groups, seeds, script="train.py"):
+    """The jobs of the chosen groups (all if None) plus the runs they depend on, dependencies first."""
+    steps = MODES[mode]["steps"]
+    runs = {f"{group}/{name}": (group, name, overrides, deps) for group, name, overrides, deps in grid(steps)}
+    wanted = [key for key, (group, *_) in runs.items() if groups is None or group in groups]
+    closure, todo = [], list(wanted)
+    while todo:
+        key = todo.pop(0)
+        if key in closure:
+            continue
+        closure.append(key)
+        todo.extend(runs[key][3])
+    ordered = sorted(closure, key=lambda key: (bool(runs[key][3]), list(runs).index(key)))
+    jobs = []
+    for key in ordered:
+        group, name, overrides, deps = runs[key]
+        for seed in seeds:
+            jobs.append(dict(key=key, seed=seed, dir=run_dir(mode, key, seed),
+                             deps=[run_dir(mode, dep, seed) for dep in deps],
+                             script=script, args=train_args(mode, group, name, overrides, seed)))
+    return jobs
+
+
+def summary_line(path):
+    with open(os.path.join(path, "eval.json")) as f:
+        evals = json.load(f)
+    after = evals["after"]["average"]
+    return f"avg pass@1 {after['pass@1']:.3f} pass@8 {after['pass@8']:.3f}"
+
+
+def run_grid(jobs, workers, dry_run=False):
+    """Run the jobs `workers` at a time (dependencies first); skip complete ones. Returns failed job keys."""
+    done = [job for job in jobs if is_complete(job["dir"])]
+    todo = [job for job in jobs if not is_complete(job["dir"])]
+    print(f"{len(jobs)} runs: {len(done)} complete (skipped), {len(todo)} to run, {workers} at a time")
+    if dry_run:
+        for job in todo:
+            print(" ".join(["python", job.get("script", "train.py"), *job["args"]]))
+        return []
+    running, failed, finished, durations = [], [], 0, []
+    grid_start = time.time()
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    while todo or running:
+        for job in list(todo):
+            if len(running) >= workers:
+                break
+            if any(dep in failed for dep in job["deps"]):
+                print(f"skip {job['key']}-seed{job['seed']}: a run it needs failed", flush=True)
+                todo.remove(job)
+                failed.append(job["dir"])
+                continue
+            if not all(is_complete(dep) for dep in job["deps"]):
+                continue
+            os.makedirs(job["dir"], exist_ok=True)
+            command = [sys.executable, job.get("script", "train.py"), *job["args"]]
+            with open(os.path.join(job["dir"], "command.txt"), "w") as f:
+                f.write(" ".join(["python", *command[1:]]) + "\n")
+            log = open(os.path.join(job["dir"], "log.txt"), "a")
+            job["process"] = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+            job["log"], job["start"] = log, time.time()
+            todo.remove(job)
+            running.append(job)
+            print(f"start {job['key']}-seed{job['seed']}", flush=True)
+        if not running and todo:  # nothing can start: only jobs whose dependencies are not there
+            for job in todo:
+                print(f"skip {job['key']}-seed{job['seed']}: dependencies incomplete", flush=True)
+                failed.append(job["dir"])
+            break
+        time.sleep(1)
+        for job in list(running):
+            rc = job["process"].poll()
+            if rc is None:
+                continue
+            job["log"].close()
+            running.remove(job)
+            seconds = time.time() - job["start"]
+            finished += 1
+            name = f"{job['key']}-seed{job['seed']}"
+            if rc == 0 and is_complete(job["dir"]):
+                durations.append(seconds)
+                with open(os.path.join(job["dir"], "wall.json"), "w") as f:
+                    json.dump({"wall_seconds": seconds}, f)
+                left = len(todo) + len(running)
+                eta = sum(durations) / len(durations) * left / workers / 60
+                print(f"[{finished}/{finished + left}] done {name} in {seconds:.0f}s: {summary_line(job['dir'])}  "
+                      f"(elapsed {(time.time() - grid_start) / 60:.1f} min, about {eta:.0f} min left)", flush=True)
+            else:
+                failed.append(job["dir"])
+                with open(os.path.join(job["dir"], "log.txt")) as f:
+                    tail = f.read()[-1500:]
+                print(f"FAILED {name} (exit {rc}); log tail:\n{tail}", flush=True)
+    print(f"grid wall time {(time.time() - grid_start) / 60:.1f} min; {len(failed)} failed/skipped", flush=True)
+    return failed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
+    parser.add_argument("--quick", dest="mode", action="store_const", const="quick")
+    parser.add_argument("--full", dest="mode", action="store_const", const="full")
+    parser.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
+    parser.add_argument("--only", default="", help="comma-separated groups: estimators,k,implicit,baselines,continual")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    groups = [group for group in args.only.split(",") if group] or None
+    known = {group for group, *_ in grid(1)}
+    if groups and set(groups) - known:
+        parser.error(f"unknown group(s) {sorted(set(groups) - known)}; known: {sorted(known)}")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    script = "train.py"
+    if not args.dry_run:
+        ensure_warmstart()
+        script = snapshot_code(args.mode)
+    jobs = select(args.mode, groups, seeds, script)
+    failed = run_grid(jobs, args.workers, args.dry_run)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

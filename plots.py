@@ -1,0 +1,316 @@
+"""Figures and tables: advantage curves of every estimator, training curves and per-size tables of runs.
+
+    python plots.py experiments/runs/quick      # everything, into experiments/figures/ (+ tables.md)
+    python plots.py out                         # the curves of one train.py out_dir
+    python plots.py --advantages-only           # figures 9 and 18 only: no training needed
+
+Runs are train.py out_dirs (metrics.jsonl: one line per step, plus {"step": s, "eval": {...}} lines
+with the held-out evaluation). A method is several seeds of one configuration,
+<runs_root>/<group>/<name>-seed<s>/, as experiments/maze.py lays them out; figures show the mean over
+seeds with the min-max band, tables mean +- std (sample std, ddof=1) over seeds.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from advantage import ADVANTAGES, advantage_curves, compute_advantages  # noqa: E402
+
+FIGURES = os.path.join("experiments", "figures")
+# estimators whose advantage depends on random draws or on the order of the responses: averaged
+DRAWS = {"passk_bootstrap": 200, "noise_rewards": 200, "passk_full": 200}
+
+
+# -----------------------------------------------------------------------------
+# advantage curves (figures 9 and 18), from advantage.py alone
+def expected_curves(name, n_rollouts, k, draws=None, **options):
+    """A_pos, A_neg, eta against N_pos = 0..N: a (3, N + 1) tensor.
+
+    Deterministic estimators: advantage.advantage_curves. Estimators in DRAWS (random groups or flips, or
+    passk_full whose disjoint groups depend on the order of the responses) are averaged over `draws`
+    random orders and generators: A_pos / A_neg are then the mean advantage of a correct / wrong response.
+    passk_adaptive gets a per-prompt entropy that falls with N_pos (hard prompts are the uncertain ones),
+    so its high-entropy half (pass1) is the low-accuracy half, the rest is passk_analytical."""
+    if name == "passk_adaptive" and "entropies" not in options:
+        options = dict(options, entropies=-torch.arange(n_rollouts + 1, dtype=torch.float64))
+    draws = DRAWS.get(name, 1) if draws is None else draws
+    if draws == 1:
+        return torch.stack(advantage_curves(name, n_rollouts, k, **options))
+    n_pos = torch.arange(n_rollouts + 1)
+    sums = torch.zeros(3, n_rollouts + 1, dtype=torch.float64)
+    for draw in range(draws):
+        generator = torch.Generator().manual_seed(draw)
+        order = torch.rand(n_rollouts + 1, n_rollouts, generator=generator).argsort(-1)
+        rewards = (order < n_pos[:, None]).float()  # row p: p correct responses in a random order
+        context = {"k": k, "generator": generator}
+        advantages = compute_advantages(name, rewards, options, **context).double()
+        correct = rewards.bool()
+        sums[0] += (advantages * correct).sum(-1) / correct.sum(-1).clamp_min(1)
+        sums[1] += (advantages * ~correct).sum(-1) / (~correct).sum(-1).clamp_min(1)
+        sums[2] += advantages.abs().sum(-1)
+    curves = sums / draws
+    curves[0, 0] = curves[1, -1] = math.nan  # no correct response at N_pos = 0, no wrong one at N_pos = N
+    return curves
+
+
+def plot_advantage_curves(path, n_rollouts=16, k=4, names=None):
+    """A_pos, A_neg and eta (eq. 16) against N_pos for every registered estimator. Returns the names."""
+    names = list(ADVANTAGES) if names is None else names
+    n_pos = np.arange(n_rollouts + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.4))
+    styles = ["-", "--", "-.", ":"]
+    for i, name in enumerate(names):
+        a_pos, a_neg, eta = expected_curves(name, n_rollouts, k).numpy()
+        label = name + (f" (mean of {DRAWS[name]} random orders/draws)" if name in DRAWS else "")
+        for axis, values in zip(axes, (a_pos, a_neg, eta)):
+            axis.plot(n_pos, values, styles[i % 4], marker=".", color=f"C{i}", label=label)
+    titles = (r"$\hat A_{pos}$ (advantage of a correct response)", r"$\hat A_{neg}$ (advantage of a wrong response)",
+              r"$\eta = N_{pos}|\hat A_{pos}| + N_{neg}|\hat A_{neg}|$ (eq. 16)")
+    for axis, title in zip(axes, titles):
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel(f"N_pos (of N = {n_rollouts} rollouts)")
+        axis.axhline(0, color="grey", lw=0.5)
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+    fig.suptitle(f"Advantage curves of every estimator in advantage.py (N = {n_rollouts}, k = {k}; default options; "
+                 "passk_adaptive: pass1 for the low-N_pos half, passk for the rest)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return names
+
+
+def plot_advantage_k(path, n_rollouts=16, ks=(2, 4, 8)):
+    """pass1 against passk_analytical for several k: larger k, smaller advantages (sec. 3.4)."""
+    n_pos = np.arange(n_rollouts + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for i, (name, k) in enumerate([("pass1", 1)] + [("passk_analytical", k) for k in ks]):
+        curves = expected_curves(name, n_rollouts, k).numpy()
+        for axis, values in zip(axes, curves):
+            axis.plot(n_pos, values, marker=".", color=f"C{i}", label="pass1" if name == "pass1" else f"passk k={k}")
+    for axis, title in zip(axes, ("A_pos", "A_neg", "eta")):
+        axis.set_title(title)
+        axis.set_xlabel(f"N_pos (of N = {n_rollouts})")
+        axis.axhline(0, color="grey", lw=0.5)
+        axis.grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# runs
+def load_run(run_dir):
+    """(train records, [(step, eval)]) of one out_dir's metrics.jsonl."""
+    train, evals = [], []
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                (evals.append((record["step"], record["eval"])) if "eval" in record else train.append(record))
+    return train, evals
+
+
+def seed_dirs(runs_root, run):
+    """The seed folders <runs_root>/<run>-seed<s> with a metrics.jsonl, by seed."""
+    found = glob.glob(os.path.join(runs_root, f"{run}-seed*", "metrics.jsonl"))
+    dirs = [os.path.dirname(path) for path in found if re.fullmatch(r"\d+", os.path.dirname(path).rsplit("-seed", 1)[1])]
+    return sorted(dirs, key=lambda path: int(path.rsplit("-seed", 1)[1]))
+
+
+def eval_value(evaluation, metric):
+    """metric: 'avg:pass@1', '9:pass@8' (one size), or a top-level key such as 'negative_answer_diversity'."""
+    if ":" in metric:
+        where, key = metric.split(":")
+        cell = evaluation["average"] if where == "avg" else evaluation["per_size"].get(where)
+        return math.nan if cell is None else cell[key]
+    value = evaluation.get(metric)
+    return math.nan if value is None else value
+
+
+def eval_curves(run_dirs, metric, offset=0):
+    """steps (those all seeds have) and values (n_seeds, n_steps) of a held-out metric."""
+    per_seed = [{step + offset: eval_value(evaluation, metric) for step, evaluation in load_run(d)[1]} for d in run_dirs]
+    steps = sorted(set.intersection(*(set(curve) for curve in per_seed))) if per_seed else []
+    return np.array(steps), np.array([[curve[s] for s in steps] for curve in per_seed])
+
+
+def train_curves(run_dirs, key="reward", offset=0, smooth=5):
+    """steps and (n_seeds, n_steps) of a per-step training metric, moving-averaged over `smooth` steps."""
+    per_seed = [{r["step"] + offset: r[key] for r in load_run(d)[0] if key in r} for d in run_dirs]
+    steps = sorted(set.intersection(*(set(curve) for curve in per_seed))) if per_seed else []
+    values = np.array([[curve[s] for s in steps] for curve in per_seed])
+    if smooth > 1 and values.size:
+        kernel = np.ones(smooth) / smooth
+        values = np.array([np.convolve(np.pad(row, (smooth - 1, 0), mode="edge"), kernel, mode="valid") for row in values])
+    return np.array(steps), values
+
+
+PANELS = [("avg:pass@1", "held-out pass@1 (avg over sizes)"), ("avg:pass@8", "held-out pass@8 (avg over sizes)"),
+          ("9:pass@8", "pass@8 on 9x9 (size unseen in training)"), ("reward", "train reward (5-step moving avg)"),
+          ("negative_answer_diversity", "negative-answer diversity (held out)"), ("entropy", "policy entropy (held out, nats/token)")]
+
+
+def plot_comparison(methods, path, title=""):
+    """methods: [(label, run_dirs, step offset)]. A 2x3 figure of held-out and training curves."""
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    for i, (label, run_dirs, offset) in enumerate(methods):
+        if not run_dirs:
+            continue
+        for axis, (metric, _) in zip(axes.flat, PANELS):
+            if metric == "reward":
+                steps, values = train_curves(run_dirs, "reward", offset)
+            else:
+                steps, values = eval_curves(run_dirs, metric, offset)
+            if not len(steps):
+                continue
+            axis.plot(steps, values.mean(0), marker="." if metric != "reward" else None, color=f"C{i}",
+                      label=f"{label} ({len(run_dirs)} seeds)")
+            if len(run_dirs) > 1:
+                axis.fill_between(steps, values.min(0), values.max(0), color=f"C{i}", alpha=0.15)
+    for axis, (_, name) in zip(axes.flat, PANELS):
+        axis.set_title(name, fontsize=10)
+        axis.set_xlabel("RL step")
+        axis.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(title + "  (line: mean over seeds, band: min-max)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def final_eval(run_dir, offset=0):
+    """(step, eval) of the last held-out evaluation of a run."""
+    step, evaluation = load_run(run_dir)[1][-1]
+    return step + offset, evaluation
+
+
+def mean_std(values):
+    values = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if not len(values):
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
+
+
+def cell(values, scale=100.0):
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "-"
+    return f"{scale * mean:.1f}" + (f" ± {scale * std:.1f}" if not math.isnan(std) else "")
+
+
+def per_size_table(methods, baseline_dirs=None, reference=0):
+    """Markdown table of the final held-out evaluation: per maze size and averaged, pass@1 / pass@8 in %,
+    mean ± std over seeds; the negative-answer diversity; the paired (same seed) change in avg pass@1 and
+    pass@8 against methods[reference]; baseline_dirs adds the step-0 evaluation (the starting policy)."""
+    rows = []
+    if baseline_dirs:
+        rows.append(("start (step 0)", [load_run(d)[1][0][1] for d in baseline_dirs], None, 0))
+    for label, run_dirs, offset in methods:
+        if run_dirs:
+            finals = [final_eval(d, offset) for d in run_dirs]
+            rows.append((label, [evaluation for _, evaluation in finals], run_dirs, max(step for step, _ in finals)))
+    if not rows:
+        return "(no runs)"
+    sizes = sorted({int(s) for _, evals, _, _ in rows for e in evals for s in e["per_size"]})
+    ref_label, ref_dirs, ref_offset = methods[reference] if methods else (None, None, 0)
+    ref_by_seed = {d.rsplit("-seed", 1)[1]: final_eval(d, ref_offset)[1] for d in (ref_dirs or [])}
+    header = (["method", "step", "seeds"] + [f"{s}x{s}{' (unseen)' if s == max(sizes) else ''} p@1 / p@8" for s in sizes]
+              + ["avg p@1 / p@8", "neg. diversity", f"Δ avg p@1 vs {ref_label}", f"Δ avg p@8 vs {ref_label}"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, evals, run_dirs, step in rows:
+        cells = [label, str(step), str(len(evals))]
+        for size in sizes:
+            cells.append(f"{cell([eval_value(e, f'{size}:pass@1') for e in evals])} / "
+                         f"{cell([eval_value(e, f'{size}:pass@8') for e in evals])}")
+        cells.append(f"{cell([eval_value(e, 'avg:pass@1') for e in evals])} / {cell([eval_value(e, 'avg:pass@8') for e in evals])}")
+        cells.append(cell([eval_value(e, "negative_answer_diversity") for e in evals]))
+        for key in ("avg:pass@1", "avg:pass@8"):
+            if run_dirs and label != ref_label and ref_by_seed:
+                deltas = [eval_value(e, key) - eval_value(ref_by_seed[d.rsplit("-seed", 1)[1]], key)
+                          for d, e in zip(run_dirs, evals) if d.rsplit("-seed", 1)[1] in ref_by_seed]
+                cells.append(cell(deltas))
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def wall_seconds(run_dirs):
+    seconds = []
+    for d in run_dirs:
+        path = os.path.join(d, "wall.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                seconds.append(json.load(f)["wall_seconds"])
+    return seconds
+
+
+def plot_experiments(runs_root, out_dir, steps):
+    """Every comparison of experiments/maze.py found under runs_root: a figure and a table each.
+    Returns the markdown of the tables (also written to out_dir/tables.md)."""
+    from experiments.maze import comparisons
+
+    mode = os.path.basename(os.path.normpath(runs_root))
+    sections, all_dirs = [], set()
+    for name, entries in comparisons(steps).items():
+        methods = [(label, seed_dirs(runs_root, run), offset) for label, run, offset in entries]
+        if not any(dirs for _, dirs, _ in methods):
+            continue
+        for _, dirs, _ in methods:
+            all_dirs.update(dirs)
+        figure = os.path.join(out_dir, f"{mode}_{name}.png")
+        plot_comparison(methods, figure, title=f"{name} ({mode})")
+        start = next((dirs for _, dirs, offset in methods if offset == 0 and dirs), [])  # one run per seed
+        sections.append(f"### {name}\n\n![{name}]({os.path.basename(figure)})\n\n" + per_size_table(methods, start))
+    seconds = wall_seconds(sorted(all_dirs))
+    if seconds:
+        sections.append(f"{len(seconds)} runs with a recorded wall time: {sum(seconds) / 60:.1f} min in all "
+                        f"(mean {np.mean(seconds):.0f} s, min {min(seconds):.0f} s, max {max(seconds):.0f} s a run)")
+    text = "\n\n".join(sections) + "\n"
+    with open(os.path.join(out_dir, f"{mode}_tables.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="?", help="experiments/runs/<mode> or one train.py out_dir")
+    parser.add_argument("--out", default=FIGURES)
+    parser.add_argument("--steps", type=int, default=None, help="steps of a run (default: the mode's, maze.py)")
+    parser.add_argument("--n_rollouts", type=int, default=16)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--advantages-only", action="store_true")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    plot_advantage_curves(os.path.join(args.out, "advantage_curves.png"), args.n_rollouts, args.k)
+    plot_advantage_k(os.path.join(args.out, "advantage_curves_k.png"), args.n_rollouts)
+    print(f"wrote {args.out}/advantage_curves.png, advantage_curves_k.png")
+    if args.advantages_only or not args.runs:
+        return
+    if os.path.exists(os.path.join(args.runs, "metrics.jsonl")):  # one out_dir
+        name = os.path.basename(os.path.normpath(args.runs))
+        plot_comparison([(name, [args.runs], 0)], os.path.join(args.out, f"{name}_curves.png"), title=name)
+        print(per_size_table([(name, [args.runs], 0)], [args.runs]))
+        return
+    steps = args.steps
+    if steps is None:
+        from experiments.maze import MODES
+
+        steps = MODES[os.path.basename(os.path.normpath(args.runs))]["steps"]
+    print(plot_experiments(args.runs, args.out, steps))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""experiments/maze.py: the grid is consistent and uses only train.py's config keys (no training here)."""
+import json
+import os
+import re
+
+from experiments import maze
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_config_keys():
+    """The names assigned at the top of train.py, between its '# config' line and the next dashed line."""
+    source = open(os.path.join(ROOT, "train.py")).read()
+    block = source.split("# config", 1)[1].split("# ----", 1)[0]
+    return {name for pair in re.findall(r"^(\w+)(?:, (\w+))? = ", block, flags=re.M) for name in pair if name}
+
+
+def test_every_run_uses_known_config_keys():
+    known = train_config_keys()
+    assert {"advantage", "k", "n_rollouts", "seed", "init_from", "entropy_coef"} <= known
+    for mode in maze.MODES:
+        for job in maze.select(mode, None, [0]):
+            for arg in job["args"]:
+                key = arg[2:].split("=", 1)[0]
+                assert key in known, (job["key"], key)
+
+
+def test_comparisons_name_runs_of_the_grid():
+    steps = maze.MODES["quick"]["steps"]
+    runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(steps)}
+    for entries in maze.comparisons(steps).values():
+        for _, run, offset in entries:
+            assert run in runs and offset in (0, steps)
+
+
+def test_only_a_group_brings_its_dependencies_first():
+    jobs = maze.select("quick", ["continual"], [0, 1])
+    keys = [job["key"] for job in jobs]
+    assert keys[:2] == ["estimators/passk_analytical"] * 2
+    continual = [job for job in jobs if job["key"] == "continual/passk-then-pass1"]
+    assert [job["deps"] for job in continual] == [[maze.run_dir("quick", "estimators/passk_analytical", s)] for s in (0, 1)]
+    init = [arg for arg in continual[1]["args"] if arg.startswith("--init_from=")]
+    assert init == ["--init_from=" + os.path.join(maze.run_dir("quick", "estimators/passk_analytical", 1), "ckpt")]
+    assert "--max_steps=80" in next(job for job in jobs if job["key"] == "continual/pass1-2T")["args"]
+
+
+def test_complete_runs_are_skipped(tmp_path, capsys):
+    jobs = []
+    for seed in (0, 1):
+        path = tmp_path / f"run-seed{seed}"
+        path.mkdir()
+        (path / "eval.json").write_text(json.dumps({}))
+        jobs.append(dict(key="g/run", seed=seed, dir=str(path), deps=[], args=["--will_not_run=1"]))
+    assert maze.run_grid(jobs, workers=2) == []
+    assert "2 complete (skipped), 0 to run" in capsys.readouterr().out
+
+
+def test_dry_run_prints_commands(capsys):
+    assert maze.main(["--quick", "--only", "k", "--seeds", "0", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "k8-lr4x-seed0" in line)
+    assert line.startswith("python train.py --model=")
+    assert "--k=8 " in line and "--learning_rate=0.0004 " in line and "--advantage=passk_analytical" in line

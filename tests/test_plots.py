@@ -1,0 +1,80 @@
+"""plots.py: the advantage figure from advantage.py alone, and curves/tables from fake metrics (no training)."""
+import json
+import math
+import os
+
+import pytest
+import torch
+
+import plots
+from advantage import ADVANTAGES, advantage_curves
+
+
+def test_advantage_figure_has_every_estimator(tmp_path):
+    path = tmp_path / "advantage_curves.png"
+    names = plots.plot_advantage_curves(str(path), n_rollouts=8, k=4)
+    assert names == list(ADVANTAGES)
+    assert path.stat().st_size > 10_000
+    plots.plot_advantage_k(str(tmp_path / "k.png"), n_rollouts=8)
+    assert (tmp_path / "k.png").exists()
+
+
+def test_expected_curves_match_advantage_curves_where_deterministic():
+    for name in ("pass1", "passk_analytical", "passk_exceeding", "passk_combination", "pass1_no_easy"):
+        assert torch.allclose(plots.expected_curves(name, 8, 4), torch.stack(advantage_curves(name, 8, 4)), equal_nan=True)
+    # averaged over random orders, full sampling is a mean advantage: positive for correct responses
+    a_pos, a_neg, eta = plots.expected_curves("passk_full", 8, 4, draws=20)
+    assert math.isnan(a_pos[0]) and math.isnan(a_neg[-1])
+    assert (a_pos[1:-1] >= 0).all() and (a_neg[1:-1] <= 0).all() and eta[0] == 0 and eta[-1] == 0
+
+
+def write_run(path, steps, evals, base=0.3, slope=0.01):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        for step in range(steps + 1):
+            if step:
+                f.write(json.dumps({"step": step, "reward": base + slope * step, "pass@1": 0.3, "entropy": 0.3}) + "\n")
+            if step % evals == 0:
+                value = base + slope * step
+                per_size = {str(s): {"pass@1": value / s * 5, "pass@8": 2 * value / s * 5, "n_mazes": 2} for s in (5, 7, 9)}
+                f.write(json.dumps({"step": step, "eval": {
+                    "per_size": per_size, "average": {"pass@1": value, "pass@8": 2 * value},
+                    "negative_answer_diversity": 0.3, "entropy": 0.3}}) + "\n")
+
+
+def test_curves_and_table_on_fake_runs(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(root / "g" / f"a-seed{seed}", 4, 2, base=0.3 + 0.01 * seed)
+        write_run(root / "g" / f"b-seed{seed}", 4, 2, slope=0.02)
+    write_run(root / "g" / "a-seedx", 4, 2)  # not a seed folder: ignored
+    methods = [("A", plots.seed_dirs(str(root), "g/a"), 0), ("B", plots.seed_dirs(str(root), "g/b"), 0),
+               ("none", [], 0)]
+    assert [len(dirs) for _, dirs, _ in methods] == [2, 2, 0]
+    steps, values = plots.eval_curves(methods[0][1], "avg:pass@1")
+    assert steps.tolist() == [0, 2, 4] and values.shape == (2, 3)
+    assert values[:, -1] == pytest.approx([0.34, 0.35])
+    figure = tmp_path / "curves.png"
+    plots.plot_comparison(methods, str(figure), title="fake")
+    assert figure.stat().st_size > 10_000
+    table = plots.per_size_table(methods, methods[0][1])
+    lines = table.splitlines()
+    assert lines[0].startswith("| method") and "9x9 (unseen)" in lines[0]
+    assert lines[2].startswith("| start (step 0) | 0 | 2 |")
+    assert "| A | 4 | 2 | " in table and "34.5 ± 0.7 / 69.0 ± 1.4" in table  # avg of seeds 0.34, 0.35
+    b_row = next(line for line in lines if line.startswith("| B "))
+    assert b_row.rstrip(" |").endswith("3.5 ± 0.7 | 7.0 ± 1.4")  # paired deltas vs A: 0.04-0.005 per seed
+
+
+def test_plots_main_on_a_runs_tree(tmp_path):
+    root = tmp_path / "quick"  # only continual runs, so only one comparison figure (keeps the test fast)
+    for seed in (0, 1):
+        write_run(root / "continual" / f"pass1-2T-seed{seed}", 8, 2)
+        write_run(root / "continual" / f"passk-then-pass1-seed{seed}", 4, 2)
+    out = tmp_path / "figures"
+    plots.main([str(root), "--out", str(out), "--steps", "4", "--n_rollouts", "8"])
+    names = sorted(os.listdir(out))
+    assert names == ["advantage_curves.png", "advantage_curves_k.png", "quick_continual.png", "quick_tables.md"]
+    tables = (out / "quick_tables.md").read_text()
+    assert "### continual" in tables and "| Pass@1 2T | 8 | 2 |" in tables
+    assert "| Pass@k T + Pass@1 T | 8 | 2 |" in tables  # its steps are offset by T = 4
