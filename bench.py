@@ -56,12 +56,12 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="the default workload only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda runs bf16)")
-    parser.add_argument("--model", default="", help="HF folder; default: the warm-started tiny model")
+    parser.add_argument("--model", default="", help="HF folder; default: out/tiny-warmstart (the tiny model)")
     args = parser.parse_args()
-    model_dir = args.model
-    if not model_dir:
+    model_dir = args.model or os.path.join(ROOT, "out", "tiny-warmstart")
+    if not os.path.isdir(model_dir):  # no warm-started tiny model yet (python train.py makes one): make one
         from tiny import load_or_train_tiny
-        model_dir = load_or_train_tiny(os.path.join(ROOT, "out"), (5, 7), {5: 150, 7: 3000}, (5, 7, 9), 30)
+        model_dir = load_or_train_tiny(os.path.join(ROOT, "out"))
 
     results = {}
     if not args.quick:
