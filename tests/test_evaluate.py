@@ -1,5 +1,6 @@
-"""Tests for evaluate.py."""
+"""Tests for evaluate.py: the pass@k estimator and the evaluation loop."""
 import math
+import os
 
 import pytest
 import torch
@@ -29,3 +30,61 @@ def test_pass_at_k_errors():
         pass_at_k(4, 5, 2)
     with pytest.raises(ValueError, match="integer"):
         pass_at_k(4.0, 1, 2)
+
+
+def test_distinct_negative_share():
+    from evaluate import distinct_negative_share
+    assert distinct_negative_share(["UU", "UU", "DD", "RR"], [0, 0, 0, 1]) == 2 / 3
+    assert distinct_negative_share(["UU", "DD"], [1, 1]) is None
+
+
+def test_summarize_per_size_and_average():
+    from evaluate import summarize
+    records = [
+        {"index": 1, "size": 5, "pass@1": 0.5, "pass@4": 1.0, "negative_answer_diversity": 1.0,
+         "entropy_sum": 2.0, "tokens": 4.0, "length_sum": 4.0, "responses": 4},
+        {"index": 0, "size": 5, "pass@1": 0.0, "pass@4": 0.0, "negative_answer_diversity": 0.5,
+         "entropy_sum": 2.0, "tokens": 4.0, "length_sum": 8.0, "responses": 4},
+        {"index": 2, "size": 7, "pass@1": 1.0, "pass@4": 1.0, "negative_answer_diversity": None,
+         "entropy_sum": 0.0, "tokens": 8.0, "length_sum": 8.0, "responses": 4},
+    ]
+    result = summarize(records, n_samples=4, temperature=1.0, top_p=0.95)
+    assert result["per_size"][5] == {"pass@1": 0.25, "pass@4": 0.5, "n_mazes": 2}
+    assert result["average"] == {"pass@1": (0.25 + 1.0) / 2, "pass@4": (0.5 + 1.0) / 2}  # mean over sizes
+    assert result["negative_answer_diversity"] == 0.75 and result["entropy"] == 0.25
+    assert result["response_length"] == 20 / 12
+
+
+def test_evaluate_loop_and_cli(tmp_path):
+    """The loop on a micro model: well-formed, deterministic; the CLI evaluates a saved folder to JSON."""
+    import json
+    import subprocess
+    import sys
+
+    from evaluate import evaluate, format_table
+    from mazes import make_mazes
+    from tiny import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    test = make_mazes((), 0, (5, 7), 2, seed=0)["test"]
+    run = lambda: evaluate(model, tokenizer, test, "compact", n_samples=4, ks=(1, 2), max_new_tokens=8,
+                           prompts_per_batch=3, show_progress=False)
+    result = run()
+    assert result == run()  # seeded
+    assert set(result["per_size"]) == {5, 7} and all(v["n_mazes"] == 2 for v in result["per_size"].values())
+    assert all(0 <= v <= 1 for v in result["average"].values())
+    assert result["average"]["pass@1"] <= result["average"]["pass@2"]
+    assert result["entropy"] > 0 and 1 <= result["response_length"] <= 8
+    assert "5x5" in format_table({"random": result})
+    with pytest.raises(ValueError, match="every k"):
+        evaluate(model, tokenizer, test, n_samples=4, ks=(1, 8))
+
+    folder = tmp_path / "micro"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    out = tmp_path / "eval.json"
+    subprocess.run([sys.executable, "evaluate.py", str(folder), "--sizes=5", "--n_mazes=2", "--n_samples=4",
+                    "--k=2", "--max_new_tokens=8", f"--out={out}"], check=True, capture_output=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert set(json.loads(out.read_text())["average"]) == {"pass@1", "pass@2"}
