@@ -3,6 +3,7 @@
     python bench.py                       # default workload, then the n_rollouts and maze-size tables
     python bench.py --quick               # default workload only
     python bench.py --steps=10 --warmup=2
+    python bench.py --quick --threads=1   # on a busy machine: 2 threads on loaded cores time the scheduler
 
 Default workload (our issue #5): 8 prompts x 16 rollouts, at most 32 new tokens, the warm-started tiny
 model, 2 threads, fp32, one update per step (mini_batch = prompt_batch), clip-higher DAPO loss, no KL,
@@ -30,7 +31,8 @@ def run_workload(model_dir, steps, warmup, device="cpu", **overrides):
                 f"--max_steps={warmup + steps}", "--eval_every=0", "--checkpoint_every=1000000",
                 "--show_progress=False", f"--device={device}"]
         args += [f"--{key}={value!r}" if isinstance(value, tuple) else f"--{key}={value}" for key, value in settings.items()]
-        subprocess.run(args, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": str(settings["threads"])})
+        subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,  # train.py's banner; errors go to stderr
+                       env={**os.environ, "OMP_NUM_THREADS": str(settings["threads"])})
         records = [json.loads(line) for line in open(os.path.join(out_dir, "metrics.jsonl"))]
     timed = [r for r in records if "step_time" in r][warmup:]
     mean = lambda key: sum(r[key] for r in timed) / len(timed)
@@ -57,6 +59,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="the default workload only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda runs bf16)")
     parser.add_argument("--model", default="", help="HF folder; default: out/tiny-warmstart (the tiny model)")
+    parser.add_argument("--threads", type=int, default=DEFAULT["threads"],
+                        help="torch CPU threads (the workload's 2; 1 compares fairly on a busy machine)")
     args = parser.parse_args()
     model_dir = args.model or os.path.join(ROOT, "out", "tiny-warmstart")
     if not os.path.isdir(model_dir):  # no warm-started tiny model yet (python train.py makes one): make one
@@ -70,11 +74,11 @@ def main():
                                 *[(f"maze {s}x{s}", dict(train_sizes=(s,))) for s in (5, 7, 9, 11)]]:
             if name.startswith("maze 5x5"):
                 overrides["n_train"] = 150  # 5x5 has ~220 distinct mazes
-            r = run_workload(model_dir, args.steps, args.warmup, args.device, **overrides)
+            r = run_workload(model_dir, args.steps, args.warmup, args.device, threads=args.threads, **overrides)
             print(f"{name:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
                   f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}", flush=True)
-    results = run_workload(model_dir, args.steps, args.warmup, args.device)
-    results["workload"] = {**DEFAULT, "device": args.device}
+    results = run_workload(model_dir, args.steps, args.warmup, args.device, threads=args.threads)
+    results["workload"] = {**DEFAULT, "threads": args.threads, "device": args.device}
     print(json.dumps(results))
 
 

@@ -49,8 +49,7 @@ def distinct_negative_share(answers, rewards):
 
 
 def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-                temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True,
-                logprob_batch=None):
+                temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True):
     """Sample n_samples responses per maze of `dataset` (columns maze, size); one record per maze.
 
     The mazes go in batches of prompts_per_batch, batch b sampled after torch.manual_seed(seed *
@@ -71,8 +70,7 @@ def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=
         torch.manual_seed(seed * 1_000_003 + start // prompts_per_batch)
         rows = dataset[start:start + prompts_per_batch]
         prompts = [chat_prompt(tokenizer, format_prompt(maze, template)) for maze in rows["maze"]]
-        rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p,
-                                    logprob_batch=logprob_batch)
+        rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p)
         entropies = (rollout.entropies * rollout.response_mask).sum(-1)  # (B,) per response
         for i, (maze, size) in enumerate(zip(rows["maze"], rows["size"])):
             responses = slice(i * n_samples, (i + 1) * n_samples)
@@ -110,7 +108,7 @@ def summarize(records, n_samples, temperature, top_p):
 
 
 def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, logprob_batch=None):
+             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True):
     """Sample n_samples responses per maze of `dataset` (columns maze, size) and score them.
 
     Returns {"per_size": {size: {"pass@k": ..., "n_mazes": ...}}, "average": {"pass@k": ...} (the mean
@@ -119,7 +117,7 @@ def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1,
     Data-parallel: each process calls `score_mazes` with its shard, then `summarize` on the gathered records.
     """
     records = score_mazes(model, tokenizer, dataset, template, n_samples, ks, max_new_tokens, temperature, top_p,
-                          prompts_per_batch, seed, show_progress=show_progress, logprob_batch=logprob_batch)
+                          prompts_per_batch, seed, show_progress=show_progress)
     return summarize(records, n_samples, temperature, top_p)
 
 

@@ -1,33 +1,42 @@
-"""Rollouts: sample n responses per prompt with HF `generate`, then score them with a forward pass.
+"""Rollouts: sample n responses per prompt, recording the sampling policy's logprobs as they are drawn.
 
-`generate_rollouts` makes one batched, left-padded `model.generate` call (pure sampling at the given
-temperature / top_p) and returns a `Rollout`: prompt + response token ids, the response mask (every
+`generate_rollouts` samples one left-padded batch (pure sampling at the given temperature / top_p)
+and returns a `Rollout`: prompt + response token ids, the response mask (every
 generated token up to AND including the first eos, which the response is trained to emit), the
 decoded texts, and the sampling policy's per-token logprobs and entropies. Rows are prompt-major:
 rows i*n_rollouts .. (i+1)*n_rollouts - 1 hold the n rollouts of prompt i (the GRPO group).
 Prompts are full texts, tokenized as they are; `chat_prompt` wraps one in a chat template.
 `concat_rollouts` joins rollouts generated in several calls (train.py generates in chunks).
 
+Sampling is our own short loop (`sample_responses`) rather than HF `generate`, for three savings, none of
+which changes what is sampled or the numbers recorded (up to float rounding):
+  - shared-prompt prefill: the n rollouts of a prompt share its tokens, so each prompt is run through the
+    model once and its KV cache is repeated to the n rows of its group;
+  - the logprob of each sampled token and the entropy at each step are taken from the logits the loop
+    computes anyway, instead of a second forward pass over the whole sequences;
+  - a row that has emitted eos leaves the batch (its KV cache rows are dropped), so later steps only run
+    the rows still generating: with short, uneven responses most rows are done long before the last one.
+The tokens are drawn like generate draws them (logits / temperature, HF's top-p warper, softmax,
+torch.multinomial): with the same seed, the same tokens as generate up to the first step at which a row
+ends; from then on the batch is smaller than generate's, so the draws differ (from the same distribution).
+
 `sequence_logprobs` is the one function that turns (input_ids, attention_mask) into per-token
-logprobs of the response; rollout calls it under no_grad for the old logprobs, the training loop
-calls it with grad for the new ones, so both see exactly the same computation:
-  - position_ids = attention_mask.cumsum(-1) - 1 (clamped at 0), as generate uses: HF decoder models
-    given no position_ids count from 0 at the first (pad) column, so under left padding the real
-    tokens of shorter prompts would sit at shifted positions (exactly harmless only for rotary
-    embeddings, which see position differences, and only in exact arithmetic);
-  - logits are computed only at response positions (`logits_to_keep`), i.e. logits[:, P-1:-1];
+logprobs of the response; the training loop calls it with grad, and it computes what was sampled from:
+  - position_ids = attention_mask.cumsum(-1) - 1 (clamped at 0), as sampling (and HF generate) uses:
+    HF decoder models given no position_ids count from 0 at the first (pad) column, so under left
+    padding the real tokens of shorter prompts would sit at shifted positions (exactly harmless only
+    for rotary embeddings, which see position differences, and only in exact arithmetic);
+  - logits are computed only at response positions, i.e. logits[:, P-1:-1];
   - logits are divided by the sampling temperature (as verl does), so the logprobs are those of the
-    distribution the tokens were sampled from (top_p truncation is not accounted for).
+    distribution the tokens were sampled from (top_p truncation is not accounted for);
+  - with `prompt_index` (rows with equal index have the same prompt, e.g. a GRPO group) each distinct
+    prompt is run once and its KV cache (with grad) is shared by its rows, which then run only their
+    response tokens: the same logprobs and, through the shared cache, the same gradients.
 """
 from dataclasses import dataclass
 
 import torch
-
-# transformers fills every generation option we leave unset from the model's generation_config (a
-# Qwen2.5-Instruct checkpoint ships top_k=20, repetition_penalty=1.05) and then from global defaults
-# (top_k=50). Set them explicitly, so that tokens are sampled from the policy we compute logprobs of.
-PURE_SAMPLING = dict(do_sample=True, num_beams=1, top_k=0, typical_p=1.0, repetition_penalty=1.0,
-                     no_repeat_ngram_size=0, min_new_tokens=0, epsilon_cutoff=0.0, eta_cutoff=0.0)
+from transformers import DynamicCache, TopPLogitsWarper
 
 
 @dataclass
@@ -38,8 +47,8 @@ class Rollout:
     response_ids: torch.Tensor  # (B, R) generated tokens (pad after a row has ended)
     response_mask: torch.Tensor  # (B, R) float, 1 up to and including the first eos, 0 after
     response_lengths: torch.Tensor  # (B,) long, number of response tokens (eos included)
-    logprobs: torch.Tensor  # (B, R) log pi_old(token) at temperature, from one forward pass
-    entropies: torch.Tensor  # (B, R) entropy of pi_old at each response position
+    logprobs: torch.Tensor  # (B, R) log pi_old(token) at temperature, recorded while sampling (0 after the end)
+    entropies: torch.Tensor  # (B, R) entropy of pi_old at each response position (0 after the end)
     texts: list  # B decoded responses (special tokens like <answer> kept, pad/eos dropped)
     temperature: float
     n_rollouts: int
@@ -65,9 +74,26 @@ def response_mask_from_eos(response_ids, eos_token_ids):
     return response_mask, response_lengths
 
 
-def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperature=1.0, with_entropy=False):
+def attention_positions(attention_mask):
+    """position_ids (B, L) of a left-padded batch, as HF generate computes them: real tokens count from 0,
+    pad columns get 0 (they are masked anyway)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _uses_checkpointing(model):
+    """True when a forward in train mode recomputes activations: HF then drops any KV cache we pass."""
+    return model.training and any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
+
+
+def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperature=1.0, with_entropy=False,
+                      prompt_index=None):
     """Logprobs (B, R) of the tokens input_ids[:, prompt_length:] under `model` at `temperature`, and
-    their entropies (B, R) too if with_entropy. Differentiable; wrap in no_grad when not training."""
+    their entropies (B, R) too if with_entropy. Differentiable; wrap in no_grad when not training.
+
+    prompt_index: optional (B,) ints, equal for rows whose prompt columns input_ids[:, :prompt_length]
+    (and mask) are equal, e.g. row // n_rollouts. Each distinct prompt is then run once, with grad, and
+    its KV cache is shared by its rows (`_shared_prompt_logits`); same result, a fraction of the compute
+    when prompts are long and shared. Ignored under gradient checkpointing, which cannot keep a cache."""
     if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
         raise ValueError(f"input_ids and attention_mask must be the same (B, L) shape, got "
                          f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
@@ -76,11 +102,15 @@ def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperatu
         raise ValueError(f"need 1 <= prompt_length < sequence length {input_ids.shape[1]}, got {prompt_length}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P+R), left padding -> 0
-    output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                   use_cache=False, logits_to_keep=response_len + 1)
-    # the logits at position t predict token t+1: keep positions P-1 .. P+R-2, i.e. logits[:, P-1:-1]
-    logits = output.logits[:, :-1].float() / temperature  # (B, R, V)
+    if prompt_index is not None and not _uses_checkpointing(model):
+        logits = _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index)
+    else:
+        output = model(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=attention_positions(attention_mask), use_cache=False,
+                       logits_to_keep=response_len + 1)
+        # the logits at position t predict token t+1: keep positions P-1 .. P+R-2, i.e. logits[:, P-1:-1]
+        logits = output.logits[:, :-1]  # (B, R, V)
+    logits = logits.float() / temperature  # (B, R, V)
     response_ids = input_ids[:, prompt_length:]  # (B, R)
     log_normalizer = torch.logsumexp(logits, dim=-1)  # (B, R)
     logprobs = logits.gather(-1, response_ids[..., None]).squeeze(-1) - log_normalizer  # (B, R)
@@ -89,6 +119,90 @@ def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperatu
     probs = torch.softmax(logits, dim=-1)  # (B, R, V)
     entropies = log_normalizer - (probs * logits).sum(-1)  # (B, R): H = logZ - E_p[logit]
     return logprobs, entropies
+
+
+def _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index):
+    """The logits (B, R, V) at positions P-1 .. P+R-2 (those predicting the response tokens), computed
+    with each distinct prompt run once: its KV cache is indexed out to its rows (with grad, so the
+    prompt's gradient is the sum over its rows, exactly as in the full forward), then the rows run
+    only their response tokens 0 .. R-2 against that cache."""
+    P = prompt_length
+    distinct, row_to_distinct = torch.unique(prompt_index, return_inverse=True)  # (U,), (B,)
+    rows = torch.arange(len(prompt_index), device=row_to_distinct.device)
+    first_row = torch.full_like(distinct, len(prompt_index)).scatter_reduce(0, row_to_distinct, rows, "amin")  # (U,)
+    positions = attention_positions(attention_mask)  # (B, P+R)
+    cache = DynamicCache(config=model.config)
+    prompt_out = model(input_ids=input_ids[first_row, :P], attention_mask=attention_mask[first_row, :P],
+                       position_ids=positions[first_row, :P], past_key_values=cache, use_cache=True,
+                       logits_to_keep=1)  # (U, 1, V): the last prompt token's logits predict response token 0
+    first_logits = prompt_out.logits[row_to_distinct]  # (B, 1, V)
+    if input_ids.shape[1] - P == 1:
+        return first_logits
+    cache.batch_select_indices(row_to_distinct)  # every layer's keys/values (U, ...) -> (B, ...), differentiable
+    response_out = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
+                         position_ids=positions[:, P:-1], past_key_values=cache, use_cache=True)  # (B, R-1, V)
+    return torch.cat([first_logits, response_out.logits], dim=1)  # (B, R, V)
+
+
+def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
+                     temperature=1.0, top_p=1.0):
+    """Sample n_rollouts responses to each of the U distinct left-padded prompts (U, P), prompt-major.
+
+    Returns response_ids (B, R) (pad after a row's first eos), logprobs and entropies (B, R) (0 after
+    it), B = U * n_rollouts and R <= max_new_tokens the longest response. The logprobs and entropies are
+    those of the sampling distribution at `temperature` WITHOUT top_p truncation (what
+    `sequence_logprobs` computes); top_p only restricts which tokens can be drawn.
+    The model runs each prompt once; a row leaves the batch once it has emitted eos (see the module doc)."""
+    n_prompts, device = len(prompt_ids), prompt_ids.device
+    batch = n_prompts * n_rollouts
+    cache = DynamicCache(config=model.config)
+    output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
+                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(n_rollouts)  # every layer's keys/values (U, ...) -> (B, ...), prompt-major
+    logits = output.logits[:, -1].float().repeat_interleave(n_rollouts, dim=0)  # (B, V) predicting token 0
+    attention_mask = prompt_mask.repeat_interleave(n_rollouts, dim=0)  # (B, P), grows by a column per step
+    first_position = attention_mask.sum(-1)  # (B,) the position of response token 0 (prompts count from 0)
+    eos = torch.as_tensor(eos_token_ids, device=device)
+    top_p_warper = TopPLogitsWarper(top_p) if top_p < 1 else None  # generate's own top-p (keeps >= 1 token)
+
+    response_ids = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(batch, max_new_tokens, device=device)
+    entropies = torch.zeros(batch, max_new_tokens, device=device)
+    running = torch.arange(batch, device=device)  # the rows still generating = the rows of cache and logits
+    for step in range(max_new_tokens):
+        scaled = logits / temperature  # (running, V)
+        log_probs = torch.log_softmax(scaled, dim=-1)  # the recorded distribution: not truncated by top_p
+        scores = top_p_warper(None, scaled) if top_p_warper else scaled  # the one tokens are drawn from
+        tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)  # (running,)
+        response_ids[running, step] = tokens
+        logprobs[running, step] = log_probs.gather(-1, tokens[:, None]).squeeze(1)
+        entropies[running, step] = -(log_probs.exp() * log_probs).sum(-1)
+        ended = torch.isin(tokens, eos)  # (running,)
+        if step == max_new_tokens - 1 or ended.all():
+            break
+        if ended.any():  # drop the rows that just ended from the batch and the cache
+            keep = (~ended).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            running, tokens, attention_mask = running[keep], tokens[keep], attention_mask[keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(running), 1)], dim=1)
+        output = model(input_ids=tokens[:, None], attention_mask=attention_mask,
+                       position_ids=(first_position[running] + step)[:, None], past_key_values=cache, use_cache=True)
+        logits = output.logits[:, -1].float()  # (running, V) predicting token step + 1
+    response_len = step + 1
+    return response_ids[:, :response_len], logprobs[:, :response_len], entropies[:, :response_len]
+
+
+def rollout_logprobs(model, rollout, rows, with_entropy=False):
+    """`sequence_logprobs` of rows `rows` (1-D index tensor) of `rollout` under `model`, at the rollout's
+    temperature, cut after the longest response among those rows (the cut columns are padding of all of
+    them): (len(rows), length) logprobs, and entropies if with_entropy. The rows of a group share their
+    prompt's forward (prompt_index = row // n_rollouts). Inputs move to the model's device."""
+    device = next(model.parameters()).device
+    length = int(rollout.response_lengths[rows].max())
+    columns = rollout.prompt_length + length
+    return sequence_logprobs(model, rollout.input_ids[rows, :columns].to(device),
+                             rollout.attention_mask[rows, :columns].to(device), rollout.prompt_length,
+                             rollout.temperature, with_entropy, prompt_index=(rows // rollout.n_rollouts).to(device))
 
 
 def decode_responses(tokenizer, response_ids, response_lengths):
@@ -110,14 +224,12 @@ def chat_prompt(tokenizer, text):
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0,
-                      logprob_batch=None):
-    """Sample n_rollouts responses for each prompt (one batched generate call); see `Rollout`.
+def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0):
+    """Sample n_rollouts responses for each prompt (`sample_responses`, one batch); see `Rollout`.
 
     Prompts are complete texts and are tokenized without adding special tokens (a chat template, see
-    `chat_prompt`, already holds them; add a bos yourself if your model wants one).
-    logprob_batch: rows per forward pass when scoring the sampled tokens (None = all rows at once);
-    with a real vocabulary the (rows, R, V) float32 logits of that pass are the memory peak."""
+    `chat_prompt`, already holds them; add a bos yourself if your model wants one). Pure sampling: no
+    top-k, repetition penalty or other option of the model's generation_config is applied."""
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
     if not (isinstance(n_rollouts, int) and n_rollouts >= 1):
@@ -128,8 +240,6 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
     if not (0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if logprob_batch is not None and not (isinstance(logprob_batch, int) and logprob_batch >= 1):
-        raise ValueError(f"logprob_batch must be None or an int >= 1, got {logprob_batch!r}")
     eos_token_ids = _eos_ids(tokenizer)
 
     device = next(model.parameters()).device
@@ -137,34 +247,24 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
                         return_tensors="pt")
     if (encoded["attention_mask"].sum(-1) == 0).any():
         raise ValueError("every prompt must encode to at least one token (an empty prompt has no context)")
-    prompt_ids = encoded["input_ids"].repeat_interleave(n_rollouts, dim=0).to(device)  # (B, P), prompt-major
-    prompt_mask = encoded["attention_mask"].repeat_interleave(n_rollouts, dim=0).to(device)  # (B, P)
-    prompt_length = prompt_ids.shape[1]
+    prompt_ids, prompt_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)  # (U, P)
 
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            sequences = model.generate(
-                input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-                temperature=temperature, top_p=top_p, eos_token_id=eos_token_ids,
-                pad_token_id=tokenizer.pad_token_id, **PURE_SAMPLING)  # (B, P+R), R <= max_new_tokens
-            response_ids = sequences[:, prompt_length:]  # (B, R)
-            response_mask, response_lengths = response_mask_from_eos(response_ids, eos_token_ids)
-            attention_mask = torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1)  # (B, P+R)
-            rows = logprob_batch or len(sequences)
-            scored = [sequence_logprobs(model, sequences[i:i + rows], attention_mask[i:i + rows], prompt_length,
-                                        temperature=temperature, with_entropy=True)
-                      for i in range(0, len(sequences), rows)]
-            logprobs = torch.cat([part[0] for part in scored])  # (B, R)
-            entropies = torch.cat([part[1] for part in scored])  # (B, R)
+            response_ids, logprobs, entropies = sample_responses(
+                model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, tokenizer.pad_token_id,
+                temperature, top_p)  # (B, R) each
     finally:
         model.train(was_training)
-
+    response_mask, response_lengths = response_mask_from_eos(response_ids, eos_token_ids)
+    prompt_ids, prompt_mask = prompt_ids.repeat_interleave(n_rollouts, 0), prompt_mask.repeat_interleave(n_rollouts, 0)
     return Rollout(
-        input_ids=sequences, attention_mask=attention_mask, prompt_length=prompt_length,
-        response_ids=response_ids, response_mask=response_mask, response_lengths=response_lengths,
-        logprobs=logprobs, entropies=entropies,
+        input_ids=torch.cat([prompt_ids, response_ids], dim=1),
+        attention_mask=torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1),
+        prompt_length=prompt_ids.shape[1], response_ids=response_ids, response_mask=response_mask,
+        response_lengths=response_lengths, logprobs=logprobs, entropies=entropies,
         texts=decode_responses(tokenizer, response_ids, response_lengths),
         temperature=float(temperature), n_rollouts=n_rollouts,
     )

@@ -124,7 +124,7 @@ from evaluate import format_table, pass_at_k, score_mazes, summarize  # noqa: E4
 from loss import policy_loss  # noqa: E402
 from mazes import format_prompt, make_mazes  # noqa: E402
 from optim import StochasticRoundingAdamW  # noqa: E402
-from rollout import chat_prompt, concat_rollouts, generate_rollouts, sequence_logprobs  # noqa: E402
+from rollout import chat_prompt, concat_rollouts, generate_rollouts, rollout_logprobs  # noqa: E402
 from verify import maze_reward  # noqa: E402
 
 
@@ -254,8 +254,7 @@ def run_eval(step):
     with accelerator.autocast():
         records = score_mazes(policy, tokenizer, test_mazes, template, eval_samples, (1, eval_k), max_new_tokens,
                               temperature=1.0, top_p=0.95, prompts_per_batch=rollout_batch or 8, seed=seed + 1,
-                              shard=(rank, n_processes), show_progress=show_progress and master,
-                              logprob_batch=micro_batch)
+                              shard=(rank, n_processes), show_progress=show_progress and master)
     result = summarize(gather_object(records), eval_samples, temperature=1.0, top_p=0.95)
     log({"step": step, "eval": result})
     return result
@@ -327,7 +326,7 @@ for step in progress:
         torch.manual_seed(sampling_seed(step, share[start]))
         with accelerator.autocast():
             parts.append(generate_rollouts(policy, tokenizer, prompts[start:start + chunk_size], n_rollouts,
-                                           max_new_tokens, temperature, top_p, logprob_batch=micro_batch))
+                                           max_new_tokens, temperature, top_p))
     rollout = concat_rollouts(parts, tokenizer.pad_token_id)
     generation_time = time.time() - step_start
 
@@ -361,27 +360,36 @@ for step in progress:
     # rows with advantage 0 add nothing to the loss unless an entropy or KL term is on: skip their backward
     trained = (advantages != 0) | (entropy_coef != 0 or kl_coef != 0)  # (P, N)
     trained_rows = trained[share].flatten()  # (B,) this process's rows
+    micro_batches = []  # per mini-batch, its trained rows in micro-batches of at most micro_batch rows
     for mini in range(prompt_batch // mini_batch):
-        n_tokens = row_tokens[mini * mini_batch:(mini + 1) * mini_batch].sum().clamp_min(1)  # all processes' tokens
         mini_rows = torch.arange(mini * rows_per_mini, (mini + 1) * rows_per_mini)
         mini_rows = mini_rows[trained_rows[mini_rows]]
-        for micro in mini_rows.split(micro_batch) if len(mini_rows) else []:
+        micro_batches.append(list(mini_rows.split(micro_batch)) if len(mini_rows) else [])
+    # pi_old is the sampling policy. The first mini-batch is trained before any optimizer step of this step, so
+    # there pi_old IS the policy being trained: old logprobs = logprobs.detach(), the ratio exactly 1. The rows of
+    # later mini-batches are scored now, before the first step, by the same forward the update uses.
+    old_logprobs = rollout.logprobs.clone()  # (B, R)
+    with torch.no_grad(), accelerator.autocast():
+        for micro in (micro for micros in micro_batches[1:] for micro in micros):
+            scored = rollout_logprobs(policy, rollout, micro)  # (rows, length)
+            old_logprobs[micro, :scored.shape[1]] = scored.float().cpu()
+    for mini, micros in enumerate(micro_batches):
+        n_tokens = row_tokens[mini * mini_batch:(mini + 1) * mini_batch].sum().clamp_min(1)  # all processes' tokens
+        for micro in micros:
             length = int(rollout.response_lengths[micro].max())  # trim padding beyond the longest response
-            input_ids = rollout.input_ids[micro, : rollout.prompt_length + length].to(accelerator.device)
-            attention_mask = rollout.attention_mask[micro, : rollout.prompt_length + length].to(accelerator.device)
             response_mask = rollout.response_mask[micro, :length].to(accelerator.device)
             with accelerator.autocast():
-                out = sequence_logprobs(policy, input_ids, attention_mask, rollout.prompt_length, temperature,
-                                        with_entropy=entropy_coef != 0)
+                out = rollout_logprobs(policy, rollout, micro, with_entropy=entropy_coef != 0)
                 logprobs, entropies = out if entropy_coef != 0 else (out, None)
+                old = logprobs.detach() if mini == 0 else old_logprobs[micro, :length].to(accelerator.device)
                 ref_logprobs = None
                 if reference is not None:
                     with torch.no_grad():
-                        ref_logprobs = sequence_logprobs(reference, input_ids, attention_mask, rollout.prompt_length, temperature)
-                loss, stats = policy_loss(logprobs, rollout.logprobs[micro, :length].to(accelerator.device),
-                                          flat_advantages[micro].to(accelerator.device), response_mask, eps_low,
-                                          eps_high, n_tokens=n_tokens.to(accelerator.device), entropies=entropies,
-                                          entropy_coef=entropy_coef, ref_logprobs=ref_logprobs, kl_coef=kl_coef)
+                        ref_logprobs = rollout_logprobs(reference, rollout, micro)
+                loss, stats = policy_loss(logprobs, old, flat_advantages[micro].to(accelerator.device), response_mask,
+                                          eps_low, eps_high, n_tokens=n_tokens.to(accelerator.device),
+                                          entropies=entropies, entropy_coef=entropy_coef,
+                                          ref_logprobs=ref_logprobs, kl_coef=kl_coef)
             accelerator.backward(loss)
             for name, value in stats.items():
                 stats_sum[name] = stats_sum.get(name, 0.0) + value.detach()

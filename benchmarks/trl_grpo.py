@@ -107,6 +107,8 @@ def main():
                         help="completions per forward/backward (per_device_train_batch_size; 64 = train.py's "
                              "micro_batch); the step's 128 completions are still generated in one batch and make "
                              "one optimizer update, with 128 / micro_batch gradient accumulation steps")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="torch CPU threads (2 = bench.py's workload; 1 compares fairly on a busy machine)")
     parser.add_argument("--output_dir", default="/tmp/trl_grpo_bench")
     args = parser.parse_args()
     rows_per_step = PROMPTS_PER_STEP * ROLLOUTS
@@ -114,7 +116,7 @@ def main():
         parser.error(f"--micro_batch must divide {rows_per_step}, got {args.micro_batch}")
     accumulation = rows_per_step // args.micro_batch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)

@@ -228,7 +228,7 @@ def test_data_parallel_batch_must_divide(tmp_path, chat_model_dir):
 def test_chunked_rollouts_concatenate_exactly(micro_model, micro_tokenizer):
     prompts = ["S.E\n>", "**.*\nS..E\n>", ".\n>"]
     torch.manual_seed(0)
-    parts = [generate_rollouts(micro_model, micro_tokenizer, prompts[:2], 2, 10, logprob_batch=3),
+    parts = [generate_rollouts(micro_model, micro_tokenizer, prompts[:2], 2, 10),
              generate_rollouts(micro_model, micro_tokenizer, prompts[2:], 2, 6)]
     joined = concat_rollouts(parts, micro_tokenizer.pad_token_id)
     assert joined.input_ids.shape[0] == 6 and joined.texts == parts[0].texts + parts[1].texts

@@ -5,10 +5,13 @@ import pytest
 import torch
 from conftest import make_micro_model, make_micro_tokenizer
 
-from rollout import (PURE_SAMPLING, chat_prompt, decode_responses, generate_rollouts,
-                     response_mask_from_eos, sequence_logprobs)
+from rollout import (chat_prompt, decode_responses, generate_rollouts, response_mask_from_eos, rollout_logprobs,
+                     sequence_logprobs)
 
 PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
+# HF generate as pure sampling, whatever the model's generation_config says (the reference in the tests)
+PURE_SAMPLING = dict(do_sample=True, num_beams=1, top_k=0, typical_p=1.0, repetition_penalty=1.0,
+                     no_repeat_ngram_size=0, min_new_tokens=0, epsilon_cutoff=0.0, eta_cutoff=0.0)
 
 
 def check_response_mask(rollout, eos_id):
@@ -73,28 +76,72 @@ def test_response_mask_under_left_padding_and_eos(pad_is_eos):
         assert all(token == tokenizer.pad_token_id for token in ids[length:])  # generate pads ended rows
 
 
-def test_logprobs_equal_generate_time_logits(micro_model, micro_tokenizer):
-    temperature = 0.7
+@pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (1.0, 0.8)])
+def test_sampling_equals_hf_generate_until_a_row_ends(micro_model, micro_tokenizer, temperature, top_p):
+    """The same seed draws the same tokens as HF generate (same temperature / top_p processing, same
+    multinomial call) up to and including the first step at which some row emits eos; after that our batch
+    holds only the running rows, so the draws differ. The recorded logprobs and entropies are those of
+    generate's logits at temperature, untruncated by top_p."""
     torch.manual_seed(2)
-    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 16, temperature=temperature)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 16, temperature=temperature, top_p=top_p)
     encoded = micro_tokenizer(PROMPTS, padding=True, return_tensors="pt")
-    torch.manual_seed(2)  # the same call by hand, keeping the raw logits of every generate step
+    torch.manual_seed(2)  # HF generate on the repeated prompts, keeping the raw logits of every step
     output = micro_model.generate(
         input_ids=encoded["input_ids"].repeat_interleave(4, 0),
         attention_mask=encoded["attention_mask"].repeat_interleave(4, 0),
-        max_new_tokens=16, temperature=temperature, top_p=1.0, eos_token_id=[micro_tokenizer.eos_token_id],
+        max_new_tokens=16, temperature=temperature, top_p=top_p, eos_token_id=[micro_tokenizer.eos_token_id],
         pad_token_id=micro_tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True,
         **PURE_SAMPLING)
-    assert torch.equal(output.sequences, rollout.input_ids)
-    step_logits = torch.stack(output.logits, dim=1).float() / temperature  # (B, R, V)
-    generate_logprobs = torch.log_softmax(step_logits, -1).gather(-1, rollout.response_ids[..., None])[..., 0]
-    mask = rollout.response_mask.bool()
-    torch.testing.assert_close(rollout.logprobs[mask], generate_logprobs[mask], atol=1e-5, rtol=0)
+    first_end = int(rollout.response_lengths.min())  # the step at which the first row ended, counted from 1
+    assert 1 <= first_end < rollout.response_ids.shape[1]  # the comparison below is not the whole rollout
+    P = rollout.prompt_length
+    assert torch.equal(output.sequences[:, :P + first_end], rollout.input_ids[:, :P + first_end])
+    assert not torch.equal(output.sequences[:, P:], rollout.response_ids)  # then they differ
+    step_logits = torch.stack(output.logits[:first_end], dim=1).float() / temperature  # (B, first_end, V)
+    log_probs = torch.log_softmax(step_logits, -1)
+    generate_logprobs = log_probs.gather(-1, rollout.response_ids[:, :first_end, None])[..., 0]
+    torch.testing.assert_close(rollout.logprobs[:, :first_end], generate_logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rollout.entropies[:, :first_end], -(log_probs.exp() * log_probs).sum(-1),
+                               atol=1e-5, rtol=0)
 
-    recomputed, entropies = sequence_logprobs(micro_model, rollout.input_ids, rollout.attention_mask,
-                                              rollout.prompt_length, temperature=temperature, with_entropy=True)
-    torch.testing.assert_close(recomputed, rollout.logprobs)
-    torch.testing.assert_close(entropies, rollout.entropies)
+
+@pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (1.3, 0.5)])
+def test_recorded_logprobs_equal_a_forward_pass(micro_model, micro_tokenizer, temperature, top_p):
+    """Every recorded logprob and entropy, after rows left the batch too, equals the full forward's
+    (`sequence_logprobs`: at temperature, untruncated by top_p); 0 after a row's end."""
+    torch.manual_seed(3)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 6, 16, temperature=temperature, top_p=top_p)
+    mask = rollout.response_mask
+    assert (rollout.response_lengths < rollout.response_ids.shape[1]).sum() >= 3  # rows left the batch early
+    logprobs, entropies = sequence_logprobs(micro_model, rollout.input_ids, rollout.attention_mask,
+                                            rollout.prompt_length, temperature=temperature, with_entropy=True)
+    torch.testing.assert_close(logprobs * mask, rollout.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropies * mask, rollout.entropies, atol=1e-5, rtol=0)
+    assert torch.all(rollout.logprobs[mask == 0] == 0) and torch.all(rollout.entropies[mask == 0] == 0)
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.6])
+def test_sampling_distribution(micro_tokenizer, top_p):
+    """The first response token's frequencies over many rollouts match softmax(logits / T), renormalised
+    over HF's top-p nucleus (tokens outside it are never drawn)."""
+    tokenizer = micro_tokenizer
+    model = make_micro_model(tokenizer, initializer_range=0.1)
+    temperature, n = 0.8, 20000
+    torch.manual_seed(4)
+    rollout = generate_rollouts(model, tokenizer, ["S.E"], n, 1, temperature=temperature, top_p=top_p)
+    prompt = tokenizer(["S.E"], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**prompt).logits[0, -1] / temperature  # (V,)
+    probs = torch.softmax(logits, -1)
+    if top_p < 1:  # HF's nucleus: the smallest set of most likely tokens with mass >= top_p
+        order = probs.argsort(descending=True)
+        in_nucleus = torch.zeros_like(probs, dtype=torch.bool)
+        in_nucleus[order[: int((probs[order].cumsum(0) < top_p).sum()) + 1]] = True
+        assert 1 < in_nucleus.sum() < len(probs)
+        probs = torch.where(in_nucleus, probs, 0.0) / probs[in_nucleus].sum()
+    counts = torch.bincount(rollout.response_ids[:, 0], minlength=len(probs)).float()
+    assert torch.all(counts[probs == 0] == 0)
+    torch.testing.assert_close(counts / n, probs, atol=4 * (0.25 / n) ** 0.5, rtol=0)  # 4 sigma at most
 
 
 def test_padding_does_not_change_logprobs(micro_model, micro_tokenizer):
@@ -133,7 +180,7 @@ def test_sequence_logprobs_supports_autograd(micro_tokenizer):
     logprobs = sequence_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.prompt_length,
                                  temperature=1.3)
     assert logprobs.requires_grad
-    torch.testing.assert_close(logprobs.detach(), rollout.logprobs)
+    torch.testing.assert_close(logprobs.detach() * rollout.response_mask, rollout.logprobs, atol=1e-5, rtol=0)
     (logprobs * rollout.response_mask).sum().backward()
     assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
 
@@ -217,6 +264,65 @@ def test_with_tiny_builders():
     torch.manual_seed(9)
     rollout = generate_rollouts(model, tokenizer, ["S.E\n>", "**.\nS.E\n>"], 3, 40)
     check_response_mask(rollout, tokenizer.eos_token_id)
-    torch.testing.assert_close(
-        sequence_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.prompt_length), rollout.logprobs)
+    logprobs = sequence_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.prompt_length)
+    torch.testing.assert_close(logprobs * rollout.response_mask, rollout.logprobs, atol=1e-5, rtol=0)
     assert any("<answer>" in text or "</answer>" in text for text in rollout.texts)  # tags survive decoding
+
+
+# the shortcuts: shared-prompt prefill, logprobs recorded while sampling, shared-prompt forward in the update
+
+def loss_and_grads(model, compute):
+    model.zero_grad()
+    logprobs = compute()
+    loss = (logprobs * torch.linspace(-1, 1, logprobs.numel()).view_as(logprobs)).sum()
+    loss.backward()
+    return logprobs.detach(), [param.grad.clone() for param in model.parameters()]
+
+
+@pytest.mark.parametrize("response_len", [1, 9])
+def test_shared_prompt_forward_equals_full_forward(micro_tokenizer, response_len):
+    """Rows of a few prompts (left-padded to different lengths, in no particular order, some rows of a group
+    missing): running each prompt once and sharing its KV cache gives the same logprobs, entropies and
+    gradients as the full forward of every row."""
+    model = make_micro_model(micro_tokenizer).train()
+    torch.manual_seed(13)
+    rollout = generate_rollouts(model, micro_tokenizer, PROMPTS, 4, response_len)
+    rows = torch.tensor([5, 0, 1, 3, 9, 11, 4, 10])  # prompts 1, 0, 0, 0, 2, 2, 1, 2
+    inputs = (rollout.input_ids[rows], rollout.attention_mask[rows], rollout.prompt_length)
+    full, full_grads = loss_and_grads(model, lambda: sequence_logprobs(model, *inputs, temperature=0.9))
+    shared, shared_grads = loss_and_grads(
+        model, lambda: sequence_logprobs(model, *inputs, temperature=0.9, prompt_index=rows // 4))
+    mask = rollout.response_mask[rows]
+    torch.testing.assert_close(shared * mask, full * mask, atol=1e-5, rtol=0)
+    for shared_grad, full_grad in zip(shared_grads, full_grads):
+        torch.testing.assert_close(shared_grad, full_grad, atol=1e-5, rtol=1e-4)
+    _, full_entropies = sequence_logprobs(model, *inputs, with_entropy=True)
+    _, shared_entropies = sequence_logprobs(model, *inputs, with_entropy=True, prompt_index=rows // 4)
+    torch.testing.assert_close(shared_entropies * mask, full_entropies * mask, atol=1e-5, rtol=0)
+
+
+def test_rollout_logprobs_cuts_at_the_longest_response(micro_model, micro_tokenizer):
+    torch.manual_seed(14)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 16, temperature=1.2)
+    rows = torch.tensor([2, 3, 7, 8])
+    length = int(rollout.response_lengths[rows].max())
+    logprobs, entropies = rollout_logprobs(micro_model, rollout, rows, with_entropy=True)
+    assert logprobs.shape == entropies.shape == (4, length)
+    mask = rollout.response_mask[rows, :length]
+    torch.testing.assert_close(logprobs * mask, rollout.logprobs[rows, :length], atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropies * mask, rollout.entropies[rows, :length], atol=1e-5, rtol=0)
+
+
+def test_shared_prompt_forward_under_gradient_checkpointing(micro_tokenizer):
+    """Checkpointing drops any KV cache in train mode, so prompt_index falls back to the full forward."""
+    model = make_micro_model(micro_tokenizer).train()
+    torch.manual_seed(15)
+    rollout = generate_rollouts(model, micro_tokenizer, PROMPTS, 3, 8)
+    rows = torch.arange(9)
+    inputs = (rollout.input_ids, rollout.attention_mask, rollout.prompt_length)
+    full, full_grads = loss_and_grads(model, lambda: sequence_logprobs(model, *inputs))
+    model.activation_checkpointing_enable({"use_reentrant": False})
+    shared, shared_grads = loss_and_grads(model, lambda: sequence_logprobs(model, *inputs, prompt_index=rows // 3))
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=0)
+    for shared_grad, full_grad in zip(shared_grads, full_grads):
+        torch.testing.assert_close(shared_grad, full_grad, atol=1e-5, rtol=1e-4)
