@@ -55,7 +55,8 @@ def test_complete_runs_are_skipped(tmp_path, capsys):
     assert "2 complete (skipped), 0 to run" in capsys.readouterr().out
 
 
-def test_dry_run_prints_commands(capsys):
+def test_dry_run_prints_commands(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(maze, "RUNS", str(tmp_path))  # no run is complete there, whatever this machine ran
     assert maze.main(["--quick", "--only", "k", "--seeds", "0", "--dry-run"]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "k8-lr4x-seed0" in line)
