@@ -52,6 +52,25 @@ def run_workload(model_dir, steps, warmup, device="cpu", **overrides):
     }
 
 
+def time_advantages(n_prompts=128, n_rollouts=32, k=8, repeats=50):
+    """Milliseconds per call of every registered estimator on (n_prompts, n_rollouts) binary rewards."""
+    import time
+
+    import torch
+
+    from advantage import ADVANTAGES, compute_advantages
+    rewards = (torch.rand(n_prompts, n_rollouts, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    context = dict(k=k, entropies=torch.rand(n_prompts), generator=torch.Generator().manual_seed(0))
+    timings = {}
+    for name in ADVANTAGES:
+        compute_advantages(name, rewards, **context)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            compute_advantages(name, rewards, **context)
+        timings[name] = round(1000 * (time.perf_counter() - start) / repeats, 3)
+    return timings
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
@@ -68,6 +87,7 @@ def main():
         model_dir = load_or_train_tiny(os.path.join(ROOT, "out"))
 
     results = {}
+    print(f"advantage estimators on 128 prompts x 32 rollouts, k=8 (ms per call): {time_advantages()}", flush=True)
     if not args.quick:
         print(f"{'workload':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}{'resp len':>10}")
         for name, overrides in [*[(f"n_rollouts={n}", dict(n_rollouts=n)) for n in (8, 16, 32)],
