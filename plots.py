@@ -104,6 +104,8 @@ def plot_advantage_k(path, n_rollouts=16, ks=(2, 4, 8)):
         axis.axhline(0, color="grey", lw=0.5)
         axis.grid(alpha=0.3)
     axes[2].legend(fontsize=8)
+    fig.suptitle(f"pass1 and passk_analytical for k in {tuple(ks)} (N = {n_rollouts}): a larger k gives smaller "
+                 "advantages, i.e. shorter steps (sec. 3.4)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
