@@ -2,6 +2,7 @@
 
     python experiments/maze.py --quick                 # the whole grid, 3 seeds, about an hour on 2 cores
     python experiments/maze.py --quick --only k         # one group (and the runs it depends on)
+    python experiments/maze.py --full --only estimators/pass1,estimators/passk_analytical   # single runs
     python experiments/maze.py --full                   # longer runs, more eval samples (see RESULTS.md)
     python experiments/maze.py --quick --dry-run        # print the commands, run nothing
     python plots.py experiments/runs/quick              # figures + tables of whatever has finished
@@ -85,7 +86,7 @@ def comparisons(steps):
         "estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k full", "estimators/passk_full", 0),
                        ("Pass@k bootstrap", "estimators/passk_bootstrap", 0),
                        ("Pass@k analytical", "estimators/passk_analytical", 0)],
-        "k": [("k=2", "k/k2", 0), ("k=4", "estimators/passk_analytical", 0), ("k=8", "k/k8", 0),
+        "k": [("k=4", "estimators/passk_analytical", 0), ("k=2", "k/k2", 0), ("k=8", "k/k8", 0),
               ("k=8, 2x lr", "k/k8-lr2x", 0), ("k=8, 4x lr", "k/k8-lr4x", 0)],
         "implicit": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0),
                      ("Exceeding Pass@k", "implicit/passk_exceeding", 0),
@@ -156,7 +157,7 @@ def select(mode, groups, seeds, script="train.py"):
     """The jobs of the chosen groups (all if None) plus the runs they depend on, dependencies first."""
     steps = MODES[mode]["steps"]
     runs = {f"{group}/{name}": (group, name, overrides, deps) for group, name, overrides, deps in grid(steps)}
-    wanted = [key for key, (group, *_) in runs.items() if groups is None or group in groups]
+    wanted = [key for key, (group, *_) in runs.items() if groups is None or group in groups or key in groups]
     closure, todo = [], list(wanted)
     while todo:
         key = todo.pop(0)
@@ -253,16 +254,17 @@ def main(argv=None):
     parser.add_argument("--quick", dest="mode", action="store_const", const="quick")
     parser.add_argument("--full", dest="mode", action="store_const", const="full")
     parser.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
-    parser.add_argument("--only", default="", help="comma-separated groups: estimators,k,implicit,baselines,continual")
+    parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,continual) "
+                                                   "or runs (estimators/pass1)")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     groups = [group for group in args.only.split(",") if group] or None
-    known = {group for group, *_ in grid(1)}
+    known = {group for group, *_ in grid(1)} | {f"{group}/{name}" for group, name, *_ in grid(1)}
     if groups and set(groups) - known:
-        parser.error(f"unknown group(s) {sorted(set(groups) - known)}; known: {sorted(known)}")
+        parser.error(f"unknown group(s) or run(s) {sorted(set(groups) - known)}; known: {sorted(known)}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
     script = "train.py"
     if not args.dry_run:
