@@ -43,6 +43,11 @@ def k3_kl(logprobs, ref_logprobs):
     return (torch.exp(log_ratio) - log_ratio - 1).clamp(max=10.0)
 
 
+# the stats of policy_loss that describe the trained tokens (not the loss): a trainer that skips rows (advantage 0)
+# but divides by all tokens should renormalise these to the trained tokens before logging them
+DIAGNOSTIC_STATS = ("clip_fraction", "clip_fraction_low", "clip_fraction_high", "approx_kl", "ratio_mean")
+
+
 def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, eps_high=0.28,
                 n_tokens=None, entropies=None, entropy_coef=0.0, ref_logprobs=None, kl_coef=0.0):
     """Token-level clipped PPO loss (to minimise) and detached stats.

@@ -121,7 +121,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from advantage import check_options, compute_advantages  # noqa: E402
 from checkpoint import latest_checkpoint, load_policy, load_trainer_state, save_checkpoint  # noqa: E402
 from evaluate import format_table, pass_at_k, score_mazes, summarize  # noqa: E402
-from loss import policy_loss  # noqa: E402
+from loss import DIAGNOSTIC_STATS, policy_loss  # noqa: E402
 from mazes import format_prompt, make_mazes  # noqa: E402
 from optim import StochasticRoundingAdamW  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts, rollout_logprobs  # noqa: E402
@@ -305,6 +305,12 @@ def gather_prompts(tensor):
     return ordered
 
 
+def process_mean(sums, divisor):
+    """[{stat name: one process's sum}, ...] -> {stat name: sum over the processes / divisor}"""
+    names = dict.fromkeys(name for process in sums for name in process)
+    return {name: sum(process.get(name, 0.0) for process in sums) / max(divisor, 1) for name in names}
+
+
 # -----------------------------------------------------------------------------
 # the loop
 if master:
@@ -373,8 +379,12 @@ for step in progress:
         for micro in (micro for micros in micro_batches[1:] for micro in micros):
             scored = rollout_logprobs(policy, rollout, micro)  # (rows, length)
             old_logprobs[micro, :scored.shape[1]] = scored.float().cpu()
+    diagnostics_sum, diagnostic_minis = {}, 0  # ratio / clipping / KL stats: means over the TRAINED tokens
     for mini, micros in enumerate(micro_batches):
-        n_tokens = row_tokens[mini * mini_batch:(mini + 1) * mini_batch].sum().clamp_min(1)  # all processes' tokens
+        mini_prompts = slice(mini * mini_batch, (mini + 1) * mini_batch)
+        n_tokens = row_tokens[mini_prompts].sum().clamp_min(1)  # all processes' tokens
+        mini_trained_tokens = float((row_tokens[mini_prompts] * trained[mini_prompts]).sum())  # all processes'
+        diagnostic_minis += mini_trained_tokens > 0
         for micro in micros:
             length = int(rollout.response_lengths[micro].max())  # trim padding beyond the longest response
             response_mask = rollout.response_mask[micro, :length].to(accelerator.device)
@@ -392,7 +402,11 @@ for step in progress:
                                           ref_logprobs=ref_logprobs, kl_coef=kl_coef)
             accelerator.backward(loss)
             for name, value in stats.items():
-                stats_sum[name] = stats_sum.get(name, 0.0) + value.detach()
+                if name in DIAGNOSTIC_STATS:  # token sum / n_tokens -> token sum / trained tokens
+                    diagnostics_sum[name] = diagnostics_sum.get(name, 0.0) + value.detach() * (
+                        float(n_tokens) / mini_trained_tokens)
+                else:
+                    stats_sum[name] = stats_sum.get(name, 0.0) + value.detach()
         if n_processes > 1:  # the global mini-batch's gradient: the sum of every process's (see above)
             for param in policy.parameters():
                 torch.distributed.all_reduce(param.grad)
@@ -405,7 +419,8 @@ for step in progress:
 
     # 5. metrics, all of the global batch
     correct = rewards.sum(-1)  # (P,)
-    stats_sums = gather_object([{name: float(value) for name, value in stats_sum.items()}])  # one dict per process
+    per_process = gather_object([({name: float(value) for name, value in stats_sum.items()},
+                                  {name: float(value) for name, value in diagnostics_sum.items()})])
     record = {
         "step": step + 1,
         "reward": float(rewards.mean()),
@@ -415,8 +430,8 @@ for step in progress:
         "response_length": float(response_lengths.float().mean()),
         "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
         "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
-        **{name: sum(sums.get(name, 0.0) for sums in stats_sums) / n_updates
-           for name in dict.fromkeys(name for sums in stats_sums for name in sums)},
+        **process_mean([losses for losses, _ in per_process], n_updates),  # pg_loss (+ entropy, kl_ref)
+        **process_mean([diagnostics for _, diagnostics in per_process], diagnostic_minis),
         "grad_norm": sum(grad_norms) / n_updates,
         "lr": scheduler.get_last_lr()[0],
         "generation_time": generation_time,  # the main process's times

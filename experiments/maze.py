@@ -47,7 +47,7 @@ COMMON = dict(model=WARMSTART, prompt_template="compact", n_rollouts=16, k=4, pr
 # steps: RL steps of a run (the continual group's parts are `steps` each, so 2x steps in all)
 MODES = {
     "quick": dict(steps=40, train=dict(n_test=30, eval_samples=16, eval_every=20, checkpoint_every=20)),
-    "full": dict(steps=150, train=dict(n_test=30, eval_samples=32, eval_every=25, checkpoint_every=25)),
+    "full": dict(steps=150, train=dict(n_test=30, eval_samples=32, eval_every=30, checkpoint_every=30)),
     # the plumbing test: a couple of steps on 2 test mazes per size
     "smoke": dict(steps=2, train=dict(n_test=2, eval_samples=8, eval_every=1, checkpoint_every=2,
                                       n_rollouts=8, prompt_batch=4, mini_batch=4)),

@@ -53,6 +53,10 @@ def test_two_steps_write_metrics_and_a_loadable_checkpoint(tmp_path, micro_model
     for key in ("reward", "pass@1", "pass@2", "entropy", "response_length", "zero_advantage_prompts", "eta",
                 "clip_fraction", "grad_norm", "generation_time", "update_time"):
         assert key in steps[0], key
+    trained = [r for r in steps if "ratio_mean" in r]
+    assert trained and all(r["trained_tokens"] < r["generated_tokens"] for r in trained)  # rows were skipped
+    for r in trained:  # diagnostics are means over the trained tokens, not diluted by the skipped rows
+        assert 0.8 < r["ratio_mean"] < 1.25 and 0.0 <= r["clip_fraction"] <= 1.0, r
     evals = [r for r in records if "eval" in r]
     assert [r["step"] for r in evals] == [0, 2]  # before and after
     assert set(evals[0]["eval"]["average"]) == {"pass@1", "pass@2"}
