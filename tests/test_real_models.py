@@ -205,7 +205,7 @@ def test_data_parallel_equals_one_process(tmp_path, chat_model_dir):
     steps_b = [r for r in read_metrics(two) if "reward" in r]
     for key in ("reward", "pass@2", "zero_advantage_prompts", "eta", "generated_tokens", "trained_tokens"):
         assert [r[key] for r in steps_a] == [r[key] for r in steps_b], key  # the same global batch
-    for key in ("entropy", "pg_loss", "grad_norm"):
+    for key in ("entropy", "pg_loss", "grad_norm", "ratio_mean", "approx_kl"):  # ratio_mean: over trained tokens
         assert [r[key] for r in steps_a] == pytest.approx([r[key] for r in steps_b], rel=1e-4, abs=1e-7), key
     # at step 1 one prompt of 8 has a non-zero advantage: the process holding it does backward passes,
     # the other none at all (rows with advantage 0 are skipped), and neither waits for the other
