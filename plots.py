@@ -212,10 +212,25 @@ def cell(values, scale=100.0):
     return f"{scale * mean:.1f}" + (f" ± {scale * std:.1f}" if not math.isnan(std) else "")
 
 
+# two-sided 95% quantile of Student's t with n - 1 degrees of freedom, for n = 2..10 paired seeds
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+
+
+def delta_cell(deltas, scale=100.0):
+    """Paired change over seeds, 'mean ± std', marked ' *' when the 95% paired-t interval excludes 0
+    (|mean| > t * std / sqrt(n); with 3 seeds that is |mean| > 2.48 std)."""
+    text = cell(deltas, scale)
+    mean, std = mean_std(deltas)
+    n = len([d for d in deltas if not math.isnan(d)])
+    if n >= 2 and not math.isnan(std) and abs(mean) > T_975.get(n, 1.96) * std / math.sqrt(n):
+        text += " *"
+    return text
+
+
 def per_size_table(methods, baseline_dirs=None, reference=0):
     """Markdown table of the final held-out evaluation: per maze size and averaged, pass@1 / pass@8 in %,
     mean ± std over seeds; the negative-answer diversity; the paired (same seed) change in avg pass@1 and
-    pass@8 against methods[reference]; baseline_dirs adds the step-0 evaluation (the starting policy)."""
+    pass@8 against methods[reference] (' *': significant, see delta_cell); baseline_dirs adds the step-0 evaluation (the starting policy)."""
     rows = []
     if baseline_dirs:
         rows.append(("start (step 0)", [load_run(d)[1][0][1] for d in baseline_dirs], None, 0))
@@ -242,7 +257,7 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
             if run_dirs and label != ref_label and ref_by_seed:
                 deltas = [eval_value(e, key) - eval_value(ref_by_seed[d.rsplit("-seed", 1)[1]], key)
                           for d, e in zip(run_dirs, evals) if d.rsplit("-seed", 1)[1] in ref_by_seed]
-                cells.append(cell(deltas))
+                cells.append(delta_cell(deltas))
             else:
                 cells.append("")
         lines.append("| " + " | ".join(cells) + " |")

@@ -28,6 +28,13 @@ def test_expected_curves_match_advantage_curves_where_deterministic():
     assert (a_pos[1:-1] >= 0).all() and (a_neg[1:-1] <= 0).all() and eta[0] == 0 and eta[-1] == 0
 
 
+def test_delta_cell_marks_only_paired_changes_that_exclude_zero():
+    assert plots.delta_cell([0.02, 0.021, 0.019]) == "2.0 ± 0.1 *"  # consistent over seeds
+    assert plots.delta_cell([0.04, -0.01, 0.03]) == "2.0 ± 2.6"  # same mean, noisy: not marked
+    assert plots.delta_cell([0.05]) == "5.0"  # one seed: no spread, no claim
+    assert plots.delta_cell([0.0, 0.0, 0.0]) == "0.0 ± 0.0"
+
+
 def write_run(path, steps, evals, base=0.3, slope=0.01):
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "metrics.jsonl"), "w") as f:
