@@ -205,21 +205,21 @@ def mean_std(values):
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
 
-def cell(values, scale=100.0):
+def cell(values, scale=100.0, digits=1):
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "-"
-    return f"{scale * mean:.1f}" + (f" ± {scale * std:.1f}" if not math.isnan(std) else "")
+    return f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if not math.isnan(std) else "")
 
 
 # two-sided 95% quantile of Student's t with n - 1 degrees of freedom, for n = 2..10 paired seeds
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
-def delta_cell(deltas, scale=100.0):
+def delta_cell(deltas, scale=100.0, digits=1):
     """Paired change over seeds, 'mean ± std', marked ' *' when the 95% paired-t interval excludes 0
     (|mean| > t * std / sqrt(n); with 3 seeds that is |mean| > 2.48 std)."""
-    text = cell(deltas, scale)
+    text = cell(deltas, scale, digits)
     mean, std = mean_std(deltas)
     n = len([d for d in deltas if not math.isnan(d)])
     if n >= 2 and not math.isnan(std) and abs(mean) > T_975.get(n, 1.96) * std / math.sqrt(n):
@@ -229,8 +229,8 @@ def delta_cell(deltas, scale=100.0):
 
 def per_size_table(methods, baseline_dirs=None, reference=0):
     """Markdown table of the final held-out evaluation: per maze size and averaged, pass@1 / pass@8 in %,
-    mean ± std over seeds; the negative-answer diversity; the paired (same seed) change in avg pass@1 and
-    pass@8 against methods[reference] (' *': significant, see delta_cell); baseline_dirs adds the step-0 evaluation (the starting policy)."""
+    mean ± std over seeds; the negative-answer diversity (%) and policy entropy (nats/token); the paired (same seed) change in avg pass@1 and
+    pass@8 and diversity against methods[reference] (' *': significant, see delta_cell); baseline_dirs adds the step-0 evaluation (the starting policy)."""
     rows = []
     if baseline_dirs:
         rows.append(("start (step 0)", [load_run(d)[1][0][1] for d in baseline_dirs], None, 0))
@@ -244,7 +244,8 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
     ref_label, ref_dirs, ref_offset = methods[reference] if methods else (None, None, 0)
     ref_by_seed = {d.rsplit("-seed", 1)[1]: final_eval(d, ref_offset)[1] for d in (ref_dirs or [])}
     header = (["method", "step", "seeds"] + [f"{s}x{s}{' (unseen)' if s == max(sizes) else ''} p@1 / p@8" for s in sizes]
-              + ["avg p@1 / p@8", "neg. diversity", f"Δ avg p@1 vs {ref_label}", f"Δ avg p@8 vs {ref_label}"])
+              + ["avg p@1 / p@8", "neg. diversity", "entropy", f"Δ avg p@1 vs {ref_label}", f"Δ avg p@8 vs {ref_label}",
+                 "Δ neg. diversity", "Δ entropy"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, evals, run_dirs, step in rows:
         cells = [label, str(step), str(len(evals))]
@@ -253,11 +254,13 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
                          f"{cell([eval_value(e, f'{size}:pass@8') for e in evals])}")
         cells.append(f"{cell([eval_value(e, 'avg:pass@1') for e in evals])} / {cell([eval_value(e, 'avg:pass@8') for e in evals])}")
         cells.append(cell([eval_value(e, "negative_answer_diversity") for e in evals]))
-        for key in ("avg:pass@1", "avg:pass@8"):
+        cells.append(cell([eval_value(e, "entropy") for e in evals], scale=1.0, digits=3))
+        for key, scale, digits in (("avg:pass@1", 100.0, 1), ("avg:pass@8", 100.0, 1),
+                                   ("negative_answer_diversity", 100.0, 1), ("entropy", 1.0, 3)):
             if run_dirs and label != ref_label and ref_by_seed:
                 deltas = [eval_value(e, key) - eval_value(ref_by_seed[d.rsplit("-seed", 1)[1]], key)
                           for d, e in zip(run_dirs, evals) if d.rsplit("-seed", 1)[1] in ref_by_seed]
-                cells.append(delta_cell(deltas))
+                cells.append(delta_cell(deltas, scale, digits))
             else:
                 cells.append("")
         lines.append("| " + " | ".join(cells) + " |")

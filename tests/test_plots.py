@@ -70,7 +70,8 @@ def test_curves_and_table_on_fake_runs(tmp_path):
     assert lines[2].startswith("| start (step 0) | 0 | 2 |")
     assert "| A | 4 | 2 | " in table and "34.5 ± 0.7 / 69.0 ± 1.4" in table  # avg of seeds 0.34, 0.35
     b_row = next(line for line in lines if line.startswith("| B "))
-    assert b_row.rstrip(" |").endswith("3.5 ± 0.7 | 7.0 ± 1.4")  # paired deltas vs A: 0.04-0.005 per seed
+    # entropy (nats/token), then paired deltas vs A (0.04-0.005 per seed; diversity unchanged)
+    assert b_row.rstrip(" |").endswith("| 0.300 ± 0.000 | 3.5 ± 0.7 | 7.0 ± 1.4 | 0.0 ± 0.0 | 0.000 ± 0.000")
 
 
 def test_plots_main_on_a_runs_tree(tmp_path):
