@@ -1,9 +1,9 @@
 """Reproduce the paper's maze findings at small scale: the whole grid of issue #6, seeds included.
 
-    python experiments/maze.py --quick                 # the whole grid, 3 seeds, about an hour on 2 cores
+    python experiments/maze.py --quick                 # the whole grid, 3 seeds: 21 min on 2 cores (measured)
     python experiments/maze.py --quick --only k         # one group (and the runs it depends on)
     python experiments/maze.py --full --only estimators/pass1,estimators/passk_analytical   # single runs
-    python experiments/maze.py --full                   # longer runs, more eval samples (see RESULTS.md)
+    python experiments/maze.py --full                   # 150 steps, 32 eval samples: about 1 h on 2 cores (RESULTS.md)
     python experiments/maze.py --quick --dry-run        # print the commands, run nothing
     python plots.py experiments/runs/quick              # figures + tables of whatever has finished
 
