@@ -117,7 +117,8 @@ config = {key: globals()[key] for key in config_keys}
 # imported before the process group exists: its functions take `group=group.WORLD` as a default argument,
 # which, if first imported later (transformers does, while building the model), holds the gloo group alive
 # past destroy_process_group and can abort the process at exit (SIGABRT, 'terminate called ...')
-import torch.distributed.nn  # noqa: E402, F401
+if torch.distributed.is_available():  # (absent from some builds; then there is no process group either)
+    import torch.distributed.nn  # noqa: E402, F401
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
