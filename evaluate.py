@@ -9,7 +9,13 @@ unbiased pass@1 and pass@k per maze size and averaged (table 7), the answer dive
 responses (figure 7a) and the mean policy entropy. It reuses rollout.py and verify.py. It is
 `score_mazes` (per-maze records, optionally of one data-parallel shard) then `summarize`.
 `python evaluate.py PATH` evaluates any checkpoint or HF folder and writes JSON.
+
+Pass@k curves (Yue et al., 2025, "Does Reinforcement Learning Really Incentivize Reasoning Capacity in
+LLMs Beyond the Base Model?"): `summarize` also gives unbiased pass@k for k = 1, 2, 4, ..., n from the
+same n samples per maze, and the per-maze correct counts, so two policies can be compared by where their
+curves cross (`crossing_k`) and by which mazes each solves at all within n samples (`solved_overlap`).
 """
+import math
 from collections import defaultdict
 
 import torch
@@ -39,6 +45,49 @@ def pass_at_k(n, c, k):
     all_wrong = ((n - counts[..., None] - steps) / (n - steps)).clamp_min(0).prod(-1)
     result = 1 - all_wrong
     return result.item() if not isinstance(c, torch.Tensor) else result
+
+
+def curve_ks(n):
+    """The k of a pass@k curve from n samples: 1, 2, 4, ... up to n, and n itself."""
+    return sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
+
+
+def pass_at_k_curve(n, counts):
+    """{k: mean over mazes of unbiased pass@k} for k in curve_ks(n); counts = correct samples per maze."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    return {k: float(pass_at_k(n, counts, k).mean()) for k in curve_ks(n)}
+
+
+def crossing_k(curve, reference):
+    """Where `curve` falls to `reference` (both {k: pass@k} on the same k; e.g. a trained policy's curve
+    against its start policy's): the first k at which it is at or below after being above at k=1,
+    interpolated linearly in log2 k between the two grid points around the sign change.
+
+    Returns (k, kind): kind "cross" with that k; "above" (above at every k) or "below" (not above even at
+    k=1) with k None, so "no crossing" is never mistaken for a number.
+    """
+    ks = sorted(int(k) for k in curve)
+    gaps = [curve[k] - reference[k] for k in ks]
+    if gaps[0] <= 0:
+        return None, "below"
+    for i in range(1, len(ks)):
+        if gaps[i] <= 0:  # crossed between ks[i-1] (above) and ks[i] (at or below)
+            fraction = gaps[i - 1] / (gaps[i - 1] - gaps[i])
+            log_k = math.log2(ks[i - 1]) + fraction * (math.log2(ks[i]) - math.log2(ks[i - 1]))
+            return 2 ** log_k, "cross"
+    return None, "above"
+
+
+def solved_overlap(counts_a, counts_b):
+    """Mazes solved (at least one correct of n samples) by a only, b only, both and neither.
+    counts_*: {maze index: correct samples}, over the same mazes."""
+    if set(counts_a) != set(counts_b):
+        raise ValueError("solved_overlap needs the correct counts of the same mazes for both policies")
+    solved_a = {index for index, count in counts_a.items() if count > 0}
+    solved_b = {index for index, count in counts_b.items() if count > 0}
+    return {"a": len(solved_a), "b": len(solved_b), "both": len(solved_a & solved_b),
+            "only_a": len(solved_a - solved_b), "only_b": len(solved_b - solved_a),
+            "neither": len(set(counts_a) - solved_a - solved_b), "mazes": len(counts_a)}
 
 
 def distinct_negative_share(answers, rewards):
@@ -77,7 +126,7 @@ def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=
             texts = rollout.texts[responses]
             rewards = [maze_reward(text, maze) for text in texts]
             records.append({
-                "index": start + i, "size": size,
+                "index": start + i, "size": size, "correct": int(sum(rewards)),
                 **{f"pass@{k}": pass_at_k(n_samples, int(sum(rewards)), k) for k in ks},
                 "negative_answer_diversity": distinct_negative_share([extract_answer(t) or t for t in texts], rewards),
                 "entropy_sum": float(entropies[responses].sum()),
@@ -98,9 +147,15 @@ def summarize(records, n_samples, temperature, top_p):
     per_size = {size: {**{f"pass@{k}": sum(r[f"pass@{k}"] for r in rows) / len(rows) for k in ks},
                        "n_mazes": len(rows)} for size, rows in sorted(by_size.items())}
     average = {f"pass@{k}": sum(per_size[s][f"pass@{k}"] for s in per_size) / len(per_size) for k in ks}
+    # the pass@k curve, k = 1, 2, 4, ... n, per size and averaged over sizes (JSON keys are strings)
+    curves = {size: pass_at_k_curve(n_samples, [r["correct"] for r in rows]) for size, rows in by_size.items()}
+    average_curve = {str(k): sum(curves[s][k] for s in curves) / len(curves) for k in curve_ks(n_samples)}
     diversity = [r["negative_answer_diversity"] for r in records if r["negative_answer_diversity"] is not None]
     tokens = sum(r["tokens"] for r in records)
-    return {"per_size": per_size, "average": average,
+    for size in per_size:
+        per_size[size]["pass@k_curve"] = {str(k): value for k, value in curves[size].items()}
+    return {"per_size": per_size, "average": average, "average_pass@k_curve": average_curve,
+            "correct": {str(r["index"]): r["correct"] for r in records},  # per held-out maze, of n_samples
             "negative_answer_diversity": sum(diversity) / len(diversity) if diversity else None,
             "entropy": sum(r["entropy_sum"] for r in records) / max(tokens, 1),
             "response_length": sum(r["length_sum"] for r in records) / sum(r["responses"] for r in records),
@@ -133,6 +188,19 @@ def format_table(results_by_name):
         cells = [result["per_size"].get(s) for s in sizes] + [result["average"]]
         lines.append(f"{name:<14}" + "".join(
             f"{100 * c[f'pass@{ks[0]}']:>7.1f}/{100 * c[f'pass@{ks[-1]}']:<6.1f}" if c else f"{'-':>14}" for c in cells))
+    return "\n".join(lines)
+
+
+def format_curves(results_by_name):
+    """The average pass@k curves (k = 1, 2, 4, ... n) of results that have one, a row each, in %."""
+    rows = {name: result["average_pass@k_curve"] for name, result in results_by_name.items()
+            if "average_pass@k_curve" in result}
+    if not rows:
+        return ""
+    ks = sorted({int(k) for curve in rows.values() for k in curve})
+    lines = ["pass@k (%), average over maze sizes", f"{'':<14}" + "".join(f"{f'k={k}':>7}" for k in ks)]
+    for name, curve in rows.items():
+        lines.append(f"{name:<14}" + "".join(f"{100 * curve[str(k)]:>7.1f}" if str(k) in curve else f"{'-':>7}" for k in ks))
     return "\n".join(lines)
 
 

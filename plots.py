@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from advantage import ADVANTAGES, advantage_curves, compute_advantages  # noqa: E402
+from evaluate import crossing_k, solved_overlap  # noqa: E402
 
 FIGURES = os.path.join("experiments", "figures")
 # estimators whose advantage depends on random draws or on the order of the responses: averaged
@@ -265,6 +266,100 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
                 cells.append("")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def curve_of(evaluation, sizes=None):
+    """{k: pass@k} of one evaluation: averaged over `sizes` (None: the eval's own average over all sizes)."""
+    if sizes is None:
+        return {int(k): value for k, value in evaluation["average_pass@k_curve"].items()}
+    curves = [evaluation["per_size"][str(s) if str(s) in evaluation["per_size"] else s]["pass@k_curve"] for s in sizes]
+    return {int(k): sum(curve[k] for curve in curves) / len(curves) for k in curves[0]}
+
+
+def curve_runs(run_dirs):
+    """[(seed, start eval, final eval)] of the runs whose first and last evaluations have pass@k curves to the
+    same n (a step-0 evaluation of its own; the last one is the run's end)."""
+    runs = []
+    for d in run_dirs:
+        evals = load_run(d)[1]
+        first, last = evals[0][1], evals[-1][1]
+        if evals[0][0] == 0 and "average_pass@k_curve" in first and "average_pass@k_curve" in last and \
+                first["n_samples"] == last["n_samples"]:
+            runs.append((d.rsplit("-seed", 1)[1], first, last))
+    return runs
+
+
+def plot_passk_curves(methods, path, size_groups, title=""):
+    """Pass@k curves on a log-k axis (Yue et al., 2025): the start policy (step 0, dashed) against each
+    method's final policy, mean over seeds with the min-max band; one panel per entry of size_groups
+    ({panel title: sizes or None for all})."""
+    fig, axes = plt.subplots(1, len(size_groups), figsize=(5.5 * len(size_groups), 4.2), squeeze=False)
+    for axis, (panel, sizes) in zip(axes[0], size_groups.items()):
+        start_drawn = False
+        for i, (label, run_dirs, _) in enumerate(methods):
+            runs = curve_runs(run_dirs)
+            if not runs:
+                continue
+            ks = sorted(curve_of(runs[0][2], sizes))
+            if not start_drawn:
+                start = np.array([[curve_of(first, sizes)[k] for k in ks] for _, first, _ in runs])
+                axis.plot(ks, 100 * start.mean(0), "k--", label="start (step 0)")
+                start_drawn = True
+            final = np.array([[curve_of(last, sizes)[k] for k in ks] for _, _, last in runs])
+            axis.plot(ks, 100 * final.mean(0), marker=".", color=f"C{i}", label=f"{label} ({len(runs)} seeds)")
+            if len(runs) > 1:
+                axis.fill_between(ks, 100 * final.min(0), 100 * final.max(0), color=f"C{i}", alpha=0.12)
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("k (samples)")
+        axis.set_ylabel("pass@k (%)")
+        axis.set_title(panel, fontsize=10)
+        axis.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title + "  (unbiased pass@k from n samples per held-out maze)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def passk_curve_table(methods, reference=0, ks=(1, 8, 128), sizes=None):
+    """Markdown: each method's final pass@k at `ks` (mean ± std over seeds), its paired change from its own start
+    at the largest k, the paired change against methods[reference] at each k (' *' when the 95% paired-t
+    interval excludes 0), the k at which its curve falls to the start's (mean over the seeds that cross; how
+    many do), and the held-out mazes solved within n samples by the start, the method, both (mean over seeds)."""
+    ref_label, ref_dirs, _ = methods[reference]
+    ref_by_seed = {seed: last for seed, _, last in curve_runs(ref_dirs)}
+    rows = [(label, curve_runs(dirs)) for label, dirs, _ in methods]
+    rows = [(label, runs) for label, runs in rows if runs]
+    if not rows:
+        return "(no runs with pass@k curves)"
+    n = rows[0][1][0][2]["n_samples"]
+    ks = [k for k in ks if k <= n]
+    header = (["method", "seeds"] + [f"p@{k}" for k in ks] + [f"Δ p@{ks[-1]} vs start"]
+              + [f"Δ p@{k} vs {ref_label}" for k in ks] + ["crosses start at k", f"solved of {{mazes}} at n={n}: start / method / both"])
+    lines = []
+    for label, runs in rows:
+        finals = [curve_of(last, sizes) for _, _, last in runs]
+        starts = [curve_of(first, sizes) for _, first, _ in runs]
+        cells = [label, str(len(runs))] + [cell([f[k] for f in finals]) for k in ks]
+        cells.append(delta_cell([f[ks[-1]] - s[ks[-1]] for f, s in zip(finals, starts)]))
+        for k in ks:
+            if label == ref_label:
+                cells.append("")
+                continue
+            deltas = [curve_of(last, sizes)[k] - curve_of(ref_by_seed[seed], sizes)[k]
+                      for seed, _, last in runs if seed in ref_by_seed]
+            cells.append(delta_cell(deltas) if deltas else "-")
+        crossings = [crossing_k(f, s) for f, s in zip(finals, starts)]
+        crossed = [k for k, kind in crossings if kind == "cross"]
+        kinds = sorted({kind for _, kind in crossings if kind != "cross"})
+        cells.append((f"{np.mean(crossed):.1f} ({len(crossed)}/{len(runs)})" if crossed else "none")
+                     + (f"; others {', '.join(kinds)}" if kinds else ""))
+        overlaps = [solved_overlap(first["correct"], last["correct"]) for _, first, last in runs]
+        mazes = overlaps[0]["mazes"]
+        header[-1] = f"solved of {mazes} at n={n}: start / method / both"
+        cells.append(" / ".join(f"{np.mean([o[key] for o in overlaps]):.1f}" for key in ("a", "b", "both")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + lines)
 
 
 def wall_seconds(run_dirs):

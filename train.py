@@ -18,6 +18,7 @@ the experiment) -> clipped token-level policy loss (loss.py) on mini-batches -> 
 Metrics go to out_dir/metrics.jsonl as they are computed; checkpoints to out_dir/ckpt (HF format).
 """
 import ast
+import hashlib
 import json
 import math
 import os
@@ -66,6 +67,8 @@ max_steps = 50
 eval_every = 25  # steps; also before the first and after the last step; 0 = no evaluation
 eval_samples = 32
 eval_k = 8
+curve_samples = 0  # samples per maze of the first and last evaluation (pass@k curves to k = n); 0: eval_samples
+eval_cache = ""  # a folder: reuse the step-0 evaluation of the same starting weights and settings (a grid's runs)
 checkpoint_every = 20
 seed = 0
 device = "auto"  # auto | cpu | cuda
@@ -125,7 +128,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from advantage import check_options, compute_advantages  # noqa: E402
 from checkpoint import latest_checkpoint, load_policy, load_trainer_state, save_checkpoint  # noqa: E402
-from evaluate import format_table, pass_at_k, score_mazes, summarize  # noqa: E402
+from evaluate import format_curves, format_table, pass_at_k, score_mazes, summarize  # noqa: E402
 from loss import DIAGNOSTIC_STATS, policy_loss  # noqa: E402
 from mazes import format_prompt, make_mazes  # noqa: E402
 from optim import StochasticRoundingAdamW  # noqa: E402
@@ -148,6 +151,8 @@ if prompt_batch % mini_batch:
     config_error(f"prompt_batch={prompt_batch} must be a multiple of mini_batch={mini_batch}")
 if not 1 <= eval_k <= eval_samples:
     config_error(f"eval_k={eval_k} must be between 1 and eval_samples={eval_samples}")
+if curve_samples and not eval_k <= curve_samples:
+    config_error(f"curve_samples={curve_samples} must be 0 (use eval_samples) or at least eval_k={eval_k}")
 for name in ("max_steps", "prompt_batch", "mini_batch", "micro_batch", "n_rollouts", "max_new_tokens"):
     if config[name] < 1 and not (name == "max_steps" and config[name] == 0):
         config_error(f"{name}={config[name]} must be positive")
@@ -253,15 +258,16 @@ def log(record):
             f.write(json.dumps(record) + "\n")
 
 
-def run_eval(step):
+def run_eval(step, n_samples=eval_samples):
     """Each process scores its share of the test mazes; the records are gathered, so every process
     gets the result of the whole test set (the same as one process scoring all of it)."""
+    eval_start = time.time()
     with accelerator.autocast():
-        records = score_mazes(policy, tokenizer, test_mazes, template, eval_samples, (1, eval_k), max_new_tokens,
+        records = score_mazes(policy, tokenizer, test_mazes, template, n_samples, (1, eval_k), max_new_tokens,
                               temperature=1.0, top_p=0.95, prompts_per_batch=rollout_batch or 8, seed=seed + 1,
                               shard=(rank, n_processes), show_progress=show_progress and master)
-    result = summarize(gather_object(records), eval_samples, temperature=1.0, top_p=0.95)
-    log({"step": step, "eval": result})
+    result = summarize(gather_object(records), n_samples, temperature=1.0, top_p=0.95)
+    log({"step": step, "eval": result, "eval_time": time.time() - eval_start})
     return result
 
 
@@ -320,9 +326,39 @@ def process_mean(sums, divisor):
 # the loop
 if master:
     print(f"{n_processes} process(es) on {accelerator.device}, {precision}, policy {policy_path}")
+def cached_start_eval():
+    """The step-0 evaluation, from eval_cache if these starting weights were already evaluated with these settings
+    (the same seed, test mazes, samples, ...): every run of a grid that starts from one policy shares it."""
+    if not eval_cache:
+        return run_eval(0, curve_samples or eval_samples)
+    key = hashlib.sha256(json.dumps([test_mazes["maze"], template, curve_samples or eval_samples, eval_k, max_new_tokens,
+                                     seed, n_processes]).encode())
+    for name in sorted(os.listdir(policy_path)):  # the starting weights: every weight file's bytes
+        if name.endswith((".safetensors", ".bin")):
+            with open(os.path.join(policy_path, name), "rb") as f:
+                key.update(f.read())
+    path = os.path.join(eval_cache, key.hexdigest()[:16] + ".json")
+    if os.path.exists(path):
+        with open(path) as f:
+            result = json.load(f)
+        result["per_size"] = {int(size): value for size, value in result["per_size"].items()}  # JSON made them str
+        log({"step": 0, "eval": result, "eval_time": 0.0, "eval_cached": path})
+        return result
+    result = run_eval(0, curve_samples or eval_samples)
+    if master:  # atomic: a concurrent run of the grid may read it
+        os.makedirs(eval_cache, exist_ok=True)
+        with open(path + f".tmp{os.getpid()}", "w") as f:
+            json.dump(result, f)
+        os.replace(path + f".tmp{os.getpid()}", path)
+    return result
+
+
 evals = {}
 if eval_every and start_step == 0:
-    evals["before"] = run_eval(0)
+    evals["before"] = cached_start_eval()
+elif eval_every and master:  # resumed: the step-0 evaluation is in the metrics kept from before the stop
+    evals.update({"before": record["eval"] for record in map(json.loads, open(metrics_path))
+                  if record["step"] == 0 and "eval" in record})
 progress = tqdm(range(start_step, max_steps), desc="train", disable=not (show_progress and master),
                 initial=start_step, total=max_steps)
 for step in progress:
@@ -463,10 +499,12 @@ for step in progress:
 
 # -----------------------------------------------------------------------------
 if eval_every:
-    evals["after"] = run_eval(max_steps)
+    evals["after"] = run_eval(max_steps, curve_samples or eval_samples)
 accelerator.end_training()
 if master and evals:
     with open(os.path.join(out_dir, "eval.json"), "w") as f:
         json.dump(evals, f, indent=1)
-    print(format_table({f"step {0 if name == 'before' else max_steps}": result for name, result in evals.items()}))
+    named = {f"step {0 if name == 'before' else max_steps}": result for name, result in evals.items()}
+    print(format_table(named))
+    print(format_curves(named))
     print(f"metrics: {metrics_path}  checkpoint: {ckpt_dir}")

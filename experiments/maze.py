@@ -44,10 +44,25 @@ SEEDS = (0, 1, 2)
 COMMON = dict(model=WARMSTART, prompt_template="compact", n_rollouts=16, k=4, prompt_batch=8, mini_batch=8,
               learning_rate=1e-4, lr_warmup_steps=10, eval_k=8, threads=1, show_progress=False)
 
+
+
+def read_config(path):
+    """The assignments of a train.py config file, as a dict."""
+    values = {}
+    with open(os.path.join(ROOT, path)) as f:
+        exec(f.read(), {}, values)
+    return values
+
+
+LONG = read_config(os.path.join("config", "maze_tiny_long.py"))
 # steps: RL steps of a run (the continual group's parts are `steps` each, so 2x steps in all)
 MODES = {
     "quick": dict(steps=40, train=dict(n_test=30, eval_samples=16, eval_every=20, checkpoint_every=20)),
     "full": dict(steps=150, train=dict(n_test=30, eval_samples=32, eval_every=30, checkpoint_every=30)),
+    # the long protocol (config/maze_tiny_long.py, issue 11): Pass@1 has narrowed the policy by its end; 5 seeds
+    "long": dict(steps=LONG["max_steps"], seeds=(0, 1, 2, 3, 4), train=dict(
+        {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
+        eval_cache=os.path.join(RUNS, "long", "eval-cache"))),
     # the plumbing test: a couple of steps on 2 test mazes per size
     "smoke": dict(steps=2, train=dict(n_test=2, eval_samples=8, eval_every=1, checkpoint_every=2,
                                       n_rollouts=8, prompt_batch=4, mini_batch=4)),
@@ -58,8 +73,10 @@ ENTROPY_COEFS = (0.003, 0.01, 0.03)  # paper: 0.001/0.003/0.005; see RESULTS.md 
 NOISES = (0.1, 0.3, 0.5)
 
 
-def grid(steps):
+def grid(steps, mode="full"):
     """[(group, name, overrides, deps)]: deps are 'group/name' runs (same seed) that must finish first."""
+    if mode == "long":
+        return long_grid(steps)
     runs = []
     for advantage in ("pass1", "passk_full", "passk_bootstrap", "passk_analytical"):
         runs.append(("estimators", advantage, dict(advantage=advantage), ()))
@@ -80,8 +97,34 @@ def grid(steps):
     return runs
 
 
+def long_grid(steps):
+    """The long protocol's grid: the groups of the short one that decide the paper's takeaways, at one horizon.
+    Continual (table 2) splits the horizon: Pass@k for T = steps / 2, then Pass@1 for T, against Pass@1 for 2T
+    (estimators/pass1), so the comparison costs one horizon a seed instead of three."""
+    runs = [run for run in grid(steps) if run[0] in ("estimators", "k", "implicit")
+            and run[1] != "k8-lr4x"]  # 4x lr collapsed at 150 steps already (RESULTS.md)
+    first = ("pass1", "passk_analytical")  # the main comparison first: a grid stopped early has it for every seed
+    runs.sort(key=lambda run: run[1] not in first)
+    runs.append(("baselines", "noise0.3", dict(advantage="noise_rewards", advantage_options={"noise": 0.3}), ()))
+    runs.append(("baselines", "entropy0.01", dict(advantage="pass1", entropy_coef=0.01), ()))
+    half = steps // 2
+    runs.append(("continual", "passk-T", dict(advantage="passk_analytical", max_steps=half, eval_every=half), ()))
+    runs.append(("continual", "passk-then-pass1", dict(advantage="pass1", init_from_run="continual/passk-T",
+                                                       max_steps=steps - half, eval_every=steps - half),
+                 ("continual/passk-T",)))
+    return runs
+
+
 # what plots.py draws and tabulates: one figure per entry, lines = (label, run 'group/name', step offset)
-def comparisons(steps):
+def comparisons(steps, mode="full"):
+    if mode == "long":
+        half = steps // 2
+        found = {name for _, name, _, _ in long_grid(steps)}
+        groups = {name: [entry for entry in entries if entry[1].split("/")[1] in found]
+                  for name, entries in comparisons(steps).items() if name != "continual"}
+        groups["continual"] = [("Pass@1 2T", "estimators/pass1", 0), ("Pass@k 2T", "estimators/passk_analytical", 0),
+                               ("Pass@k T", "continual/passk-T", 0), ("Pass@k T + Pass@1 T", "continual/passk-then-pass1", half)]
+        return groups
     return {
         "estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k full", "estimators/passk_full", 0),
                        ("Pass@k bootstrap", "estimators/passk_bootstrap", 0),
@@ -156,7 +199,7 @@ def ensure_warmstart():
 def select(mode, groups, seeds, script="train.py"):
     """The jobs of the chosen groups (all if None) plus the runs they depend on, dependencies first."""
     steps = MODES[mode]["steps"]
-    runs = {f"{group}/{name}": (group, name, overrides, deps) for group, name, overrides, deps in grid(steps)}
+    runs = {f"{group}/{name}": (group, name, overrides, deps) for group, name, overrides, deps in grid(steps, mode)}
     wanted = [key for key, (group, *_) in runs.items() if groups is None or group in groups or key in groups]
     closure, todo = [], list(wanted)
     while todo:
@@ -254,18 +297,19 @@ def main(argv=None):
     parser.add_argument("--quick", dest="mode", action="store_const", const="quick")
     parser.add_argument("--full", dest="mode", action="store_const", const="full")
     parser.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
+    parser.add_argument("--long", dest="mode", action="store_const", const="long")
     parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,continual) "
                                                    "or runs (estimators/pass1)")
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     groups = [group for group in args.only.split(",") if group] or None
-    known = {group for group, *_ in grid(1)} | {f"{group}/{name}" for group, name, *_ in grid(1)}
+    known = {group for group, *_ in grid(2, args.mode)} | {f"{group}/{name}" for group, name, *_ in grid(2, args.mode)}
     if groups and set(groups) - known:
         parser.error(f"unknown group(s) or run(s) {sorted(set(groups) - known)}; known: {sorted(known)}")
-    seeds = [int(seed) for seed in args.seeds.split(",")]
+    seeds = [int(seed) for seed in (args.seeds or ",".join(map(str, MODES[args.mode].get("seeds", SEEDS)))).split(",")]
     script = "train.py"
     if not args.dry_run:
         ensure_warmstart()

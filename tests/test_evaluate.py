@@ -41,15 +41,20 @@ def test_distinct_negative_share():
 def test_summarize_per_size_and_average():
     from evaluate import summarize
     records = [
-        {"index": 1, "size": 5, "pass@1": 0.5, "pass@4": 1.0, "negative_answer_diversity": 1.0,
+        {"index": 1, "size": 5, "correct": 2, "pass@1": 0.5, "pass@4": 1.0, "negative_answer_diversity": 1.0,
          "entropy_sum": 2.0, "tokens": 4.0, "length_sum": 4.0, "responses": 4},
-        {"index": 0, "size": 5, "pass@1": 0.0, "pass@4": 0.0, "negative_answer_diversity": 0.5,
+        {"index": 0, "size": 5, "correct": 0, "pass@1": 0.0, "pass@4": 0.0, "negative_answer_diversity": 0.5,
          "entropy_sum": 2.0, "tokens": 4.0, "length_sum": 8.0, "responses": 4},
-        {"index": 2, "size": 7, "pass@1": 1.0, "pass@4": 1.0, "negative_answer_diversity": None,
+        {"index": 2, "size": 7, "correct": 4, "pass@1": 1.0, "pass@4": 1.0, "negative_answer_diversity": None,
          "entropy_sum": 0.0, "tokens": 8.0, "length_sum": 8.0, "responses": 4},
     ]
     result = summarize(records, n_samples=4, temperature=1.0, top_p=0.95)
+    curve_5 = result["per_size"][5].pop("pass@k_curve")
     assert result["per_size"][5] == {"pass@1": 0.25, "pass@4": 0.5, "n_mazes": 2}
+    # pass@2 of a maze with 2 of 4 correct: 1 - C(2,2)/C(4,2) = 5/6; the other maze solves nothing
+    assert curve_5 == pytest.approx({"1": 0.25, "2": 5 / 12, "4": 0.5})
+    assert result["average_pass@k_curve"] == pytest.approx({"1": (0.25 + 1) / 2, "2": (5 / 12 + 1) / 2, "4": 0.75})
+    assert result["correct"] == {"0": 0, "1": 2, "2": 4}
     assert result["average"] == {"pass@1": (0.25 + 1.0) / 2, "pass@4": (0.5 + 1.0) / 2}  # mean over sizes
     assert result["negative_answer_diversity"] == 0.75 and result["entropy"] == 0.25
     assert result["response_length"] == 20 / 12
@@ -88,3 +93,38 @@ def test_evaluate_loop_and_cli(tmp_path):
                     "--k=2", "--max_new_tokens=8", f"--out={out}"], check=True, capture_output=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert set(json.loads(out.read_text())["average"]) == {"pass@1", "pass@2"}
+
+
+def test_curve_ks():
+    from evaluate import curve_ks
+    assert curve_ks(1) == [1] and curve_ks(8) == [1, 2, 4, 8] and curve_ks(128)[-2:] == [64, 128]
+    assert curve_ks(12) == [1, 2, 4, 8, 12]  # n itself closes the curve
+
+
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.integers(0, n), min_size=1, max_size=8))))
+def test_pass_at_k_curve_is_monotone_and_starts_at_accuracy(case):
+    from evaluate import pass_at_k_curve
+    n, counts = case
+    curve = pass_at_k_curve(n, counts)
+    values = [curve[k] for k in sorted(curve)]
+    assert all(a <= b + 1e-12 for a, b in zip(values, values[1:]))
+    assert curve[1] == pytest.approx(sum(counts) / (n * len(counts)))
+    assert curve[n] == pytest.approx(sum(c > 0 for c in counts) / len(counts))  # solved at all within n
+
+
+def test_crossing_k():
+    from evaluate import crossing_k
+    start = {1: 0.2, 2: 0.3, 4: 0.4, 8: 0.5}
+    # above by 0.1 at k=2, below by 0.1 at k=4: crosses halfway in log2 k, at k = 2 ** 1.5
+    assert crossing_k({1: 0.3, 2: 0.4, 4: 0.3, 8: 0.3}, start) == (pytest.approx(2 ** 1.5), "cross")
+    assert crossing_k({1: 0.3, 2: 0.4, 4: 0.5, 8: 0.6}, start) == (None, "above")
+    assert crossing_k({1: 0.1, 2: 0.4, 4: 0.5, 8: 0.6}, start) == (None, "below")
+    assert crossing_k({1: 0.3, 2: 0.3, 4: 0.4, 8: 0.5}, start) == (2.0, "cross")  # equal counts as reached
+
+
+def test_solved_overlap():
+    from evaluate import solved_overlap
+    overlap = solved_overlap({"0": 3, "1": 0, "2": 1, "3": 0}, {"0": 0, "1": 2, "2": 5, "3": 0})
+    assert overlap == {"a": 2, "b": 2, "both": 1, "only_a": 1, "only_b": 1, "neither": 1, "mazes": 4}
+    with pytest.raises(ValueError, match="same mazes"):
+        solved_overlap({"0": 1}, {"1": 1})
