@@ -71,8 +71,10 @@ def run(command, check=True):
 def accelerate_launch(n_processes, *args, check=True):
     # `--cpu --num_processes 2` would start ONE process (accelerate's simple launcher); --multi_gpu starts
     # torchrun, which on a machine without GPUs gives gloo CPU processes (train.py --device=cpu)
-    return run(["accelerate", "launch", "--multi_gpu", "--num_processes", str(n_processes), "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "train.py", *args], check=check)
+    # through this interpreter, so the tests need no venv on PATH (`.venv/bin/python -m pytest` works)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_processes),
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return run([*launch, "train.py", *args], check=check)
 
 
 def read_metrics(out_dir):
