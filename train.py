@@ -331,7 +331,7 @@ def cached_start_eval():
     (the same seed, test mazes, samples, ...): every run of a grid that starts from one policy shares it."""
     if not eval_cache:
         return run_eval(0, curve_samples or eval_samples)
-    key = hashlib.sha256(json.dumps([test_mazes["maze"], template, curve_samples or eval_samples, eval_k, max_new_tokens,
+    key = hashlib.sha256(json.dumps([list(test_mazes["maze"]), template, curve_samples or eval_samples, eval_k, max_new_tokens,
                                      seed, n_processes]).encode())
     for name in sorted(os.listdir(policy_path)):  # the starting weights: every weight file's bytes
         if name.endswith((".safetensors", ".bin")):

@@ -121,3 +121,31 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path, micro_model_dir):
     (broken / "config.json").write_text("{not json")
     result = run_train(f"--model={broken}", f"--out_dir={tmp_path / 'run2'}", check=False)
     assert result.returncode != 0 and "could not read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_long_config_smoke_pass_at_k_curves_and_eval_cache(tmp_path, micro_model_dir):
+    """config/maze_tiny_long.py for two steps with a small n: the first and last evaluations carry pass@k curves
+    (k = 1, 2, 4, 8), monotone in k and equal to pass@1 at k = 1; a second run from the same weights reuses the
+    cached step-0 evaluation."""
+    common = [sys.executable, "train.py", "config/maze_tiny_long.py", *FAST, f"--model={micro_model_dir}",
+              "--max_steps=2", "--eval_every=1", "--curve_samples=8", "--test_sizes=(5,7)",
+              f"--eval_cache={tmp_path / 'cache'}"]
+    for name in ("a", "b"):
+        result = subprocess.run([*common, f"--out_dir={tmp_path / name}"], cwd=ROOT, capture_output=True, text=True,
+                                env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        assert result.returncode == 0, result.stderr[-3000:]
+    evals = json.load(open(tmp_path / "a" / "eval.json"))
+    for result in evals.values():
+        assert result["n_samples"] == 8
+        for curve, pass_1 in [(result["average_pass@k_curve"], result["average"]["pass@1"])] + [
+                (cell["pass@k_curve"], cell["pass@1"]) for cell in result["per_size"].values()]:
+            assert list(curve) == ["1", "2", "4", "8"]
+            values = list(curve.values())
+            assert all(a <= b + 1e-12 for a, b in zip(values, values[1:]))
+            assert curve["1"] == pytest.approx(pass_1)
+        assert len(result["correct"]) == 6 and all(0 <= c <= 8 for c in result["correct"].values())
+    middle = [r for r in read_metrics(tmp_path / "a") if r.get("step") == 1 and "eval" in r]
+    assert middle and middle[0]["eval"]["n_samples"] == 4  # evaluations in between draw eval_samples
+    second = [r for r in read_metrics(tmp_path / "b") if "eval" in r]
+    assert "eval_cached" in second[0] and "eval_cached" not in [r for r in read_metrics(tmp_path / "a") if "eval" in r][0]
+    assert json.load(open(tmp_path / "b" / "eval.json"))["before"] == evals["before"]
