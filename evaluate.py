@@ -179,7 +179,7 @@ def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1,
 def format_table(results_by_name):
     """A table like the paper's table 7: rows = runs, columns = maze sizes and Avg., cells pass@1/pass@k."""
     names = list(results_by_name)
-    sizes = sorted({size for result in results_by_name.values() for size in result["per_size"]})
+    sizes = sorted({size for result in results_by_name.values() for size in result["per_size"]}, key=int)  # int or JSON str
     ks = sorted(int(key[5:]) for key in next(iter(results_by_name.values()))["average"])
     header = f"{'':<14}" + "".join(f"{f'{s}x{s}':>14}" for s in sizes) + f"{'Avg.':>14}"
     lines = [f"pass@{ks[0]}/pass@{ks[-1]} (%)", header]
@@ -198,9 +198,12 @@ def format_curves(results_by_name):
     if not rows:
         return ""
     ks = sorted({int(k) for curve in rows.values() for k in curve})
-    lines = ["pass@k (%), average over maze sizes", f"{'':<14}" + "".join(f"{f'k={k}':>7}" for k in ks)]
+    lines = ["pass@k (%), average over maze sizes; policy entropy (nats/token); wrong-answer diversity (%)",
+             f"{'':<14}" + "".join(f"{f'k={k}':>7}" for k in ks) + f"{'entropy':>9}{'diversity':>10}"]
     for name, curve in rows.items():
-        lines.append(f"{name:<14}" + "".join(f"{100 * curve[str(k)]:>7.1f}" if str(k) in curve else f"{'-':>7}" for k in ks))
+        diversity = results_by_name[name]["negative_answer_diversity"]
+        lines.append(f"{name:<14}" + "".join(f"{100 * curve[str(k)]:>7.1f}" if str(k) in curve else f"{'-':>7}" for k in ks)
+                     + f"{results_by_name[name]['entropy']:>9.3f}" + (f"{100 * diversity:>10.1f}" if diversity is not None else f"{'-':>10}"))
     return "\n".join(lines)
 
 

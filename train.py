@@ -37,7 +37,7 @@ resume = False  # continue from out_dir/ckpt (same config) if it exists
 # data (mazes.py)
 train_sizes = (5, 7)
 n_train = {5: 150, 7: 10000}  # mazes per size (5x5 has only ~220 distinct layouts)
-test_sizes = (5, 7, 9)
+test_sizes = (5, 7, 9, 11)  # 9x9 and 11x11 are never seen in training (sec. 3.3)
 n_test = 30  # held-out mazes per size
 maze_seed = 0
 prompt_template = ""  # "compact" (tiny model) or "paper" (figure 14, chat template); "" picks by model
@@ -62,14 +62,14 @@ grad_clip = 1.0
 eps_low, eps_high = 0.2, 0.28
 entropy_coef = 0.0  # entropy regularisation baseline (sec. 3.1); 0 in the paper's Pass@k runs
 kl_coef = 0.0  # KL to the initial policy; off in the paper
-max_steps = 50
+max_steps = 600  # the long protocol's horizon (config/maze_tiny_long.py): Pass@1 has narrowed the policy
 # evaluation (evaluate.py; appendix A.2: temperature 1.0, top_p 0.95, 32 samples)
-eval_every = 25  # steps; also before the first and after the last step; 0 = no evaluation
+eval_every = 300  # steps; also before the first and after the last step; 0 = no evaluation
 eval_samples = 32
 eval_k = 8
-curve_samples = 0  # samples per maze of the first and last evaluation (pass@k curves to k = n); 0: eval_samples
+curve_samples = 128  # samples per maze of the first and last evaluation (pass@k curves to k = n); 0: eval_samples
 eval_cache = ""  # a folder: reuse the step-0 evaluation of the same starting weights and settings (a grid's runs)
-checkpoint_every = 20
+checkpoint_every = 50
 seed = 0
 device = "auto"  # auto | cpu | cuda
 dtype = "auto"  # auto (float32 on cpu, bf16-mixed on cuda) | float32 | bf16-mixed | bfloat16: see docs/real_models.md

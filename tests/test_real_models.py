@@ -25,7 +25,7 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
 ENGLISH = ["You are a helpful assistant. The quick brown fox jumps over the lazy dog.",
            "Think step by step, then write the final path in the answer tags: <answer> RRDDLU </answer>"]
 FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=6", "--n_rollouts=4", "--k=2",
-        "--max_new_tokens=12", "--eval_samples=4", "--eval_k=2", "--eval_every=1000", "--show_progress=False",
+        "--max_new_tokens=12", "--eval_samples=4", "--eval_k=2", "--eval_every=1000", "--curve_samples=0", "--show_progress=False",
         "--threads=1", "--device=cpu"]
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
        # oneDNN's AMX bf16 kernels die with "Illegal instruction" on some VMs that report AMX; cap the ISA

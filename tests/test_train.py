@@ -13,7 +13,8 @@ from tiny import build_model, build_tokenizer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=3", "--prompt_batch=4",
         "--mini_batch=2", "--n_rollouts=4", "--k=2", "--max_new_tokens=12", "--eval_samples=4", "--eval_k=2",
-        "--eval_every=1000", "--show_progress=False", "--threads=1", "--learning_rate=1e-3"]
+        "--eval_every=1000", "--curve_samples=0", "--show_progress=False", "--threads=1",
+        "--learning_rate=1e-3"]
 
 
 @pytest.fixture(scope="module")
