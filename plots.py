@@ -27,6 +27,7 @@ from advantage import ADVANTAGES, advantage_curves, compute_advantages  # noqa: 
 from evaluate import crossing_k, solved_overlap  # noqa: E402
 
 FIGURES = os.path.join("experiments", "figures")
+SEEN_SIZES = (5, 7)  # the maze sizes every run of experiments/maze.py trains on; larger test sizes are unseen
 # estimators whose advantage depends on random draws or on the order of the responses: averaged
 DRAWS = {"passk_bootstrap": 200, "noise_rewards": 200, "passk_full": 200}
 
@@ -244,7 +245,7 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
     sizes = sorted({int(s) for _, evals, _, _ in rows for e in evals for s in e["per_size"]})
     ref_label, ref_dirs, ref_offset = methods[reference] if methods else (None, None, 0)
     ref_by_seed = {d.rsplit("-seed", 1)[1]: final_eval(d, ref_offset)[1] for d in (ref_dirs or [])}
-    header = (["method", "step", "seeds"] + [f"{s}x{s}{' (unseen)' if s == max(sizes) else ''} p@1 / p@8" for s in sizes]
+    header = (["method", "step", "seeds"] + [f"{s}x{s}{' (unseen)' if s not in SEEN_SIZES else ''} p@1 / p@8" for s in sizes]
               + ["avg p@1 / p@8", "neg. diversity", "entropy", f"Δ avg p@1 vs {ref_label}", f"Δ avg p@8 vs {ref_label}",
                  "Δ neg. diversity", "Δ entropy"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -379,7 +380,7 @@ def plot_experiments(runs_root, out_dir, steps):
 
     mode = os.path.basename(os.path.normpath(runs_root))
     sections, all_dirs = [], set()
-    for name, entries in comparisons(steps).items():
+    for name, entries in comparisons(steps, mode).items():
         methods = [(label, seed_dirs(runs_root, run), offset) for label, run, offset in entries]
         if not any(dirs for _, dirs, _ in methods):
             continue
@@ -388,7 +389,19 @@ def plot_experiments(runs_root, out_dir, steps):
         figure = os.path.join(out_dir, f"{mode}_{name}.png")
         plot_comparison(methods, figure, title=f"{name} ({mode})")
         start = next((dirs for _, dirs, offset in methods if offset == 0 and dirs), [])  # one run per seed
-        sections.append(f"### {name}\n\n![{name}]({os.path.basename(figure)})\n\n" + per_size_table(methods, start))
+        section = f"### {name}\n\n![{name}]({os.path.basename(figure)})\n\n" + per_size_table(methods, start)
+        with_curves = [(label, dirs, offset) for label, dirs, offset in methods if curve_runs(dirs)]
+        if with_curves:  # pass@k curves (the long protocol): start vs each method, all / seen / unseen sizes
+            sizes = sorted(int(s) for s in curve_runs(with_curves[0][1])[0][2]["per_size"])
+            seen, unseen = [s for s in sizes if s in SEEN_SIZES], [s for s in sizes if s not in SEEN_SIZES]
+            groups = {"all held-out sizes": None, f"seen sizes {seen}": seen, **({f"unseen sizes {unseen}": unseen} if unseen else {})}
+            curve_figure = os.path.join(out_dir, f"{mode}_{name}_passk.png")
+            plot_passk_curves(with_curves, curve_figure, groups, title=f"{name} ({mode})")
+            section += f"\n\n![{name} pass@k]({os.path.basename(curve_figure)})\n\nAll held-out sizes:\n\n" + \
+                passk_curve_table(with_curves)
+            if unseen:
+                section += f"\n\nUnseen sizes {unseen} only:\n\n" + passk_curve_table(with_curves, sizes=unseen)
+        sections.append(section)
     seconds = wall_seconds(sorted(all_dirs))
     if seconds:
         sections.append(f"{len(seconds)} runs with a recorded wall time: {sum(seconds) / 60:.1f} min in all "
