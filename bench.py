@@ -60,7 +60,8 @@ def time_advantages(n_prompts=128, n_rollouts=32, k=8, repeats=50):
 
     from advantage import ADVANTAGES, compute_advantages
     rewards = (torch.rand(n_prompts, n_rollouts, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-    context = dict(k=k, entropies=torch.rand(n_prompts), generator=torch.Generator().manual_seed(0))
+    context = dict(k=k, entropies=torch.rand(n_prompts), generator=torch.Generator().manual_seed(0),
+                   sequence_logprobs=-10 * torch.rand(n_prompts, n_rollouts))  # unlikeliness ranks by these
     timings = {}
     for name in ADVANTAGES:
         compute_advantages(name, rewards, **context)  # warm-up
