@@ -2,7 +2,8 @@
 
 pass@k = 1 - C(n - c, k) / C(n, k): the chance that k of the n samples, c of them correct, drawn
 without replacement, contain a correct one. It is also eq. 11 of the paper: the mean group reward
-over all C(N, k) groups of k rollouts, so advantage.py reuses it.
+over all C(N, k) groups of k rollouts, so advantage.py reuses it. `g_pass_at_k` is G-Pass@k_tau
+(arXiv 2412.13147): at least ceil(tau k) of the k samples correct, a stability-aware pass@k.
 
 `evaluate` is the evaluation loop of appendix A.2 (temperature 1.0, top_p 0.95, 32 samples per maze):
 unbiased pass@1 and pass@k per maze size and averaged (table 7), the answer diversity of negative
@@ -10,6 +11,7 @@ responses (figure 7a) and the mean policy entropy. It reuses rollout.py and veri
 `score_mazes` (per-maze records, optionally of one data-parallel shard) then `summarize`.
 `python evaluate.py PATH` evaluates any checkpoint or HF folder and writes JSON.
 """
+import math
 from collections import defaultdict
 
 import torch
@@ -38,6 +40,29 @@ def pass_at_k(n, c, k):
     steps = torch.arange(k, dtype=torch.float64)  # (k,)
     all_wrong = ((n - counts[..., None] - steps) / (n - steps)).clamp_min(0).prod(-1)
     result = 1 - all_wrong
+    return result.item() if not isinstance(c, torch.Tensor) else result
+
+
+def g_pass_at_k(n, c, k, tau):
+    """G-Pass@k_tau (Liu et al. 2024, arXiv 2412.13147): the chance that at least ceil(tau k) of k
+    samples drawn without replacement from n samples, c of them correct, are correct:
+      G-Pass@k_tau = sum_{j >= ceil(tau k)} C(c, j) C(n - c, k - j) / C(n, k),   0 < tau <= 1.
+    tau -> 0+ is pass@k (at least one), tau = 1 is C(c, k) / C(n, k) (all k). c an int or a tensor of
+    counts (a float64 tensor back). Exact: integer binomials, one correctly rounded division."""
+    for name, value in (("n", n), ("k", k)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not 1 <= k <= n:
+        raise ValueError(f"G-Pass@k needs 1 <= k <= n, got k={k} with n={n} samples")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {tau!r}")
+    counts = torch.as_tensor(c, dtype=torch.float64)
+    if ((counts < 0) | (counts > n) | (counts != counts.round())).any():
+        raise ValueError(f"the number of correct samples c must be an integer in [0, n={n}], got {c}")
+    least = max(1, math.ceil(tau * k - 1e-9))  # correct samples needed; the 1e-9 keeps 0.3 * 10 at 3
+    table = torch.tensor([sum(math.comb(correct, j) * math.comb(n - correct, k - j) for j in range(least, k + 1))
+                          / math.comb(n, k) for correct in range(n + 1)], dtype=torch.float64)  # by c
+    result = table[counts.long()]
     return result.item() if not isinstance(c, torch.Tensor) else result
 
 
@@ -79,6 +104,7 @@ def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=
             records.append({
                 "index": start + i, "size": size,
                 **{f"pass@{k}": pass_at_k(n_samples, int(sum(rewards)), k) for k in ks},
+                "correct": int(sum(rewards)),
                 "negative_answer_diversity": distinct_negative_share([extract_answer(t) or t for t in texts], rewards),
                 "entropy_sum": float(entropies[responses].sum()),
                 "tokens": float(rollout.response_mask[responses].sum()),
@@ -100,7 +126,11 @@ def summarize(records, n_samples, temperature, top_p):
     average = {f"pass@{k}": sum(per_size[s][f"pass@{k}"] for s in per_size) / len(per_size) for k in ks}
     diversity = [r["negative_answer_diversity"] for r in records if r["negative_answer_diversity"] is not None]
     tokens = sum(r["tokens"] for r in records)
-    return {"per_size": per_size, "average": average,
+    g_pass = None  # G-Pass@k_tau (tau 0.5 and 1) at the largest k, averaged over sizes like "average"
+    if all("correct" in r for r in records):
+        g_pass = {f"G-pass@{ks[-1]}_{tau}": sum(sum(g_pass_at_k(n_samples, r["correct"], ks[-1], tau) for r in rows)
+                                                / len(rows) for rows in by_size.values()) / len(by_size) for tau in (0.5, 1.0)}
+    return {"per_size": per_size, "average": average, "g_pass": g_pass,
             "negative_answer_diversity": sum(diversity) / len(diversity) if diversity else None,
             "entropy": sum(r["entropy_sum"] for r in records) / max(tokens, 1),
             "response_length": sum(r["length_sum"] for r in records) / sum(r["responses"] for r in records),
