@@ -103,8 +103,9 @@ def passk_bootstrap(rewards, k, n_groups=None, generator=None, reduce="sum"):
     _check_values("passk_bootstrap", {"n_groups": n_groups, "reduce": reduce})
     n_prompts, n_rollouts = rewards.shape
     n_groups = n_rollouts if n_groups is None else n_groups
-    # k distinct indices per group: the first k of a random permutation
-    members = torch.rand(n_prompts, n_groups, n_rollouts, generator=generator).argsort(-1)[..., :k]
+    # k distinct indices per group: the first k of a random permutation (topk of the negated draws picks the
+    # same indices in the same order as argsort()[..., :k], faster)
+    members = torch.rand(n_prompts, n_groups, n_rollouts, generator=generator).neg().topk(k, dim=-1).indices
     group_rewards = rewards.gather(1, members.flatten(1)).view(n_prompts, n_groups, k).amax(-1)
     group_advantages = _group_normalise(group_rewards)  # (n_prompts, n_groups)
     advantages = torch.zeros_like(rewards).scatter_add_(
