@@ -4,6 +4,7 @@
     python bench.py --quick               # default workload only
     python bench.py --steps=10 --warmup=2
     python bench.py --quick --threads=1   # on a busy machine: 2 threads on loaded cores time the scheduler
+    python bench.py --estimators-only     # only the advantage estimators (ms per call, 128 x 32 rewards)
 
 Default workload (our issue #5): 8 prompts x 16 rollouts, at most 32 new tokens, the warm-started tiny
 model, 2 threads, fp32, one update per step (mini_batch = prompt_batch), clip-higher DAPO loss, no KL,
@@ -60,7 +61,8 @@ def time_advantages(n_prompts=128, n_rollouts=32, k=8, repeats=50):
 
     from advantage import ADVANTAGES, compute_advantages
     rewards = (torch.rand(n_prompts, n_rollouts, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-    context = dict(k=k, entropies=torch.rand(n_prompts), generator=torch.Generator().manual_seed(0))
+    context = dict(k=k, entropies=torch.rand(n_prompts), generator=torch.Generator().manual_seed(0),
+                   sequence_logprobs=-10 * torch.rand(n_prompts, n_rollouts))  # unlikeliness ranks by these
     timings = {}
     for name in ADVANTAGES:
         compute_advantages(name, rewards, **context)  # warm-up
@@ -76,11 +78,15 @@ def main():
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="the default workload only")
+    parser.add_argument("--estimators-only", action="store_true", help="time the advantage estimators only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda runs bf16)")
     parser.add_argument("--model", default="", help="HF folder; default: out/tiny-warmstart (the tiny model)")
     parser.add_argument("--threads", type=int, default=DEFAULT["threads"],
                         help="torch CPU threads (the workload's 2; 1 compares fairly on a busy machine)")
     args = parser.parse_args()
+    if args.estimators_only:
+        print(json.dumps(time_advantages()))
+        return
     model_dir = args.model or os.path.join(ROOT, "out", "tiny-warmstart")
     if not os.path.isdir(model_dir):  # no warm-started tiny model yet (python train.py makes one): make one
         from tiny import load_or_train_tiny

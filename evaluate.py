@@ -2,7 +2,8 @@
 
 pass@k = 1 - C(n - c, k) / C(n, k): the chance that k of the n samples, c of them correct, drawn
 without replacement, contain a correct one. It is also eq. 11 of the paper: the mean group reward
-over all C(N, k) groups of k rollouts, so advantage.py reuses it.
+over all C(N, k) groups of k rollouts, so advantage.py reuses it. `g_pass_at_k` is G-Pass@k_tau
+(arXiv 2412.13147): at least ceil(tau k) of the k samples correct, a stability-aware pass@k.
 
 `evaluate` is the evaluation loop of appendix A.2 (temperature 1.0, top_p 0.95, 32 samples per maze):
 unbiased pass@1 and pass@k per maze size and averaged (table 7), the answer diversity of negative
@@ -90,6 +91,29 @@ def solved_overlap(counts_a, counts_b):
             "neither": len(set(counts_a) - solved_a - solved_b), "mazes": len(counts_a)}
 
 
+def g_pass_at_k(n, c, k, tau):
+    """G-Pass@k_tau (Liu et al. 2024, arXiv 2412.13147): the chance that at least ceil(tau k) of k
+    samples drawn without replacement from n samples, c of them correct, are correct:
+      G-Pass@k_tau = sum_{j >= ceil(tau k)} C(c, j) C(n - c, k - j) / C(n, k),   0 < tau <= 1.
+    tau -> 0+ is pass@k (at least one), tau = 1 is C(c, k) / C(n, k) (all k). c an int or a tensor of
+    counts (a float64 tensor back). Exact: integer binomials, one correctly rounded division."""
+    for name, value in (("n", n), ("k", k)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not 1 <= k <= n:
+        raise ValueError(f"G-Pass@k needs 1 <= k <= n, got k={k} with n={n} samples")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {tau!r}")
+    counts = torch.as_tensor(c, dtype=torch.float64)
+    if ((counts < 0) | (counts > n) | (counts != counts.round())).any():
+        raise ValueError(f"the number of correct samples c must be an integer in [0, n={n}], got {c}")
+    least = max(1, math.ceil(tau * k - 1e-9))  # correct samples needed; the 1e-9 keeps 0.3 * 10 at 3
+    table = torch.tensor([sum(math.comb(correct, j) * math.comb(n - correct, k - j) for j in range(least, k + 1))
+                          / math.comb(n, k) for correct in range(n + 1)], dtype=torch.float64)  # by c
+    result = table[counts.long()]
+    return result.item() if not isinstance(c, torch.Tensor) else result
+
+
 def distinct_negative_share(answers, rewards):
     """Figure 7a: the number of distinct answers among a maze's negative responses divided by their
     count (1 = every wrong answer differs, small = the model repeats the same mistake); None if none."""
@@ -154,7 +178,10 @@ def summarize(records, n_samples, temperature, top_p):
     tokens = sum(r["tokens"] for r in records)
     for size in per_size:
         per_size[size]["pass@k_curve"] = {str(k): value for k, value in curves[size].items()}
-    return {"per_size": per_size, "average": average, "average_pass@k_curve": average_curve,
+    # G-Pass@k_tau (tau 0.5 and 1) at the largest k, averaged over sizes like "average"
+    g_pass = {f"G-pass@{ks[-1]}_{tau}": sum(sum(g_pass_at_k(n_samples, r["correct"], ks[-1], tau) for r in rows)
+                                            / len(rows) for rows in by_size.values()) / len(by_size) for tau in (0.5, 1.0)}
+    return {"per_size": per_size, "average": average, "average_pass@k_curve": average_curve, "g_pass": g_pass,
             "correct": {str(r["index"]): r["correct"] for r in records},  # per held-out maze, of n_samples
             "negative_answer_diversity": sum(diversity) / len(diversity) if diversity else None,
             "entropy": sum(r["entropy_sum"] for r in records) / max(tokens, 1),

@@ -3,6 +3,7 @@
     python plots.py experiments/runs/quick      # everything, into experiments/figures/ (+ tables.md)
     python plots.py out                         # the curves of one train.py out_dir
     python plots.py --advantages-only           # figures 9 and 18 only: no training needed
+    python plots.py --estimator-gradients       # what each estimator optimises (exact, Bernoulli policy)
 
 Runs are train.py out_dirs (metrics.jsonl: one line per step, plus {"step": s, "eval": {...}} lines
 with the held-out evaluation). A method is several seeds of one configuration,
@@ -23,13 +24,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from advantage import ADVANTAGES, advantage_curves, compute_advantages  # noqa: E402
+from advantage import ADVANTAGES, advantage_curves, compute_advantages, expected_gradient  # noqa: E402
 from evaluate import crossing_k, solved_overlap  # noqa: E402
 
 FIGURES = os.path.join("experiments", "figures")
 SEEN_SIZES = (5, 7)  # the maze sizes every run of experiments/maze.py trains on; larger test sizes are unseen
-# estimators whose advantage depends on random draws or on the order of the responses: averaged
-DRAWS = {"passk_bootstrap": 200, "noise_rewards": 200, "passk_full": 200}
+# estimators whose advantage depends on random draws or on the order of the responses (unlikeliness: on
+# the responses' likelihood ranks, here random): averaged
+DRAWS = {"passk_bootstrap": 200, "noise_rewards": 200, "passk_full": 200, "unlikeliness": 200}
 
 
 # -----------------------------------------------------------------------------
@@ -53,7 +55,7 @@ def expected_curves(name, n_rollouts, k, draws=None, **options):
         generator = torch.Generator().manual_seed(draw)
         order = torch.rand(n_rollouts + 1, n_rollouts, generator=generator).argsort(-1)
         rewards = (order < n_pos[:, None]).float()  # row p: p correct responses in a random order
-        context = {"k": k, "generator": generator}
+        context = {"k": k, "generator": generator, "sequence_logprobs": torch.randn(rewards.shape, generator=generator)}
         advantages = compute_advantages(name, rewards, options, **context).double()
         correct = rewards.bool()
         sums[0] += (advantages * correct).sum(-1) / correct.sum(-1).clamp_min(1)
@@ -111,6 +113,55 @@ def plot_advantage_k(path, n_rollouts=16, ks=(2, 4, 8)):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# what does each estimator optimise? (issue 13), from advantage.expected_gradient alone
+def plot_estimator_gradients(path, n_rollouts=16, k=4, names=None, mu_values=None):
+    """Left: E[sum_i A_i s(r_i)] against mu for the one-parameter Bernoulli policy (exact enumeration of
+    all 2^n reward vectors, advantage.expected_gradient) for every registered estimator, each scaled to
+    its own maximum |mean| over mu, over the true d/dmu pass@k = k (1-mu)^(k-1) for k = 1, 2, 4, 8, 16
+    (each scaled to its maximum, k): same shape = same objective. Right: the variance of the estimate,
+    divided by the square of the same scale (noise against the estimator's largest signal).
+    Returns {name: (mean, variance)} (unscaled, float64 numpy) at the mu grid."""
+    names = list(ADVANTAGES) if names is None else names
+    mu = np.linspace(0.01, 0.99, 99) if mu_values is None else np.asarray(mu_values, dtype=float)
+    results = {}
+    fig, axes = plt.subplots(1, 2, figsize=(18, 8))
+    for ref_k in (1, 2, 4, 8, 16):
+        if ref_k <= n_rollouts:
+            reference = (1 - mu) ** (ref_k - 1)
+            axes[0].plot(mu, reference, color="black", lw=7, alpha=0.15)
+            at = int(np.argmin(np.abs(reference - 0.5))) if ref_k > 1 else len(mu) // 2
+            axes[0].annotate(f"pass@{ref_k}", (mu[at], reference[at]), fontsize=9, alpha=0.7, ha="left", va="bottom")
+    colors = plt.get_cmap("tab20")
+    styles, markers = ["-", "--", "-.", ":"], ["o", "s", "^", "v", "D", "x", "+", "*", "P"]
+    for i, name in enumerate(names):
+        mean, variance = (values.numpy() for values in expected_gradient(name, n_rollouts, k, mu))
+        results[name] = (mean, variance)
+        scale = np.abs(mean).max() or 1.0
+        style = dict(color=colors(i % 20), ls=styles[i % 4], lw=1.6, label=name, marker=markers[i % 9],
+                     markevery=(i % 7, 14), markersize=5)
+        axes[0].plot(mu, mean / scale, **style)
+        axes[1].plot(mu, np.maximum(variance / scale**2, 1e-12), **style)
+    axes[0].set_title(r"$E[\sum_i A_i\, s(r_i)]$, each curve scaled to its max |value|; thick grey: true "
+                      r"$d\,$pass@k$/d\mu \propto (1-\mu)^{k-1}$, k = 1, 2, 4, 8, 16", fontsize=10)
+    axes[1].set_title(r"Var$[\sum_i A_i\, s(r_i)]$ / scale$^2$ (the left panel's scale; floored at $10^{-12}$)", fontsize=10)
+    axes[1].set_yscale("log")
+    for axis in axes:
+        axis.set_xlabel(r"$\mu$ = P(a response is correct)")
+        axis.axhline(0, color="grey", lw=0.5)
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8)
+    fig.suptitle(f"What each estimator optimises: exact expected gradient for a Bernoulli(mu) policy, N = {n_rollouts} "
+                 f"rollouts, k = {k}, default options, s(r) = r/mu - (1-r)/(1-mu)\ncontext: random entropies "
+                 "(passk_adaptive) and sequence logprobs (unlikeliness); passk_bootstrap / noise_rewards: one seeded "
+                 "generator", fontsize=11)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return results
 
 
 # -----------------------------------------------------------------------------
@@ -420,8 +471,14 @@ def main(argv=None):
     parser.add_argument("--n_rollouts", type=int, default=16)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--advantages-only", action="store_true")
+    parser.add_argument("--estimator-gradients", action="store_true",
+                        help="only the figure of what each estimator optimises (estimator_gradients.png)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.estimator_gradients:
+        plot_estimator_gradients(os.path.join(args.out, "estimator_gradients.png"), args.n_rollouts, args.k)
+        print(f"wrote {args.out}/estimator_gradients.png")
+        return
     plot_advantage_curves(os.path.join(args.out, "advantage_curves.png"), args.n_rollouts, args.k)
     plot_advantage_k(os.path.join(args.out, "advantage_curves_k.png"), args.n_rollouts)
     print(f"wrote {args.out}/advantage_curves.png, advantage_curves_k.png")

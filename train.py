@@ -47,6 +47,9 @@ warmup_sft_steps = 1200
 advantage = "passk_analytical"  # a name in advantage.ADVANTAGES
 advantage_options = {}  # extra options of that estimator, e.g. {"noise": 0.3} or {"reduce": "mean"}
 k = 4
+k_end = 0  # k annealing (PKPO sec. 5.2.3): 0 = off, k stays fixed; else k moves from `k` to k_end ...
+k_anneal_steps = 0  # ... at this step ("step": the paper's k=8 -> k=1 at step 1500) or over these steps ("linear")
+k_anneal = "step"  # step | linear (advantage.annealed_k); the k of each step is logged as "k"
 n_rollouts = 16  # responses per prompt (N_rollout)
 prompt_batch = 8  # prompts per step (BS_prompt)
 mini_batch = 8  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
@@ -126,7 +129,7 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from advantage import check_options, compute_advantages  # noqa: E402
+from advantage import annealed_k, check_options, compute_advantages  # noqa: E402
 from checkpoint import latest_checkpoint, load_policy, load_trainer_state, save_checkpoint  # noqa: E402
 from evaluate import format_curves, format_table, pass_at_k, score_mazes, summarize  # noqa: E402
 from loss import DIAGNOSTIC_STATS, policy_loss  # noqa: E402
@@ -147,6 +150,11 @@ except ValueError as error:
     config_error(error)
 if not 1 <= k <= n_rollouts:
     config_error(f"k={k} must be between 1 and n_rollouts={n_rollouts}")
+if k_end and not 1 <= k_end <= n_rollouts:
+    config_error(f"k_end={k_end} must be between 1 and n_rollouts={n_rollouts} (or 0: no k annealing)")
+if k_end and (k_anneal not in ("step", "linear") or k_anneal_steps < 1):
+    config_error(f"k annealing to k_end={k_end} needs k_anneal 'step' or 'linear' (got {k_anneal!r}) and "
+                 f"k_anneal_steps >= 1 (got {k_anneal_steps})")
 if prompt_batch % mini_batch:
     config_error(f"prompt_batch={prompt_batch} must be a multiple of mini_batch={mini_batch}")
 if not 1 <= eval_k <= eval_samples:
@@ -383,14 +391,16 @@ for step in progress:
     rewards = gather_prompts(local_rewards.view(len(prompts), n_rollouts))  # (P, N)
     row_tokens = gather_prompts(rollout.response_mask.sum(-1).view(len(prompts), n_rollouts))  # (P, N)
     row_entropy = gather_prompts((rollout.entropies * rollout.response_mask).sum(-1).view(len(prompts), n_rollouts))
+    row_logprob = gather_prompts((rollout.logprobs * rollout.response_mask).sum(-1).view(len(prompts), n_rollouts))
     response_lengths = gather_prompts(rollout.response_lengths.view(len(prompts), n_rollouts))  # (P, N)
 
     # 3. advantage: the experiment (advantage.py), on the global batch (estimators may rank prompts or sample)
     advantage_start = time.time()
     prompt_entropy = row_entropy.sum(-1) / row_tokens.sum(-1).clamp_min(1)  # (P,)
     bootstrap_generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    advantages = compute_advantages(advantage, rewards, advantage_options, k=k, entropies=prompt_entropy,
-                                    generator=bootstrap_generator)  # (P, N)
+    step_k = annealed_k(step, k, k_end, k_anneal_steps, k_anneal)  # k unless annealed
+    advantages = compute_advantages(advantage, rewards, advantage_options, k=step_k, entropies=prompt_entropy,
+                                    sequence_logprobs=row_logprob, generator=bootstrap_generator)  # (P, N)
     flat_advantages = advantages[share].flatten()  # (B,) this process's rows
     reward_time, advantage_time = advantage_start - reward_start, time.time() - advantage_start
 
@@ -464,6 +474,7 @@ for step in progress:
                                   {name: float(value) for name, value in diagnostics_sum.items()})])
     record = {
         "step": step + 1,
+        "k": step_k,
         "reward": float(rewards.mean()),
         "pass@1": float(pass_at_k(n_rollouts, correct, 1).mean()),
         f"pass@{k}": float(pass_at_k(n_rollouts, correct, k).mean()),

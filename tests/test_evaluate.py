@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from evaluate import pass_at_k
+from evaluate import g_pass_at_k, pass_at_k
 
 
 @given(st.integers(1, 60).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n), st.integers(0, n))))
@@ -30,6 +30,38 @@ def test_pass_at_k_errors():
         pass_at_k(4, 5, 2)
     with pytest.raises(ValueError, match="integer"):
         pass_at_k(4.0, 1, 2)
+
+
+
+@given(st.integers(1, 9).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n), st.integers(1, n))),
+       st.sampled_from([0.01, 0.25, 0.3, 0.5, 0.75, 1.0]))
+def test_g_pass_at_k_counts_subsets(case, tau):
+    """By definition: the share of the C(n, k) k-subsets with at least ceil(tau k) correct samples."""
+    import itertools
+    n, c, k = case
+    need = math.ceil(round(tau * k, 9))
+    subsets = list(itertools.combinations(range(n), k))
+    expected = sum(sum(i < c for i in subset) >= need for subset in subsets) / len(subsets)
+    assert g_pass_at_k(n, c, k, tau) == pytest.approx(expected, abs=1e-12)
+
+
+def test_g_pass_at_k_limits_monotone_and_tensors():
+    taus = [1e-9, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
+    for n in (1, 5, 16, 32):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert g_pass_at_k(n, c, k, 1e-9) == pytest.approx(pass_at_k(n, c, k), abs=1e-12)  # tau -> 0+
+                assert g_pass_at_k(n, c, k, 1.0) == pytest.approx(math.comb(c, k) / math.comb(n, k), abs=1e-12)
+                values = [g_pass_at_k(n, c, k, tau) for tau in taus]
+                assert all(a >= b for a, b in zip(values, values[1:])), (n, c, k)  # stricter tau, lower
+    assert g_pass_at_k(10, 3, 10, 0.3) == 1.0  # 0.3 * 10 = 3.0000000000000004 still needs 3, not 4
+    counts = torch.tensor([[0.0], [4.0], [8.0]])
+    expected = torch.tensor([[g_pass_at_k(8, c, 4, 0.5)] for c in (0, 4, 8)], dtype=torch.float64)
+    torch.testing.assert_close(g_pass_at_k(8, counts, 4, 0.5), expected)
+    for bad, message in (((4, 1, 5, 0.5), "k <= n"), ((4, 5, 2, 0.5), "correct samples"), ((4, 1, 2, 0.0), "tau"),
+                         ((4, 1, 2, 1.5), "tau"), ((4, 1, 0, 0.5), "k <= n")):
+        with pytest.raises(ValueError, match=message):
+            g_pass_at_k(*bad)
 
 
 def test_distinct_negative_share():
@@ -58,6 +90,9 @@ def test_summarize_per_size_and_average():
     assert result["average"] == {"pass@1": (0.25 + 1.0) / 2, "pass@4": (0.5 + 1.0) / 2}  # mean over sizes
     assert result["negative_answer_diversity"] == 0.75 and result["entropy"] == 0.25
     assert result["response_length"] == 20 / 12
+    g_pass = result["g_pass"]
+    # size 5: mazes with 2 and 0 of 4 correct; size 7: 4 of 4. G-Pass@4: tau=0.5 needs 2 of 4, tau=1 all 4
+    assert g_pass == {"G-pass@4_0.5": ((1.0 + 0.0) / 2 + 1.0) / 2, "G-pass@4_1.0": ((0.0 + 0.0) / 2 + 1.0) / 2}
 
 
 def test_evaluate_loop_and_cli(tmp_path):

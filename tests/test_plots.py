@@ -86,3 +86,25 @@ def test_plots_main_on_a_runs_tree(tmp_path):
     tables = (out / "quick_tables.md").read_text()
     assert "### continual" in tables and "| Pass@1 2T | 8 | 2 |" in tables
     assert "| Pass@k T + Pass@1 T | 8 | 2 |" in tables  # its steps are offset by T = 4
+
+
+def test_estimator_gradients_figure_and_flag(tmp_path):
+    path = tmp_path / "estimator_gradients.png"
+    mu = [0.1, 0.4, 0.7]
+    results = plots.plot_estimator_gradients(str(path), n_rollouts=6, k=2, mu_values=mu)
+    assert list(results) == list(ADVANTAGES) and path.stat().st_size > 10_000
+    for name, (mean, variance) in results.items():
+        assert mean.shape == variance.shape == (3,) and (variance >= 0).all(), name
+    assert results["pkpo"][0] == pytest.approx([2 * (1 - m) for m in mu], abs=1e-9)  # unbiased for pass@2
+    assert results["best_of_n"][0] == pytest.approx([6 * (1 - m) ** 5 for m in mu], abs=1e-9)  # pass@n
+    assert results["psr"][0] == pytest.approx([6.0] * 3, abs=1e-9)  # n x d pass@1/dmu
+    out = tmp_path / "figures"
+    plots.main(["--estimator-gradients", "--out", str(out), "--n_rollouts", "4", "--k", "2"])
+    assert sorted(os.listdir(out)) == ["estimator_gradients.png"]
+
+
+def test_unlikeliness_curves_average_random_likelihood_ranks():
+    a_pos, a_neg, eta = plots.expected_curves("unlikeliness", 8, 4, draws=20)
+    assert math.isnan(a_pos[0]) and math.isnan(a_neg[-1]) and eta[0] == 0
+    assert (a_pos[1:-1] > 0).all() and (a_neg[1:-1] < 0).all()  # on average correct responses still gain
+    assert eta[-1] > 0  # all correct: the likelihood ranks alone separate the responses
