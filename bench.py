@@ -73,17 +73,30 @@ def time_advantages(n_prompts=128, n_rollouts=32, k=8, repeats=50):
     return timings
 
 
-def main():
+def main(argv=None):
+    from cli import add_debug_option, usage_error
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="the default workload only")
     parser.add_argument("--estimators-only", action="store_true", help="time the advantage estimators only")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda runs bf16)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu or cuda (cuda runs bf16)")
     parser.add_argument("--model", default="", help="HF folder; default: out/tiny-warmstart (the tiny model)")
     parser.add_argument("--threads", type=int, default=DEFAULT["threads"],
                         help="torch CPU threads (the workload's 2; 1 compares fairly on a busy machine)")
-    args = parser.parse_args()
+    add_debug_option(parser)
+    args = parser.parse_args(argv)
+    for name, least in (("steps", 1), ("warmup", 0), ("threads", 1)):
+        if getattr(args, name) < least:
+            usage_error(f"--{name}={getattr(args, name)} must be >= {least}")
+    if args.model and not os.path.isfile(os.path.join(args.model, "config.json")):
+        usage_error(f"--model={args.model!r} is not a Hugging Face model folder (no config.json there)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            usage_error("--device=cuda but torch sees no CUDA device")
     if args.estimators_only:
         print(json.dumps(time_advantages()))
         return
@@ -109,4 +122,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from cli import run
+
+    run(main)  # a failed train.py run has printed its reason; cli.run adds one line and exits 1

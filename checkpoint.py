@@ -25,7 +25,7 @@ def load_policy(path, dtype=torch.float32):
 
     if not path or not os.path.isdir(path):
         raise ValueError(f"model path {path!r} is not a local folder; weights must be on disk (no model hub "
-                         "access is assumed): download them elsewhere and pass --model=/path/to/folder")
+                         "access is assumed): download the model folder elsewhere, copy it here and pass its path")
     if not os.path.exists(os.path.join(path, "config.json")):
         raise ValueError(f"{path!r} has no config.json: not a Hugging Face model folder")
     try:
@@ -47,8 +47,8 @@ def load_policy(path, dtype=torch.float32):
         raise ValueError(f"{path!r} (model_type {config.model_type!r}) is not a causal LM that "
                          f"AutoModelForCausalLM can load: {error}") from error
     except Exception as error:
-        raise ValueError(f"could not load the weights in {path!r} (unreadable or incomplete checkpoint?): "
-                         f"{error}") from error
+        raise ValueError(f"could not load the weights in {path!r} (a missing, truncated or corrupt weights file, "
+                         f"e.g. from an interrupted save or copy?): {error}") from error
     if info["missing_keys"]:  # transformers initialises them randomly and goes on
         missing = sorted(info["missing_keys"])
         raise ValueError(f"the weights in {path!r} lack {len(missing)} tensor(s) of {type(model).__name__} "

@@ -234,32 +234,64 @@ def format_curves(results_by_name):
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    # python evaluate.py PATH [--sizes=5,7] [--n_mazes=50] [--n_samples=32] [--k=8] [--template=compact] [--out=FILE]
+def main(argv=None):
+    """python evaluate.py PATH [--sizes=5,7] [--n_mazes=50] [--n_samples=32] [--k=8] [--out=FILE] [--debug]"""
     import argparse
     import json
+    import os
 
-    from mazes import make_mazes
     from checkpoint import load_policy
+    from cli import add_debug_option, usage_error
+    from mazes import PROMPT_TEMPLATES, make_mazes
 
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint or HF folder on held-out mazes.")
-    parser.add_argument("path")
+    parser.add_argument("path", help="a local Hugging Face model folder (a train.py ckpt/ is one)")
     parser.add_argument("--sizes", default="5,7,9")
     parser.add_argument("--n_mazes", type=int, default=50)
     parser.add_argument("--n_samples", type=int, default=32)
     parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--template", default="compact")
+    parser.add_argument("--template", default="compact", choices=sorted(PROMPT_TEMPLATES))
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--maze_seed", type=int, default=0)
     parser.add_argument("--out", default="")
-    args = parser.parse_args()
+    add_debug_option(parser)
+    args = parser.parse_args(argv)
+    # everything the command line can get wrong, before the model is loaded or a maze is sampled
+    if not os.path.isdir(args.path):
+        usage_error(f"model path {args.path!r} is not a folder: pass a local Hugging Face model folder "
+                    "(weights must be on disk; no model hub access is assumed)")
+    if not os.path.isfile(os.path.join(args.path, "config.json")):
+        usage_error(f"{args.path!r} has no config.json: not a Hugging Face model folder")
+    try:
+        sizes = tuple(int(size) for size in args.sizes.split(","))
+    except ValueError:
+        usage_error(f"--sizes={args.sizes!r} must be comma-separated integers, e.g. 5,7,9")
+    if any(size < 5 or size % 2 == 0 for size in sizes):
+        usage_error(f"--sizes={args.sizes!r}: every maze size must be an odd integer >= 5")
+    for name in ("n_mazes", "n_samples", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            usage_error(f"--{name}={getattr(args, name)} must be >= 1")
+    if not 1 <= args.k <= args.n_samples:
+        usage_error(f"--k={args.k} must be between 1 and --n_samples={args.n_samples}")
+    if args.out and (os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(args.out) or ".")):
+        usage_error(f"--out={args.out!r} must be a file in an existing folder")
+    try:
+        test = make_mazes(train_sizes=(), n_train=0, test_sizes=sizes, n_test=args.n_mazes, seed=args.maze_seed)["test"]
+    except ValueError as error:  # e.g. more mazes of a size than exist
+        usage_error(str(error))
+
     model, tokenizer = load_policy(args.path)
-    sizes = tuple(int(s) for s in args.sizes.split(","))
-    test = make_mazes(train_sizes=(), n_train=0, test_sizes=sizes, n_test=args.n_mazes, seed=args.maze_seed)["test"]
-    result = evaluate(model, tokenizer, test, args.template, args.n_samples, (1, args.k), args.max_new_tokens, seed=args.seed)
+    result = evaluate(model, tokenizer, test, args.template, args.n_samples, (1, args.k), args.max_new_tokens,
+                      seed=args.seed)
     print(format_table({"model": result}))
     print(json.dumps(result, indent=1))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    from cli import run
+
+    run(main)

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import sys
 
 import matplotlib
 
@@ -166,14 +167,32 @@ def plot_estimator_gradients(path, n_rollouts=16, k=4, names=None, mu_values=Non
 
 # -----------------------------------------------------------------------------
 # runs
+_WARNED = set()  # metrics files whose cut-off last line was already reported
+
+
 def load_run(run_dir):
-    """(train records, [(step, eval)]) of one out_dir's metrics.jsonl."""
+    """(train records, [(step, eval)]) of one out_dir's metrics.jsonl.
+
+    A last line that is not a complete record (cut off by a crash mid-write) is skipped with a one-line
+    warning on stderr, so a run that crashed keeps its results readable; a bad line anywhere else is a
+    ValueError naming the file and the line."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    with open(path) as f:
+        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
     train, evals = [], []
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        for line in f:
-            if line.strip():
-                record = json.loads(line)
-                (evals.append((record["step"], record["eval"])) if "eval" in record else train.append(record))
+    for number, line in lines:
+        try:
+            record = json.loads(line)
+            step = record["step"]
+        except (ValueError, TypeError, KeyError):
+            if number == lines[-1][0]:
+                if path not in _WARNED:
+                    _WARNED.add(path)
+                    print(f"warning: {path}: skipped its last line {number}, not a complete record (cut off by a "
+                          f"crash?): {line.strip()[:40]!r}", file=sys.stderr)
+                continue
+            raise ValueError(f"{path} line {number} is not a metrics record: {line.strip()[:60]!r}") from None
+        (evals.append((step, record["eval"])) if "eval" in record else train.append(record))
     return train, evals
 
 
@@ -424,15 +443,17 @@ def wall_seconds(run_dirs):
     return seconds
 
 
-def plot_experiments(runs_root, out_dir, steps):
-    """Every comparison of experiments/maze.py found under runs_root: a figure and a table each.
-    Returns the markdown of the tables (also written to out_dir/tables.md)."""
+def plot_experiments(runs_root, out_dir, steps, skip=()):
+    """Every comparison of experiments/maze.py found under runs_root: a figure and a table each; run folders
+    in `skip` are left out. Returns the markdown of the tables (also written to out_dir/tables.md)."""
     from experiments.maze import comparisons
 
     mode = os.path.basename(os.path.normpath(runs_root))
+    skip = {os.path.normpath(path) for path in skip}
     sections, all_dirs = [], set()
     for name, entries in comparisons(steps, mode).items():
-        methods = [(label, seed_dirs(runs_root, run), offset) for label, run, offset in entries]
+        methods = [(label, [d for d in seed_dirs(runs_root, run) if os.path.normpath(d) not in skip], offset)
+                   for label, run, offset in entries]
         if not any(dirs for _, dirs, _ in methods):
             continue
         for _, dirs, _ in methods:
@@ -463,7 +484,41 @@ def plot_experiments(runs_root, out_dir, steps):
     return text
 
 
+def sort_runs(runs_root):
+    """Every folder under runs_root with a metrics.jsonl, sorted into those plot_experiments draws (a
+    <group>/<name>-seed<N> folder of a run in experiments/maze.py's comparisons, readable, with a held-out
+    evaluation) and the others: (usable folders, {skipped folder: why})."""
+    from experiments.maze import comparisons
+
+    known = {run for mode in ("full", "long") for entries in comparisons(2, mode).values() for _, run, _ in entries}
+    usable, skipped = [], {}
+    for folder, _, files in sorted(os.walk(runs_root)):
+        if "metrics.jsonl" not in files:
+            continue
+        run, _, seed = os.path.relpath(folder, runs_root).replace(os.sep, "/").rpartition("-seed")
+        if not re.fullmatch(r"\d+", seed):
+            skipped[folder] = "not a <group>/<name>-seed<N> run folder as experiments/maze.py writes"
+            continue
+        if run not in known:
+            skipped[folder] = f"{run!r} is not a run that experiments/maze.py compares"
+            continue
+        try:
+            evaluations = load_run(folder)[1]
+        except (OSError, ValueError) as error:
+            skipped[folder] = f"unreadable: {error}"
+            continue
+        if not evaluations:
+            skipped[folder] = "no held-out evaluation in its metrics.jsonl yet"
+            continue
+        usable.append(folder)
+    return usable, skipped
+
+
 def main(argv=None):
+    """Exit status 2 for a runs folder that does not exist or bad options, 1 if it holds no usable run.
+    Runs that cannot be plotted are named on stderr with the reason and skipped; the others are drawn."""
+    from cli import CommandError, add_debug_option, usage_error
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="?", help="experiments/runs/<mode> or one train.py out_dir")
     parser.add_argument("--out", default=FIGURES)
@@ -473,29 +528,64 @@ def main(argv=None):
     parser.add_argument("--advantages-only", action="store_true")
     parser.add_argument("--estimator-gradients", action="store_true",
                         help="only the figure of what each estimator optimises (estimator_gradients.png)")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
+    # check the options and read every run before drawing anything
+    if not 1 <= args.k <= args.n_rollouts:
+        usage_error(f"--k={args.k} must be between 1 and --n_rollouts={args.n_rollouts}")
+    if args.steps is not None and args.steps < 1:
+        usage_error(f"--steps={args.steps} must be >= 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        usage_error(f"--out={args.out!r} is a file, not a folder")
+    runs = None if args.advantages_only else args.runs
+    if runs and not os.path.isdir(runs):
+        usage_error(f"runs folder {runs!r} {'is a file, not a folder' if os.path.exists(runs) else 'does not exist'}")
+    single = bool(runs) and os.path.exists(os.path.join(runs, "metrics.jsonl"))  # one train.py out_dir
+    if single:
+        train, evaluations = load_run(runs)
+        if not train and not evaluations:
+            raise CommandError(f"{os.path.join(runs, 'metrics.jsonl')} holds no complete record yet")
+    elif runs:
+        usable, skipped = sort_runs(runs)
+        for folder, why in skipped.items():
+            print(f"warning: skipped {folder}: {why}", file=sys.stderr)
+        if not usable:
+            raise CommandError(f"no run to plot in {runs!r}{f' ({len(skipped)} skipped, see above)' if skipped else ''}"
+                               ": expected <group>/<name>-seed<N>/metrics.jsonl as experiments/maze.py writes "
+                               "them under experiments/runs/<mode>, or one train.py out_dir")
+        steps = args.steps
+        if steps is None:
+            from experiments.maze import MODES
+
+            mode = os.path.basename(os.path.normpath(runs))
+            if mode not in MODES:
+                usage_error(f"cannot tell the steps of a run in {runs!r}: its name is not a mode of "
+                            f"experiments/maze.py ({', '.join(MODES)}); pass --steps")
+            steps = MODES[mode]["steps"]
+
     os.makedirs(args.out, exist_ok=True)
     if args.estimator_gradients:
         plot_estimator_gradients(os.path.join(args.out, "estimator_gradients.png"), args.n_rollouts, args.k)
         print(f"wrote {args.out}/estimator_gradients.png")
         return
     plot_advantage_curves(os.path.join(args.out, "advantage_curves.png"), args.n_rollouts, args.k)
-    plot_advantage_k(os.path.join(args.out, "advantage_curves_k.png"), args.n_rollouts)
+    plot_advantage_k(os.path.join(args.out, "advantage_curves_k.png"), args.n_rollouts,
+                     ks=tuple(k for k in (2, 4, 8) if k <= args.n_rollouts))
     print(f"wrote {args.out}/advantage_curves.png, advantage_curves_k.png")
-    if args.advantages_only or not args.runs:
+    if not runs:
         return
-    if os.path.exists(os.path.join(args.runs, "metrics.jsonl")):  # one out_dir
-        name = os.path.basename(os.path.normpath(args.runs))
-        plot_comparison([(name, [args.runs], 0)], os.path.join(args.out, f"{name}_curves.png"), title=name)
-        print(per_size_table([(name, [args.runs], 0)], [args.runs]))
+    if single:
+        name = os.path.basename(os.path.normpath(runs))
+        plot_comparison([(name, [runs], 0)], os.path.join(args.out, f"{name}_curves.png"), title=name)
+        if evaluations:
+            print(per_size_table([(name, [runs], 0)], [runs]))
+        else:
+            print(f"warning: {runs} has no held-out evaluation yet: curves only, no table", file=sys.stderr)
         return
-    steps = args.steps
-    if steps is None:
-        from experiments.maze import MODES
-
-        steps = MODES[os.path.basename(os.path.normpath(args.runs))]["steps"]
-    print(plot_experiments(args.runs, args.out, steps))
+    print(plot_experiments(runs, args.out, steps, skip=skipped))
 
 
 if __name__ == "__main__":
-    main()
+    from cli import run
+
+    run(main)

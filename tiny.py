@@ -13,7 +13,7 @@ override; then the declared class (`TokenizersBackend`, the v5 PreTrainedTokeniz
 tokenizer.json as it is. So do not pass trust_remote_code=True for this folder: it would try to
 import the auto_map entry as remote code and fail.
 
-    python tiny.py    # train (or reuse) the warm start, print pass@1 / pass@8 on held-out mazes
+    python tiny.py [--out_dir=out]   # train (or reuse) the warm start, print pass@1 / pass@8 on held-out mazes
 """
 import hashlib
 import json
@@ -192,13 +192,23 @@ def load_tiny(path):
     return AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer
 
 
-if __name__ == "__main__":
-    # python tiny.py: warm-start (or reuse) the default tiny model and measure it on held-out mazes
+def main(argv=None):
+    """python tiny.py [--out_dir=out]: warm-start (or reuse) the default tiny model, measure it on held-out mazes."""
+    import argparse
+
+    from cli import add_debug_option, usage_error
     from evaluate import evaluate, format_table
+
+    parser = argparse.ArgumentParser(description="Warm-start (or reuse) the default tiny model and evaluate it.")
+    parser.add_argument("--out_dir", default="out", help="the model goes to OUT_DIR/tiny-warmstart/")
+    add_debug_option(parser)
+    args = parser.parse_args(argv)
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        usage_error(f"--out_dir={args.out_dir!r} is a file, not a folder")
 
     torch.set_num_threads(min(2, os.cpu_count()))
     start = time.time()
-    path = load_or_train_tiny()
+    path = load_or_train_tiny(args.out_dir)
     with open(os.path.join(path, SETTINGS_FILE)) as f:
         info = json.load(f)
     print(f"{path}: {info['parameters']:,} parameters, warm start {info['train_seconds']} s "
@@ -207,3 +217,9 @@ if __name__ == "__main__":
     test = make_mazes((5, 7), 0, (5, 7), {5: 50, 7: 100}, seed=0)["test"]  # a prefix of the held-out mazes
     result = evaluate(model, tokenizer, test, "compact", n_samples=16, ks=(1, 8), max_new_tokens=64)
     print(format_table({"warm start": result}))
+
+
+if __name__ == "__main__":
+    from cli import run
+
+    run(main)

@@ -292,6 +292,8 @@ def run_grid(jobs, workers, dry_run=False):
 
 
 def main(argv=None):
+    from cli import add_debug_option, usage_error
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
     parser.add_argument("--quick", dest="mode", action="store_const", const="quick")
@@ -303,13 +305,21 @@ def main(argv=None):
     parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     groups = [group for group in args.only.split(",") if group] or None
     known = {group for group, *_ in grid(2, args.mode)} | {f"{group}/{name}" for group, name, *_ in grid(2, args.mode)}
     if groups and set(groups) - known:
         parser.error(f"unknown group(s) or run(s) {sorted(set(groups) - known)}; known: {sorted(known)}")
-    seeds = [int(seed) for seed in (args.seeds or ",".join(map(str, MODES[args.mode].get("seeds", SEEDS)))).split(",")]
+    args.seeds = args.seeds or ",".join(map(str, MODES[args.mode].get("seeds", SEEDS)))
+    if not all(seed.strip().isdigit() for seed in args.seeds.split(",")):
+        usage_error(f"--seeds={args.seeds!r} must be comma-separated non-negative integers, e.g. 0,1,2")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    if len(set(seeds)) < len(seeds):
+        usage_error(f"--seeds={args.seeds!r} repeats a seed: two runs would share one folder")
+    if args.workers < 1:
+        usage_error(f"--workers={args.workers} must be >= 1")
     script = "train.py"
     if not args.dry_run:
         ensure_warmstart()
@@ -320,4 +330,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, ROOT)  # run as a script: cli.py is in the repository root
+    from cli import run
+
+    run(main)

@@ -108,3 +108,46 @@ def test_unlikeliness_curves_average_random_likelihood_ranks():
     assert math.isnan(a_pos[0]) and math.isnan(a_neg[-1]) and eta[0] == 0
     assert (a_pos[1:-1] > 0).all() and (a_neg[1:-1] < 0).all()  # on average correct responses still gain
     assert eta[-1] > 0  # all correct: the likelihood ranks alone separate the responses
+
+
+def test_a_crashed_run_still_plots_and_unusable_runs_are_named(tmp_path, capsys):
+    root = tmp_path / "quick"
+    for seed in (0, 1):
+        write_run(root / "continual" / f"pass1-2T-seed{seed}", 8, 2)
+    crashed = root / "continual" / "pass1-2T-seed0" / "metrics.jsonl"
+    with open(crashed, "a") as f:
+        f.write('{"step": 9, "reward": 0.')  # the crash cut the last line off mid-write
+    write_run(root / "stray" / "run", 4, 2)  # not a <group>/<name>-seed<N> folder
+    write_run(root / "continual" / "pass1-2T-seedx", 4, 2)
+    write_run(root / "estimators" / "unknown-seed0", 4, 2)  # no run of experiments/maze.py
+    (root / "estimators" / "pass1-seed0").mkdir()
+    (root / "estimators" / "pass1-seed0" / "metrics.jsonl").write_text('{"step": 1, "reward": 0.5}\n')  # no eval yet
+    (root / "estimators" / "pass1-seed1").mkdir()
+    (root / "estimators" / "pass1-seed1" / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+
+    out = tmp_path / "figures"
+    plots.main([str(root), "--out", str(out), "--steps", "4", "--n_rollouts", "8"])
+    assert sorted(os.listdir(out)) == ["advantage_curves.png", "advantage_curves_k.png", "quick_continual.png",
+                                       "quick_tables.md"]
+    assert "| Pass@1 2T | 8 | 2 |" in (out / "quick_tables.md").read_text()  # both seeds, the crashed one too
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert warnings[0] == (f"warning: {crashed}: skipped its last line 14, not a complete record "
+                           "(cut off by a crash?): '{\"step\": 9, \"reward\": 0.'")  # once, however often it is read
+    skipped = {line.split(": ")[1].removeprefix(f"skipped {root}/"): line.split(": ", 2)[2] for line in warnings[1:]}
+    layout = "not a <group>/<name>-seed<N> run folder as experiments/maze.py writes"
+    assert skipped == {
+        "continual/pass1-2T-seedx": layout, "stray/run": layout,
+        "estimators/pass1-seed0": "no held-out evaluation in its metrics.jsonl yet",
+        "estimators/pass1-seed1": f"unreadable: {root}/estimators/pass1-seed1/metrics.jsonl line 2 is not a metrics "
+                                  "record: 'not json'",
+        "estimators/unknown-seed0": "'estimators/unknown' is not a run that experiments/maze.py compares"}
+
+
+def test_load_run_skips_only_a_cut_off_last_line(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "reward": 0.5}\n{"step": 2, "eval": {"average": {}}}\n{"st')
+    train, evals = plots.load_run(str(tmp_path))
+    assert train == [{"step": 1, "reward": 0.5}] and evals == [(2, {"average": {}})]
+    assert "skipped its last line 3" in capsys.readouterr().err
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n[1, 2]\n{"step": 2}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not a metrics record: '\[1, 2\]'"):
+        plots.load_run(str(tmp_path))
