@@ -178,6 +178,7 @@ def summarize(records, n_samples, temperature, top_p):
     tokens = sum(r["tokens"] for r in records)
     for size in per_size:
         per_size[size]["pass@k_curve"] = {str(k): value for k, value in curves[size].items()}
+        per_size[size]["correct"] = {str(r["index"]): r["correct"] for r in by_size[size]}  # per maze, of n_samples
     # G-Pass@k_tau (tau 0.5 and 1) at the largest k, averaged over sizes like "average"
     g_pass = {f"G-pass@{ks[-1]}_{tau}": sum(sum(g_pass_at_k(n_samples, r["correct"], ks[-1], tau) for r in rows)
                                             / len(rows) for rows in by_size.values()) / len(by_size) for tau in (0.5, 1.0)}

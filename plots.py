@@ -347,6 +347,14 @@ def curve_of(evaluation, sizes=None):
     return {int(k): sum(curve[k] for curve in curves) / len(curves) for k in curves[0]}
 
 
+def correct_of(evaluation, sizes=None):
+    """{maze index: correct samples} of one evaluation, over `sizes` (None: every held-out maze)."""
+    if sizes is None:
+        return evaluation["correct"]
+    cells = evaluation["per_size"]
+    return {index: count for s in sizes for index, count in cells[str(s) if str(s) in cells else s]["correct"].items()}
+
+
 def curve_runs(run_dirs):
     """[(seed, start eval, final eval)] of the runs whose first and last evaluations have pass@k curves to the
     same n (a step-0 evaluation of its own; the last one is the run's end)."""
@@ -425,7 +433,7 @@ def passk_curve_table(methods, reference=0, ks=(1, 8, 128), sizes=None):
         kinds = sorted({kind for _, kind in crossings if kind != "cross"})
         cells.append((f"{np.mean(crossed):.1f} ({len(crossed)}/{len(runs)})" if crossed else "none")
                      + (f"; others {', '.join(kinds)}" if kinds else ""))
-        overlaps = [solved_overlap(first["correct"], last["correct"]) for _, first, last in runs]
+        overlaps = [solved_overlap(correct_of(first, sizes), correct_of(last, sizes)) for _, first, last in runs]
         mazes = overlaps[0]["mazes"]
         header[-1] = f"solved of {mazes} at n={n}: start / method / both"
         cells.append(" / ".join(f"{np.mean([o[key] for o in overlaps]):.1f}" for key in ("a", "b", "both")))

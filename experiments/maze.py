@@ -63,6 +63,10 @@ MODES = {
     "long": dict(steps=LONG["max_steps"], seeds=(0, 1, 2, 3, 4), train=dict(
         {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
         eval_cache=os.path.join(RUNS, "long", "eval-cache"))),
+    # how the horizon was chosen (RESULTS.md): Pass@1 and analytical Pass@k for 1000 steps, evaluated every 100
+    "horizon": dict(steps=1000, seeds=(0,), groups=("estimators/pass1", "estimators/passk_analytical"), train=dict(
+        {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
+        eval_every=100, checkpoint_every=100)),
     # the plumbing test: a couple of steps on 2 test mazes per size
     "smoke": dict(steps=2, train=dict(n_test=2, eval_samples=8, eval_every=1, checkpoint_every=2,
                                       n_rollouts=8, prompt_batch=4, mini_batch=4)),
@@ -117,6 +121,8 @@ def long_grid(steps):
 
 # what plots.py draws and tabulates: one figure per entry, lines = (label, run 'group/name', step offset)
 def comparisons(steps, mode="full"):
+    if mode == "horizon":
+        return {"estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0)]}
     if mode == "long":
         half = steps // 2
         found = {name for _, name, _, _ in long_grid(steps)}
@@ -308,7 +314,7 @@ def main(argv=None):
     add_debug_option(parser)
     args = parser.parse_args(argv)
     os.chdir(ROOT)
-    groups = [group for group in args.only.split(",") if group] or None
+    groups = [group for group in args.only.split(",") if group] or list(MODES[args.mode].get("groups", [])) or None
     known = {group for group, *_ in grid(2, args.mode)} | {f"{group}/{name}" for group, name, *_ in grid(2, args.mode)}
     if groups and set(groups) - known:
         parser.error(f"unknown group(s) or run(s) {sorted(set(groups) - known)}; known: {sorted(known)}")

@@ -82,6 +82,7 @@ def test_summarize_per_size_and_average():
     ]
     result = summarize(records, n_samples=4, temperature=1.0, top_p=0.95)
     curve_5 = result["per_size"][5].pop("pass@k_curve")
+    assert result["per_size"][5].pop("correct") == {"0": 0, "1": 2} and result["per_size"][7]["correct"] == {"2": 4}
     assert result["per_size"][5] == {"pass@1": 0.25, "pass@4": 0.5, "n_mazes": 2}
     # pass@2 of a maze with 2 of 4 correct: 1 - C(2,2)/C(4,2) = 5/6; the other maze solves nothing
     assert curve_5 == pytest.approx({"1": 0.25, "2": 5 / 12, "4": 0.5})
