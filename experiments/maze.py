@@ -111,6 +111,13 @@ def long_grid(steps):
     runs.sort(key=lambda run: run[1] not in first)
     runs.append(("baselines", "noise0.3", dict(advantage="noise_rewards", advantage_options={"noise": 0.3}), ()))
     runs.append(("baselines", "entropy0.01", dict(advantage="pass1", entropy_coef=0.01), ()))
+    # issue 13's objectives side by side (Pass@1 and analytical Pass@k are estimators/): each at its own defaults
+    for name, overrides in [("pkpo", dict(advantage="pkpo")),  # k = 4, leave-one-out baseline
+                            ("pkpo-anneal", dict(advantage="pkpo", k=8, k_end=1, k_anneal_steps=steps // 2)),
+                            ("risk_seeking", dict(advantage="risk_seeking")), ("best_of_n", dict(advantage="best_of_n")),
+                            ("w_reinforce", dict(advantage="w_reinforce")), ("maxrl", dict(advantage="maxrl")),
+                            ("unlikeliness", dict(advantage="unlikeliness"))]:
+        runs.append(("objectives", name, overrides, ()))
     half = steps // 2
     runs.append(("continual", "passk-T", dict(advantage="passk_analytical", max_steps=half, eval_every=half), ()))
     runs.append(("continual", "passk-then-pass1", dict(advantage="pass1", init_from_run="continual/passk-T",
@@ -128,6 +135,11 @@ def comparisons(steps, mode="full"):
         found = {name for _, name, _, _ in long_grid(steps)}
         groups = {name: [entry for entry in entries if entry[1].split("/")[1] in found]
                   for name, entries in comparisons(steps).items() if name != "continual"}
+        groups["objectives"] = [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0),
+                                ("PKPO k=4", "objectives/pkpo", 0), ("PKPO k=8 -> 1", "objectives/pkpo-anneal", 0),
+                                ("risk-seeking", "objectives/risk_seeking", 0), ("best-of-N", "objectives/best_of_n", 0),
+                                ("W-REINFORCE", "objectives/w_reinforce", 0), ("MaxRL", "objectives/maxrl", 0),
+                                ("unlikeliness", "objectives/unlikeliness", 0)]
         groups["continual"] = [("Pass@1 2T", "estimators/pass1", 0), ("Pass@k 2T", "estimators/passk_analytical", 0),
                                ("Pass@k T", "continual/passk-T", 0), ("Pass@k T + Pass@1 T", "continual/passk-then-pass1", half)]
         return groups
