@@ -1,16 +1,20 @@
 """Benchmark of the RL step: runs train.py itself on a fixed workload and prints where the time goes.
 
     python bench.py                       # default workload, then the n_rollouts and maze-size tables
-    python bench.py --quick               # default workload only
+    python bench.py --quick               # default workload only (with each sampler)
+    python bench.py --quick --samplers=fast
     python bench.py --steps=10 --warmup=2
     python bench.py --quick --threads=1   # on a busy machine: 2 threads on loaded cores time the scheduler
     python bench.py --estimators-only     # only the advantage estimators (ms per call, 128 x 32 rewards)
 
 Default workload (our issue #5): 8 prompts x 16 rollouts, at most 32 new tokens, the warm-started tiny
 model, 2 threads, fp32, one update per step (mini_batch = prompt_batch), clip-higher DAPO loss, no KL,
-no evaluation. The first `warmup` steps are dropped; the rest are averaged from train.py's own
-metrics.jsonl (generation / reward / advantage / update seconds, generated and trained tokens,
-peak memory). The last line printed is one JSON object with the default workload's figures.
+no evaluation, the fast sampler (the tiny model's). The first `warmup` steps are dropped; the rest are
+averaged from train.py's own metrics.jsonl (generation / reward / advantage / update seconds, generated
+and trained tokens, peak memory). The default workload then runs with each sampler of --samplers (fast:
+our KV-cached loop, generate: HF generate; rollout.py), one line each; both draw the same tokens, so
+only the times differ. The last line printed is one JSON object: the default workload's figures per
+sampler, {"fast": {...}, "generate": {...}, "workload": {...}}.
 """
 import argparse
 import json
@@ -21,7 +25,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT = dict(prompt_batch=8, mini_batch=8, n_rollouts=16, k=4, max_new_tokens=32, threads=2,
-               train_sizes=(7,), n_train=500, test_sizes=(5,), n_test=1)
+               train_sizes=(7,), n_train=500, test_sizes=(5,), n_test=1, sampler="fast")
 
 
 def run_workload(model_dir, steps, warmup, device="cpu", **overrides):
@@ -83,6 +87,7 @@ def main(argv=None):
     parser.add_argument("--estimators-only", action="store_true", help="time the advantage estimators only")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu or cuda (cuda runs bf16)")
     parser.add_argument("--model", default="", help="HF folder; default: out/tiny-warmstart (the tiny model)")
+    parser.add_argument("--samplers", default="fast,generate", help="train.py samplers to time on the default workload")
     parser.add_argument("--threads", type=int, default=DEFAULT["threads"],
                         help="torch CPU threads (the workload's 2; 1 compares fairly on a busy machine)")
     add_debug_option(parser)
@@ -97,6 +102,8 @@ def main(argv=None):
 
         if not torch.cuda.is_available():
             usage_error("--device=cuda but torch sees no CUDA device")
+    if not set(args.samplers.split(",")) <= {"fast", "generate"}:
+        usage_error(f"--samplers={args.samplers}: a comma-separated list of fast and generate")
     if args.estimators_only:
         print(json.dumps(time_advantages()))
         return
@@ -105,10 +112,10 @@ def main(argv=None):
         from tiny import load_or_train_tiny
         model_dir = load_or_train_tiny(os.path.join(ROOT, "out"))
 
-    results = {}
     print(f"advantage estimators on 128 prompts x 32 rollouts, k=8 (ms per call): {time_advantages()}", flush=True)
     if not args.quick:
-        print(f"{'workload':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}{'resp len':>10}")
+        print(f"{'workload (fast sampler)':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}"
+              f"{'resp len':>10}")
         for name, overrides in [*[(f"n_rollouts={n}", dict(n_rollouts=n)) for n in (8, 16, 32)],
                                 *[(f"maze {s}x{s}", dict(train_sizes=(s,))) for s in (5, 7, 9, 11)]]:
             if name.startswith("maze 5x5"):
@@ -116,8 +123,15 @@ def main(argv=None):
             r = run_workload(model_dir, args.steps, args.warmup, args.device, threads=args.threads, **overrides)
             print(f"{name:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
                   f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}", flush=True)
-    results = run_workload(model_dir, args.steps, args.warmup, args.device, threads=args.threads)
-    results["workload"] = {**DEFAULT, "threads": args.threads, "device": args.device}
+    results = {}
+    print(f"{'sampler':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}{'resp len':>10}")
+    for sampler in args.samplers.split(","):
+        r = results[sampler] = run_workload(model_dir, args.steps, args.warmup, args.device, threads=args.threads,
+                                            sampler=sampler)
+        print(f"{sampler:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
+              f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}", flush=True)
+    results["workload"] = {**{key: value for key, value in DEFAULT.items() if key != "sampler"},
+                           "threads": args.threads, "device": args.device}
     print(json.dumps(results))
 
 

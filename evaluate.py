@@ -122,7 +122,8 @@ def distinct_negative_share(answers, rewards):
 
 
 def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-                temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True):
+                temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True,
+                sampler="fast"):
     """Sample n_samples responses per maze of `dataset` (columns maze, size); one record per maze.
 
     The mazes go in batches of prompts_per_batch, batch b sampled after torch.manual_seed(seed *
@@ -143,7 +144,8 @@ def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=
         torch.manual_seed(seed * 1_000_003 + start // prompts_per_batch)
         rows = dataset[start:start + prompts_per_batch]
         prompts = [chat_prompt(tokenizer, format_prompt(maze, template)) for maze in rows["maze"]]
-        rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p)
+        rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p,
+                                    sampler=sampler)  # rollout.SAMPLERS: the same samples either way
         entropies = (rollout.entropies * rollout.response_mask).sum(-1)  # (B,) per response
         for i, (maze, size) in enumerate(zip(rows["maze"], rows["size"])):
             responses = slice(i * n_samples, (i + 1) * n_samples)

@@ -8,17 +8,28 @@ rows i*n_rollouts .. (i+1)*n_rollouts - 1 hold the n rollouts of prompt i (the G
 Prompts are full texts, tokenized as they are; `chat_prompt` wraps one in a chat template.
 `concat_rollouts` joins rollouts generated in several calls (train.py generates in chunks).
 
-Sampling is our own short loop (`sample_responses`) rather than HF `generate`, for three savings, none of
-which changes what is sampled or the numbers recorded (up to float rounding):
-  - shared-prompt prefill: the n rollouts of a prompt share its tokens, so each prompt is run through the
-    model once and its KV cache is repeated to the n rows of its group;
-  - the logprob of each sampled token and the entropy at each step are taken from the logits the loop
-    computes anyway, instead of a second forward pass over the whole sequences;
-  - a row that has emitted eos leaves the batch (its KV cache rows are dropped), so later steps only run
-    the rows still generating: with short, uneven responses most rows are done long before the last one.
-The tokens are drawn like generate draws them (logits / temperature, HF's top-p warper, softmax,
-torch.multinomial): with the same seed, the same tokens as generate up to the first step at which a row
-ends; from then on the batch is smaller than generate's, so the draws differ (from the same distribution).
+Two samplers draw the same tokens for the same seed and record the same numbers (up to float rounding);
+`generate_rollouts(..., sampler=)` picks one:
+  - "generate": HF `model.generate` (any architecture and cache class transformers supports). Its logits
+    processor `SamplingPolicy` applies temperature and HF's top-p warper and records, step by step, the
+    logprob of the drawn token and the entropy (no (B, R, V) logits kept, unlike output_logits=True);
+    generate itself draws the tokens (softmax, torch.multinomial over the whole batch), pads ended rows
+    and stops.
+  - "fast": our own short loop (`sample_responses`, tested on Qwen2), three savings over generate:
+      - shared-prompt prefill: the n rollouts of a prompt share its tokens, so each prompt is run through
+        the model once and its KV cache is repeated to the n rows of its group;
+      - the logprob of each sampled token and the entropy at each step are taken from the logits the loop
+        computes anyway, instead of a second forward pass over the whole sequences;
+      - a row that has emitted eos leaves the batch (its KV cache rows are dropped), so later steps only
+        run the rows still generating: with short, uneven responses most rows are done long before the
+        last one.
+    Its tokens are drawn like generate draws them: the same `sampling_step` (logits / temperature, HF's
+    top-p warper), softmax, and ONE torch.multinomial call over the whole batch each step, rows that
+    ended included (their draw is discarded): torch.multinomial(probs, 1) draws Exp(1) noise for every
+    entry of `probs` whatever the values, so the random stream, and with it every token, is generate's.
+Both record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
+`sequence_logprobs` computes); top_p only restricts which tokens can be drawn. Our model calls pass the
+KV cache as `cache=` (transformers >= 5.24; the older `past_key_values=` is deprecated, removed in 5.40).
 
 `sequence_logprobs` is the one function that turns (input_ids, attention_mask) into per-token
 logprobs of the response; the training loop calls it with grad, and it computes what was sampled from:
@@ -36,7 +47,9 @@ logprobs of the response; the training loop calls it with grad, and it computes 
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, TopPLogitsWarper
+from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
+
+SAMPLERS = ("fast", "generate")
 
 
 @dataclass
@@ -133,50 +146,62 @@ def _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, promp
     positions = attention_positions(attention_mask)  # (B, P+R)
     cache = DynamicCache(config=model.config)
     prompt_out = model(input_ids=input_ids[first_row, :P], attention_mask=attention_mask[first_row, :P],
-                       position_ids=positions[first_row, :P], past_key_values=cache, use_cache=True,
+                       position_ids=positions[first_row, :P], cache=cache, use_cache=True,
                        logits_to_keep=1)  # (U, 1, V): the last prompt token's logits predict response token 0
     first_logits = prompt_out.logits[row_to_distinct]  # (B, 1, V)
     if input_ids.shape[1] - P == 1:
         return first_logits
     cache.batch_select_indices(row_to_distinct)  # every layer's keys/values (U, ...) -> (B, ...), differentiable
     response_out = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
-                         position_ids=positions[:, P:-1], past_key_values=cache, use_cache=True)  # (B, R-1, V)
+                         position_ids=positions[:, P:-1], cache=cache, use_cache=True)  # (B, R-1, V)
     return torch.cat([first_logits, response_out.logits], dim=1)  # (B, R, V)
+
+
+def sampling_step(logits, temperature, top_p):
+    """One step of the sampling policy, shared by both samplers. logits (B, V) float ->
+    log_probs (B, V): the recorded distribution, logits / temperature log-softmaxed (NOT truncated by top_p);
+    entropies (B,) of it; scores (B, V): the scores tokens are drawn from (softmax(scores)), i.e. logits /
+    temperature through HF's own top-p warper (which keeps >= 1 token) when top_p < 1."""
+    scaled = logits / temperature  # (B, V)
+    log_probs = torch.log_softmax(scaled, dim=-1)
+    entropies = -(log_probs.exp() * log_probs).sum(-1)  # (B,)
+    scores = TopPLogitsWarper(top_p)(None, scaled) if top_p < 1 else scaled
+    return log_probs, entropies, scores
 
 
 def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
                      temperature=1.0, top_p=1.0):
-    """Sample n_rollouts responses to each of the U distinct left-padded prompts (U, P), prompt-major.
+    """The "fast" sampler: n_rollouts responses to each of the U distinct left-padded prompts (U, P), prompt-major.
 
     Returns response_ids (B, R) (pad after a row's first eos), logprobs and entropies (B, R) (0 after
     it), B = U * n_rollouts and R <= max_new_tokens the longest response. The logprobs and entropies are
     those of the sampling distribution at `temperature` WITHOUT top_p truncation (what
     `sequence_logprobs` computes); top_p only restricts which tokens can be drawn.
-    The model runs each prompt once; a row leaves the batch once it has emitted eos (see the module doc)."""
+    The model runs each prompt once; a row leaves the batch once it has emitted eos, but every step still
+    draws for the whole batch, as generate does, so the same seed draws the same tokens (module doc)."""
     n_prompts, device = len(prompt_ids), prompt_ids.device
     batch = n_prompts * n_rollouts
     cache = DynamicCache(config=model.config)
     output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
-                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+                   cache=cache, use_cache=True, logits_to_keep=1)
     cache.batch_repeat_interleave(n_rollouts)  # every layer's keys/values (U, ...) -> (B, ...), prompt-major
     logits = output.logits[:, -1].float().repeat_interleave(n_rollouts, dim=0)  # (B, V) predicting token 0
     attention_mask = prompt_mask.repeat_interleave(n_rollouts, dim=0)  # (B, P), grows by a column per step
     first_position = attention_mask.sum(-1)  # (B,) the position of response token 0 (prompts count from 0)
     eos = torch.as_tensor(eos_token_ids, device=device)
-    top_p_warper = TopPLogitsWarper(top_p) if top_p < 1 else None  # generate's own top-p (keeps >= 1 token)
 
     response_ids = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(batch, max_new_tokens, device=device)
     entropies = torch.zeros(batch, max_new_tokens, device=device)
+    probs = torch.ones_like(logits)  # (B, V) the distribution every row draws from; ended rows keep their last
     running = torch.arange(batch, device=device)  # the rows still generating = the rows of cache and logits
     for step in range(max_new_tokens):
-        scaled = logits / temperature  # (running, V)
-        log_probs = torch.log_softmax(scaled, dim=-1)  # the recorded distribution: not truncated by top_p
-        scores = top_p_warper(None, scaled) if top_p_warper else scaled  # the one tokens are drawn from
-        tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)  # (running,)
+        log_probs, step_entropies, scores = sampling_step(logits, temperature, top_p)  # (running, V), (running,)
+        probs[running] = torch.softmax(scores, dim=-1)
+        tokens = torch.multinomial(probs, num_samples=1)[running, 0]  # (running,) one draw for all B rows
         response_ids[running, step] = tokens
         logprobs[running, step] = log_probs.gather(-1, tokens[:, None]).squeeze(1)
-        entropies[running, step] = -(log_probs.exp() * log_probs).sum(-1)
+        entropies[running, step] = step_entropies
         ended = torch.isin(tokens, eos)  # (running,)
         if step == max_new_tokens - 1 or ended.all():
             break
@@ -186,10 +211,55 @@ def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens,
             running, tokens, attention_mask = running[keep], tokens[keep], attention_mask[keep]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(running), 1)], dim=1)
         output = model(input_ids=tokens[:, None], attention_mask=attention_mask,
-                       position_ids=(first_position[running] + step)[:, None], past_key_values=cache, use_cache=True)
+                       position_ids=(first_position[running] + step)[:, None], cache=cache, use_cache=True)
         logits = output.logits[:, -1].float()  # (running, V) predicting token step + 1
     response_len = step + 1
     return response_ids[:, :response_len], logprobs[:, :response_len], entropies[:, :response_len]
+
+
+class SamplingPolicy(LogitsProcessor):
+    """The "generate" sampler's logits processor (generate runs at temperature 1, no top-k / top-p of its
+    own): turns each step's raw logits into the scores generate draws from (`sampling_step`) and records
+    the entropy of each step and the logprob of each drawn token, read at the next call (the token is then
+    input_ids[:, -1]); `finish` records the last one. Keeps one (B, V) tensor, not the logits of every step."""
+
+    def __init__(self, prompt_length, temperature, top_p):
+        self.prompt_length, self.temperature, self.top_p = prompt_length, temperature, top_p
+        self.log_probs, self.logprobs, self.entropies = None, [], []
+
+    def __call__(self, input_ids, scores):  # (B, P + step), (B, V)
+        if input_ids.shape[1] > self.prompt_length:
+            self.logprobs.append(self.log_probs.gather(-1, input_ids[:, -1:]).squeeze(1))  # the previous step's
+        self.log_probs, step_entropies, scores = sampling_step(scores.float(), self.temperature, self.top_p)
+        self.entropies.append(step_entropies)
+        return scores
+
+    def finish(self, sequences):
+        """(B, R) logprobs and entropies of the R steps of `sequences` (B, P + R), generate's output."""
+        last = self.log_probs.gather(-1, sequences[:, -1:]).squeeze(1)
+        return torch.stack(self.logprobs + [last], dim=1), torch.stack(self.entropies, dim=1)
+
+
+def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
+                       temperature=1.0, top_p=1.0):
+    """The "generate" sampler: `sample_responses`'s contract (same tokens for the same seed, module doc)
+    with HF `model.generate` doing the decoding. Pure sampling: the model's own generation_config
+    (top_k, repetition_penalty, min_p, suppressed tokens...) is set aside for the call."""
+    policy = SamplingPolicy(prompt_ids.shape[1], temperature, top_p)
+    config = GenerationConfig(do_sample=True, num_beams=1, num_return_sequences=n_rollouts,
+                              max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                              eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id)  # T and top_p: the policy's
+    # generate fills what `config` leaves unset from model.generation_config: a blank one during the call
+    model_config, model.generation_config = model.generation_config, GenerationConfig()
+    try:
+        sequences = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config,
+                                   logits_processor=LogitsProcessorList([policy]))  # (B, P + R), prompt-major
+    finally:
+        model.generation_config = model_config
+    response_ids = sequences[:, prompt_ids.shape[1]:]  # (B, R) pad after each row's first eos
+    logprobs, entropies = policy.finish(sequences)
+    response_mask, _ = response_mask_from_eos(response_ids, eos_token_ids)
+    return response_ids, logprobs * response_mask, entropies * response_mask
 
 
 def rollout_logprobs(model, rollout, rows, with_entropy=False):
@@ -224,8 +294,10 @@ def chat_prompt(tokenizer, text):
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0):
-    """Sample n_rollouts responses for each prompt (`sample_responses`, one batch); see `Rollout`.
+def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0,
+                      sampler="fast"):
+    """Sample n_rollouts responses for each prompt in one batch, with `sampler` "fast" (`sample_responses`)
+    or "generate" (`generate_responses`, HF generate): the same rollouts for the same seed; see `Rollout`.
 
     Prompts are complete texts and are tokenized without adding special tokens (a chat template, see
     `chat_prompt`, already holds them; add a bos yourself if your model wants one). Pure sampling: no
@@ -240,6 +312,8 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
     if not (0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     eos_token_ids = _eos_ids(tokenizer)
 
     device = next(model.parameters()).device
@@ -253,7 +327,8 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
     model.eval()
     try:
         with torch.no_grad():
-            response_ids, logprobs, entropies = sample_responses(
+            sample = sample_responses if sampler == "fast" else generate_responses
+            response_ids, logprobs, entropies = sample(
                 model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, tokenizer.pad_token_id,
                 temperature, top_p)  # (B, R) each
     finally:

@@ -35,7 +35,7 @@ ANSWER_TAGS = ["<answer>", "</answer>"]
 CHARS = "*.SEUDLR\n> "  # maze cells, moves, row separator, the prompt's '>' marker, space
 AUTO_MAP = {"AutoTokenizer": [None, "PreTrainedTokenizerFast"]}  # see the module docstring
 SETTINGS_FILE = "warm_start.json"
-RECIPE_VERSION = 1  # bump when warm_start changes, so that cached models are retrained
+RECIPE_VERSION = 2  # bump when warm_start changes, so that cached models are retrained
 
 
 def build_tokenizer():
@@ -65,7 +65,13 @@ def build_model(tokenizer, hidden_size=128, num_layers=4, num_heads=4, seed=0, m
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.nanopassk_tiny = True  # saved in config.json, kept by every checkpoint: train.py's sampler="auto"
     return model
+
+
+def is_tiny(model):
+    """Whether a loaded policy is (a checkpoint of) the tiny model, which train.py samples with the fast loop."""
+    return bool(getattr(model.config, "nanopassk_tiny", False))
 
 
 def sft_example(tokenizer, maze, solution):

@@ -54,6 +54,8 @@ n_rollouts = 16  # responses per prompt (N_rollout)
 prompt_batch = 8  # prompts per step (BS_prompt)
 mini_batch = 8  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
 micro_batch = 64  # response rows per forward/backward (gradient accumulation inside a mini-batch)
+sampler = "auto"  # rollout.py: fast (our KV-cached loop, tested on Qwen2) | generate (HF generate, any model) | auto:
+# fast for model="tiny", generate for any other model. Both draw the same tokens for the same seed
 rollout_batch = 0  # prompts per generate call (0: all of a process's prompts); bounds KV-cache memory; see sampling_seed
 max_new_tokens = 48
 temperature = 1.0
@@ -136,6 +138,7 @@ from loss import DIAGNOSTIC_STATS, policy_loss  # noqa: E402
 from mazes import format_prompt, make_mazes  # noqa: E402
 from optim import StochasticRoundingAdamW  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts, rollout_logprobs  # noqa: E402
+from tiny import is_tiny  # noqa: E402
 from verify import maze_reward  # noqa: E402
 
 
@@ -168,6 +171,8 @@ if device not in ("auto", "cpu", "cuda"):
     config_error(f"device={device!r} must be auto, cpu or cuda")
 if dtype not in ("auto", "float32", "bf16-mixed", "bfloat16"):
     config_error(f"dtype={dtype!r} must be auto, float32, bf16-mixed or bfloat16")
+if sampler not in ("auto", "fast", "generate"):
+    config_error(f"sampler={sampler!r} must be auto, fast or generate")
 if rollout_batch < 0:
     config_error(f"rollout_batch={rollout_batch} must be >= 0 (0: one generate call per process)")
 if model != "tiny" and not os.path.isdir(model):
@@ -227,6 +232,8 @@ try:
     policy, tokenizer = load_policy(policy_path, dtype=weights_dtype)
 except ValueError as error:
     config_error(error)
+# "auto": our fast loop for the tiny model (tested to equal generate on Qwen2), HF generate for any other model
+rollout_sampler = sampler if sampler != "auto" else ("fast" if model == "tiny" or is_tiny(policy) else "generate")
 policy.to(accelerator.device)  # not wrapped in DDP: the gradients are summed explicitly, see the update
 if gradient_checkpointing:  # recomputes only in train mode: generate (eval mode) keeps its KV cache
     if hasattr(policy, "activation_checkpointing_enable"):  # the newer transformers 5 name
@@ -273,7 +280,8 @@ def run_eval(step, n_samples=eval_samples):
     with accelerator.autocast():
         records = score_mazes(policy, tokenizer, test_mazes, template, n_samples, (1, eval_k), max_new_tokens,
                               temperature=1.0, top_p=0.95, prompts_per_batch=rollout_batch or 8, seed=seed + 1,
-                              shard=(rank, n_processes), show_progress=show_progress and master)
+                              shard=(rank, n_processes), show_progress=show_progress and master,
+                              sampler=rollout_sampler)
     result = summarize(gather_object(records), n_samples, temperature=1.0, top_p=0.95)
     log({"step": step, "eval": result, "eval_time": time.time() - eval_start})
     return result
@@ -330,10 +338,28 @@ def process_mean(sums, divisor):
     return {name: sum(process.get(name, 0.0) for process in sums) / max(divisor, 1) for name in names}
 
 
+def all_reduce_sum(tensors, bucket_bytes=2**29):
+    """Sum `tensors` over the processes, in place, with a few all_reduce calls instead of one per tensor (each
+    call is a round trip; a 7B model has hundreds of tensors): consecutive tensors of one dtype are copied into
+    a flat bucket of at most bucket_bytes (or one larger tensor), summed in one call and copied back."""
+    buckets, size = [], 0
+    for tensor in tensors:
+        if not buckets or buckets[-1][0].dtype != tensor.dtype or size + tensor.nbytes > bucket_bytes:
+            buckets.append([])
+            size = 0
+        buckets[-1].append(tensor)
+        size += tensor.nbytes
+    for bucket in buckets:
+        flat = torch.cat([tensor.flatten() for tensor in bucket])
+        torch.distributed.all_reduce(flat)
+        for tensor, summed in zip(bucket, flat.split([tensor.numel() for tensor in bucket])):
+            tensor.copy_(summed.view_as(tensor))
+
+
 # -----------------------------------------------------------------------------
 # the loop
 if master:
-    print(f"{n_processes} process(es) on {accelerator.device}, {precision}, policy {policy_path}")
+    print(f"{n_processes} process(es) on {accelerator.device}, {precision}, policy {policy_path}, sampler {rollout_sampler}")
 def cached_start_eval():
     """The step-0 evaluation, from eval_cache if these starting weights were already evaluated with these settings
     (the same seed, test mazes, samples, ...): every run of a grid that starts from one policy shares it."""
@@ -381,7 +407,7 @@ for step in progress:
         torch.manual_seed(sampling_seed(step, share[start]))
         with accelerator.autocast():
             parts.append(generate_rollouts(policy, tokenizer, prompts[start:start + chunk_size], n_rollouts,
-                                           max_new_tokens, temperature, top_p))
+                                           max_new_tokens, temperature, top_p, sampler=rollout_sampler))
     rollout = concat_rollouts(parts, tokenizer.pad_token_id)
     generation_time = time.time() - step_start
 
@@ -459,8 +485,7 @@ for step in progress:
                 else:
                     stats_sum[name] = stats_sum.get(name, 0.0) + value.detach()
         if n_processes > 1:  # the global mini-batch's gradient: the sum of every process's (see above)
-            for param in policy.parameters():
-                torch.distributed.all_reduce(param.grad)
+            all_reduce_sum([param.grad for param in policy.parameters()])
         grad_norms.append(float(torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)))
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)

@@ -1,12 +1,16 @@
-"""Tests of rollout.py: batched sampling with HF generate and the response logprobs."""
+"""Tests of rollout.py: batched sampling (our fast loop and HF generate) and the response logprobs."""
 import copy
 
 import pytest
 import torch
 from conftest import make_micro_model, make_micro_tokenizer
+from test_real_models import build_bpe_tokenizer
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from rollout import (chat_prompt, decode_responses, generate_rollouts, response_mask_from_eos, rollout_logprobs,
-                     sequence_logprobs)
+from mazes import format_prompt, make_mazes
+from rollout import (SAMPLERS, chat_prompt, decode_responses, generate_rollouts, response_mask_from_eos,
+                     rollout_logprobs, sequence_logprobs)
+from tiny import build_model, build_tokenizer
 
 PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
 # HF generate as pure sampling, whatever the model's generation_config says (the reference in the tests)
@@ -62,13 +66,14 @@ def test_response_mask_from_eos_positions():
     assert lengths.tolist() == [3, 2, 1, 3]
 
 
+@pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("pad_is_eos", [False, True])
-def test_response_mask_under_left_padding_and_eos(pad_is_eos):
+def test_response_mask_under_left_padding_and_eos(pad_is_eos, sampler):
     tokenizer = make_micro_tokenizer(pad_is_eos=pad_is_eos)
     model = make_micro_model(tokenizer, initializer_range=0.02)  # near uniform: eos ~ 1 token in 19
     assert (tokenizer.pad_token_id == tokenizer.eos_token_id) == pad_is_eos
     torch.manual_seed(1)
-    rollout = generate_rollouts(model, tokenizer, PROMPTS, n_rollouts=4, max_new_tokens=16)
+    rollout = generate_rollouts(model, tokenizer, PROMPTS, n_rollouts=4, max_new_tokens=16, sampler=sampler)
     check_response_mask(rollout, tokenizer.eos_token_id)
     lengths = rollout.response_lengths
     assert (lengths < rollout.response_ids.shape[1]).any() and (lengths == 16).any()  # both cases seen
@@ -76,14 +81,16 @@ def test_response_mask_under_left_padding_and_eos(pad_is_eos):
         assert all(token == tokenizer.pad_token_id for token in ids[length:])  # generate pads ended rows
 
 
+@pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (1.0, 0.8)])
-def test_sampling_equals_hf_generate_until_a_row_ends(micro_model, micro_tokenizer, temperature, top_p):
-    """The same seed draws the same tokens as HF generate (same temperature / top_p processing, same
-    multinomial call) up to and including the first step at which some row emits eos; after that our batch
-    holds only the running rows, so the draws differ. The recorded logprobs and entropies are those of
-    generate's logits at temperature, untruncated by top_p."""
+def test_sampling_equals_hf_generate(micro_model, micro_tokenizer, sampler, temperature, top_p):
+    """Either sampler, with the same seed, draws the very tokens of a plain HF generate call (its own temperature
+    and top-p warpers, its multinomial), to the end: also after rows ended (the fast loop drops them from its
+    batch but still draws for the whole batch). The recorded logprobs and entropies are those of generate's
+    logits at temperature, untruncated by top_p; 0 after a row's end."""
     torch.manual_seed(2)
-    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 16, temperature=temperature, top_p=top_p)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 16, temperature=temperature, top_p=top_p,
+                                sampler=sampler)
     encoded = micro_tokenizer(PROMPTS, padding=True, return_tensors="pt")
     torch.manual_seed(2)  # HF generate on the repeated prompts, keeping the raw logits of every step
     output = micro_model.generate(
@@ -92,25 +99,72 @@ def test_sampling_equals_hf_generate_until_a_row_ends(micro_model, micro_tokeniz
         max_new_tokens=16, temperature=temperature, top_p=top_p, eos_token_id=[micro_tokenizer.eos_token_id],
         pad_token_id=micro_tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True,
         **PURE_SAMPLING)
-    first_end = int(rollout.response_lengths.min())  # the step at which the first row ended, counted from 1
-    assert 1 <= first_end < rollout.response_ids.shape[1]  # the comparison below is not the whole rollout
-    P = rollout.prompt_length
-    assert torch.equal(output.sequences[:, :P + first_end], rollout.input_ids[:, :P + first_end])
-    assert not torch.equal(output.sequences[:, P:], rollout.response_ids)  # then they differ
-    step_logits = torch.stack(output.logits[:first_end], dim=1).float() / temperature  # (B, first_end, V)
+    lengths = rollout.response_lengths
+    assert (lengths < 16).sum() >= 4 and lengths.min() < lengths.max()  # rows ended at different steps
+    assert torch.equal(output.sequences, rollout.input_ids)
+    step_logits = torch.stack(output.logits, dim=1).float() / temperature  # (B, R, V)
     log_probs = torch.log_softmax(step_logits, -1)
-    generate_logprobs = log_probs.gather(-1, rollout.response_ids[:, :first_end, None])[..., 0]
-    torch.testing.assert_close(rollout.logprobs[:, :first_end], generate_logprobs, atol=1e-5, rtol=0)
-    torch.testing.assert_close(rollout.entropies[:, :first_end], -(log_probs.exp() * log_probs).sum(-1),
-                               atol=1e-5, rtol=0)
+    mask = rollout.response_mask
+    generate_logprobs = log_probs.gather(-1, rollout.response_ids[..., None])[..., 0]
+    torch.testing.assert_close(rollout.logprobs, generate_logprobs * mask, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rollout.entropies, -(log_probs.exp() * log_probs).sum(-1) * mask, atol=1e-5, rtol=0)
 
 
+def sample_both(model, tokenizer, prompts, n_rollouts, max_new_tokens, seed, **options):
+    rollouts = []
+    for sampler in SAMPLERS:
+        torch.manual_seed(seed)
+        rollouts.append(generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, sampler=sampler,
+                                          **options))
+    return rollouts
+
+
+def assert_same_rollouts(fast, generate):
+    for name in ("input_ids", "attention_mask", "response_ids", "response_mask", "response_lengths"):
+        assert torch.equal(getattr(fast, name), getattr(generate, name)), name
+    assert fast.texts == generate.texts and fast.prompt_length == generate.prompt_length
+    torch.testing.assert_close(fast.logprobs, generate.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.entropies, generate.entropies, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (1.3, 0.7)])
+def test_samplers_agree_on_the_tiny_model(temperature, top_p):
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, hidden_size=32, num_layers=2, num_heads=4, seed=1)
+    prompts = [format_prompt(maze, "compact") for maze in make_mazes((5,), {5: 3}, (5,), 1, seed=0)["train"]["maze"]]
+    fast, generate = sample_both(model, tokenizer, prompts, 5, 30, seed=11, temperature=temperature, top_p=top_p)
+    lengths = fast.response_lengths
+    assert (lengths < fast.response_ids.shape[1]).sum() >= 3 and lengths.min() < lengths.max()
+    assert_same_rollouts(fast, generate)
+
+
+def test_samplers_agree_on_a_bpe_chat_model():
+    """Qwen2.5-Instruct's layout (test_real_models.py): byte-level BPE, ChatML template, eos <|im_end|>."""
+    tokenizer = build_bpe_tokenizer()
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():  # a random 400-token model rarely says eos: make it likely, so rows end unevenly
+        model.model.embed_tokens.weight[tokenizer.eos_token_id] *= 30
+    mazes = make_mazes((5, 7), {5: 3, 7: 3}, (5,), 1, seed=1)["train"]["maze"][:3]
+    prompts = [chat_prompt(tokenizer, format_prompt(maze, "paper")) for maze in mazes]
+    fast, generate = sample_both(model, tokenizer, prompts, 4, 24, seed=2, temperature=1.0, top_p=0.95)
+    lengths = fast.response_lengths
+    assert (lengths < fast.response_ids.shape[1]).sum() >= 4 and lengths.min() < lengths.max()
+    assert_same_rollouts(fast, generate)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (1.3, 0.5)])
-def test_recorded_logprobs_equal_a_forward_pass(micro_model, micro_tokenizer, temperature, top_p):
+def test_recorded_logprobs_equal_a_forward_pass(micro_model, micro_tokenizer, temperature, top_p, sampler):
     """Every recorded logprob and entropy, after rows left the batch too, equals the full forward's
     (`sequence_logprobs`: at temperature, untruncated by top_p); 0 after a row's end."""
     torch.manual_seed(3)
-    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 6, 16, temperature=temperature, top_p=top_p)
+    rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 6, 16, temperature=temperature, top_p=top_p,
+                                sampler=sampler)
     mask = rollout.response_mask
     assert (rollout.response_lengths < rollout.response_ids.shape[1]).sum() >= 3  # rows left the batch early
     logprobs, entropies = sequence_logprobs(micro_model, rollout.input_ids, rollout.attention_mask,
@@ -195,16 +249,22 @@ def test_determinism_with_seed(micro_model, micro_tokenizer):
     assert not torch.equal(first.input_ids, other.input_ids)
 
 
-def test_model_generation_config_does_not_change_sampling(micro_model, micro_tokenizer):
-    """A checkpoint's generation_config (top_k, repetition_penalty...) must not distort the sampling."""
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_model_generation_config_does_not_change_sampling(micro_model, micro_tokenizer, sampler):
+    """A checkpoint's generation_config (top_k, repetition_penalty, min_p, suppressed tokens...) must not
+    distort the sampling; generate's is set aside for the call only."""
     model = copy.deepcopy(micro_model)
-    model.generation_config.top_k = 1
-    model.generation_config.repetition_penalty = 5.0
-    model.generation_config.temperature = 0.1
+    settings = dict(top_k=1, repetition_penalty=5.0, temperature=0.1, min_p=0.5, suppress_tokens=[6, 7, 8],
+                    max_new_tokens=2, no_repeat_ngram_size=1)
+    for name, value in settings.items():
+        setattr(model.generation_config, name, value)
     torch.manual_seed(7)
-    expected = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 2, 10)
+    expected = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 2, 10, top_p=0.9)
     torch.manual_seed(7)
-    assert torch.equal(generate_rollouts(model, micro_tokenizer, PROMPTS, 2, 10).input_ids, expected.input_ids)
+    rollout = generate_rollouts(model, micro_tokenizer, PROMPTS, 2, 10, top_p=0.9, sampler=sampler)
+    assert torch.equal(rollout.input_ids, expected.input_ids)
+    torch.testing.assert_close(rollout.logprobs, expected.logprobs, atol=1e-5, rtol=0)
+    assert {name: getattr(model.generation_config, name) for name in settings} == settings  # restored
 
 
 def test_texts_keep_answer_tags_and_drop_pad_eos(micro_model, micro_tokenizer):
@@ -241,6 +301,8 @@ def test_bad_input(micro_model, micro_tokenizer):
         generate_rollouts(model, tokenizer, PROMPTS, 2, 4, temperature=0.0)
     with pytest.raises(ValueError, match="top_p"):
         generate_rollouts(model, tokenizer, PROMPTS, 2, 4, top_p=0.0)
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        generate_rollouts(model, tokenizer, PROMPTS, 2, 4, sampler="auto")
     input_ids, attention_mask = torch.ones(2, 5, dtype=torch.long), torch.ones(2, 5, dtype=torch.long)
     for prompt_length in (0, 5):
         with pytest.raises(ValueError, match="prompt_length"):

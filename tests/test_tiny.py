@@ -143,3 +143,15 @@ def test_cache_is_reused_and_retrained_when_settings_change(tmp_path, monkeypatc
     tiny.load_or_train_tiny(generated, train_sizes=(5,), n_train={5: 6}, test_sizes=(5,), n_test={5: 4}, **settings)
     tiny.load_or_train_tiny(generated, train_sizes=(5,), n_train={5: 6}, test_sizes=(5,), n_test={5: 4}, **settings)
     assert len(calls) == 4
+
+
+def test_the_tiny_model_is_recognised_after_a_save(tmp_path, micro_model):
+    """train.py's sampler="auto" picks the fast loop for the tiny model and its checkpoints, wherever they lie."""
+    from checkpoint import load_policy
+    from tiny import build_model, build_tokenizer, is_tiny
+
+    tokenizer = build_tokenizer()
+    build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert is_tiny(load_policy(str(tmp_path))[0])
+    assert not is_tiny(micro_model)  # any other Qwen2 gets HF generate
