@@ -22,9 +22,9 @@ from collections import defaultdict
 import torch
 from tqdm.auto import tqdm
 
-from mazes import format_prompt
 from rollout import chat_prompt, generate_rollouts
-from verify import extract_answer, maze_reward
+from tasks import MazeTask
+from verify import extract_answer
 
 
 def pass_at_k(n, c, k):
@@ -123,13 +123,16 @@ def distinct_negative_share(answers, rewards):
 
 def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
                 temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True,
-                sampler="fast"):
+                sampler="fast", task=None):
     """Sample n_samples responses per maze of `dataset` (columns maze, size); one record per maze.
+    `task` (tasks.py; default the maze) makes the prompts and rewards: any task's test split works, its
+    `size` column naming each item's group, so "maze" below reads "item" for other tasks.
 
     The mazes go in batches of prompts_per_batch, batch b sampled after torch.manual_seed(seed *
     1_000_003 + b). shard=(i, n) scores only batches b with b % n == i, so n data-parallel processes
     each score a share and the gathered records are exactly those of one process scoring all.
     """
+    task = MazeTask() if task is None else task
     ks = sorted(set(ks))
     if not ks or ks[0] < 1 or ks[-1] > n_samples:
         raise ValueError(f"every k must be in [1, n_samples={n_samples}], got {ks}")
@@ -142,17 +145,17 @@ def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=
     batches = list(range(0, len(dataset), prompts_per_batch))[index::n_shards]
     for start in tqdm(batches, desc="evaluate", disable=not show_progress, leave=False):
         torch.manual_seed(seed * 1_000_003 + start // prompts_per_batch)
-        rows = dataset[start:start + prompts_per_batch]
-        prompts = [chat_prompt(tokenizer, format_prompt(maze, template)) for maze in rows["maze"]]
+        rows = [dataset[j] for j in range(start, min(start + prompts_per_batch, len(dataset)))]
+        prompts = [chat_prompt(tokenizer, task.format_prompt(row, template)) for row in rows]
         rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p,
                                     sampler=sampler)  # rollout.SAMPLERS: the same samples either way
         entropies = (rollout.entropies * rollout.response_mask).sum(-1)  # (B,) per response
-        for i, (maze, size) in enumerate(zip(rows["maze"], rows["size"])):
+        for i, row in enumerate(rows):
             responses = slice(i * n_samples, (i + 1) * n_samples)
             texts = rollout.texts[responses]
-            rewards = [maze_reward(text, maze) for text in texts]
+            rewards = [task.reward(text, row) for text in texts]
             records.append({
-                "index": start + i, "size": size, "correct": int(sum(rewards)),
+                "index": start + i, "size": row["size"], "correct": int(sum(rewards)),
                 **{f"pass@{k}": pass_at_k(n_samples, int(sum(rewards)), k) for k in ks},
                 "negative_answer_diversity": distinct_negative_share([extract_answer(t) or t for t in texts], rewards),
                 "entropy_sum": float(entropies[responses].sum()),
@@ -193,8 +196,9 @@ def summarize(records, n_samples, temperature, top_p):
 
 
 def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True):
-    """Sample n_samples responses per maze of `dataset` (columns maze, size) and score them.
+             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, task=None):
+    """Sample n_samples responses per maze of `dataset` (columns maze, size) and score them (any task's
+    test split with `task`, see score_mazes).
 
     Returns {"per_size": {size: {"pass@k": ..., "n_mazes": ...}}, "average": {"pass@k": ...} (the mean
     over sizes, like table 7's Avg. column), "negative_answer_diversity", "entropy", "response_length"}.
@@ -202,16 +206,18 @@ def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1,
     Data-parallel: each process calls `score_mazes` with its shard, then `summarize` on the gathered records.
     """
     records = score_mazes(model, tokenizer, dataset, template, n_samples, ks, max_new_tokens, temperature, top_p,
-                          prompts_per_batch, seed, show_progress=show_progress)
+                          prompts_per_batch, seed, show_progress=show_progress, task=task)
     return summarize(records, n_samples, temperature, top_p)
 
 
 def format_table(results_by_name):
     """A table like the paper's table 7: rows = runs, columns = maze sizes and Avg., cells pass@1/pass@k."""
     names = list(results_by_name)
-    sizes = sorted({size for result in results_by_name.values() for size in result["per_size"]}, key=int)  # int or JSON str
+    sizes = sorted({size for result in results_by_name.values() for size in result["per_size"]},
+                   key=lambda size: (not str(size).isdigit(), int(size) if str(size).isdigit() else str(size)))
     ks = sorted(int(key[5:]) for key in next(iter(results_by_name.values()))["average"])
-    header = f"{'':<14}" + "".join(f"{f'{s}x{s}':>14}" for s in sizes) + f"{'Avg.':>14}"
+    label = lambda size: f"{size}x{size}" if str(size).isdigit() else str(size)[:13]  # noqa: E731 maze size or group
+    header = f"{'':<14}" + "".join(f"{label(s):>14}" for s in sizes) + f"{'Avg.':>14}"
     lines = [f"pass@{ks[0]}/pass@{ks[-1]} (%)", header]
     for name in names:
         result = results_by_name[name]

@@ -38,9 +38,10 @@ SETTINGS_FILE = "warm_start.json"
 RECIPE_VERSION = 2  # bump when warm_start changes, so that cached models are retrained
 
 
-def build_tokenizer():
-    """Character-level `PreTrainedTokenizerFast`; unknown characters become `<unk>`, decode is exact."""
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS.values(), *ANSWER_TAGS, *CHARS])}
+def build_tokenizer(chars=CHARS):
+    """Character-level `PreTrainedTokenizerFast` over `chars` (default: the maze's; `task_chars` for any
+    other task); unknown characters become `<unk>`, decode is exact."""
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS.values(), *ANSWER_TAGS, *dict.fromkeys(chars)])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
     backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")  # every character is a word
     backend.decoder = decoders.Fuse()  # join the tokens with nothing in between
@@ -74,9 +75,18 @@ def is_tiny(model):
     return bool(getattr(model.config, "nanopassk_tiny", False))
 
 
-def sft_example(tokenizer, maze, solution):
-    """(prompt ids, target ids): the compact prompt, then `<answer>solution</answer>` and eos."""
-    prompt = tokenizer(format_prompt(maze, "compact"), add_special_tokens=False)["input_ids"]
+def task_chars(texts):
+    """The character vocabulary of a task: every character of its texts (prompts and answers), in order of
+    first appearance; the answer tags are tokens of their own, never split into characters."""
+    return "".join(dict.fromkeys("".join(text.replace(ANSWER_TAGS[0], "").replace(ANSWER_TAGS[1], "")
+                                         for text in texts)))
+
+
+def sft_example(tokenizer, maze, solution, prompt=None):
+    """(prompt ids, target ids): the compact prompt of `maze` (or the given `prompt` text of another
+    task), then `<answer>solution</answer>` and eos."""
+    prompt = tokenizer(format_prompt(maze, "compact") if prompt is None else prompt,
+                       add_special_tokens=False)["input_ids"]
     target = tokenizer(f"<answer>{solution}</answer>", add_special_tokens=False)["input_ids"]
     return prompt, target + [tokenizer.eos_token_id]
 
@@ -97,7 +107,8 @@ def collate(examples, pad_token_id):
 
 def warm_start(model, tokenizer, train_dataset, steps=1200, batch_size=32, lr=2e-3, seed=0,
                warmup_steps=50, weight_decay=0.01, progress=True):
-    """Supervised fine-tuning on (maze, solution) rows; cross-entropy on the answer tokens only.
+    """Supervised fine-tuning on (maze, solution) rows, or (prompt, answer) rows of any task (tasks.py);
+    cross-entropy on the answer tokens only.
 
     AdamW with linear warmup and cosine decay to lr/10, gradient clipping at 1.0. Right padding keeps
     the default position ids 0..n-1 right for every row. Returns the loss of every step.
@@ -106,7 +117,8 @@ def warm_start(model, tokenizer, train_dataset, steps=1200, batch_size=32, lr=2e
         raise ValueError(f"steps, batch_size and lr must be positive, got {steps}, {batch_size}, {lr}")
     if len(train_dataset) == 0:
         raise ValueError("train_dataset is empty")
-    examples = [sft_example(tokenizer, row["maze"], row["solution"]) for row in train_dataset]
+    examples = [sft_example(tokenizer, row["maze"], row["solution"]) if "maze" in row
+                else sft_example(tokenizer, None, row["answer"], prompt=row["prompt"]) for row in train_dataset]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
     def lr_factor(step):
@@ -143,46 +155,51 @@ def default_counts(sizes, small, large):
 
 def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_train=None, test_sizes=(5, 7),
                        n_test=None, maze_seed=0, hidden_size=128, num_layers=4, num_heads=4, steps=1200,
-                       batch_size=32, lr=2e-3, seed=0, progress=True):
-    """Path of the warm-started tiny model, out_dir/tiny-warmstart/, trained only when needed.
+                       batch_size=32, lr=2e-3, seed=0, progress=True, chars=CHARS, name="tiny-warmstart",
+                       max_positions=512):
+    """Path of the warm-started tiny model, out_dir/<name>/ (default tiny-warmstart), trained only when needed.
 
     train_mazes: rows with maze/solution to train on (e.g. the RL train split, which is disjoint from
     its test split). Without it, the train split of make_mazes(train_sizes, n_train, test_sizes,
     n_test, maze_seed) is used, so the first n_test test mazes per size (default 50 5x5, 200 of other
     sizes) stay unseen: evaluate on at most that many test mazes per size of the same maze_seed.
     The settings (with a hash of the mazes) are stored in warm_start.json inside the folder and a
-    call with other settings retrains. The folder is written to a temporary directory and then
+    call with other settings retrains. Another task: train_mazes holds its (prompt, answer) rows, `chars`
+    its vocabulary (`task_chars`), `name` a folder of its own and `max_positions` its longest text. The folder is written to a temporary directory and then
     renamed into place, so an interrupted run never leaves a half-written model behind.
     """
     if train_mazes is None:
         n_train = default_counts(train_sizes, 150, 10_000) if n_train is None else n_train
         n_test = default_counts(test_sizes, 50, 200) if n_test is None else n_test
         train_mazes = make_mazes(train_sizes, n_train, test_sizes, n_test, maze_seed)["train"]
-    mazes_hash = hashlib.sha256("\n\n".join(f"{row['maze']}\n{row['solution']}" for row in train_mazes).encode())
+    pairs = [(row["maze"], row["solution"]) if "maze" in row else (row["prompt"], row["answer"]) for row in train_mazes]
+    mazes_hash = hashlib.sha256("\n\n".join(f"{prompt}\n{answer}" for prompt, answer in pairs).encode())
     settings = dict(recipe_version=RECIPE_VERSION, mazes_sha256=mazes_hash.hexdigest(), n_mazes=len(train_mazes),
                     hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, steps=steps,
                     batch_size=batch_size, lr=lr, seed=seed)
-    path = os.path.join(out_dir, "tiny-warmstart")
+    if chars != CHARS or max_positions != 512:  # another task's (the maze's settings stay as they were)
+        settings.update(chars=chars, max_positions=max_positions)
+    path = os.path.join(out_dir, name)
     settings_path = os.path.join(path, SETTINGS_FILE)
     if os.path.exists(settings_path):
         with open(settings_path) as f:
             if json.load(f)["settings"] == settings:
                 return path
 
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, hidden_size, num_layers, num_heads, seed)
+    tokenizer = build_tokenizer(chars)
+    model = build_model(tokenizer, hidden_size, num_layers, num_heads, seed, max_positions)
     start = time.time()
     losses = warm_start(model, tokenizer, train_mazes, steps, batch_size, lr, seed, progress=progress)
     info = dict(settings=settings, parameters=model.num_parameters(), train_seconds=round(time.time() - start, 1),
                 final_loss=sum(losses[-20:]) / len(losses[-20:]))
     os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=out_dir, prefix=".tiny-warmstart-tmp-")
+    tmp = tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-tmp-")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     with open(os.path.join(tmp, SETTINGS_FILE), "w") as f:
         json.dump(info, f, indent=2)
     if os.path.exists(path):  # a directory with files cannot be replaced: move the old one aside first
-        old = tempfile.mkdtemp(dir=out_dir, prefix=".tiny-warmstart-old-")
+        old = tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-old-")
         os.replace(path, os.path.join(old, "model"))
         os.replace(tmp, path)
         shutil.rmtree(old)

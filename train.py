@@ -2,6 +2,7 @@
 
     python train.py                                  # offline CPU demo: tiny model, passk_analytical
     python train.py --advantage=pass1 --k=8          # any registered advantage, any config value
+    python train.py --task=rg:countdown --n_train=2000 --n_test=100   # any reasoning-gym task (tasks.py)
     python train.py config/maze_qwen2.5_7b.py --model=/path/to/Qwen2.5-7B-Instruct   # a config file, then overrides
     python train.py --out_dir=out --resume=True      # continue a stopped run where it left off
     accelerate launch --num_processes 8 train.py config/maze_qwen2.5_7b.py --model=/path   # data parallel
@@ -13,7 +14,7 @@ process). Rewards and per-row counts are gathered, so advantages, token counts a
 the global batch; each process backpropagates its rows, and the gradients are summed over processes once
 per mini-batch. Only the main process writes metrics and checkpoints.
 
-Each step: prompt batch -> rollouts (rollout.py) -> rewards (verify.py) -> advantages (advantage.py,
+Each step: prompt batch -> rollouts (rollout.py) -> rewards (tasks.py: verify.py for the maze) -> advantages (advantage.py,
 the experiment) -> clipped token-level policy loss (loss.py) on mini-batches -> AdamW update.
 Metrics go to out_dir/metrics.jsonl as they are computed; checkpoints to out_dir/ckpt (HF format).
 """
@@ -34,12 +35,14 @@ out_dir = "out"
 model = "tiny"  # "tiny": build and warm-start the offline char-level model, else a local HF folder
 init_from = ""  # start the policy from this checkpoint/HF folder instead (e.g. a P@k run -> P@1 continual)
 resume = False  # continue from out_dir/ckpt (same config) if it exists
-# data (mazes.py)
-train_sizes = (5, 7)
-n_train = {5: 150, 7: 10000}  # mazes per size (5x5 has only ~220 distinct layouts)
-test_sizes = (5, 7, 9, 11)  # 9x9 and 11x11 are never seen in training (sec. 3.3)
-n_test = 30  # held-out mazes per size
-maze_seed = 0
+# data (tasks.py): the maze (mazes.py, verify.py) or any reasoning-gym task
+task = "maze"  # "maze" | "rg:NAME" (a reasoning-gym dataset, e.g. "rg:countdown"; binary reward: score == 1.0)
+task_options = {}  # rg: the dataset's own config, e.g. {"min_numbers": 3, "max_numbers": 3}; maze: none
+train_sizes = (5, 7)  # maze only
+n_train = {5: 150, 7: 10000}  # mazes per size (5x5 has only ~220 distinct layouts); rg: items (a dict: 2000)
+test_sizes = (5, 7, 9, 11)  # 9x9 and 11x11 are never seen in training (sec. 3.3); maze only
+n_test = 30  # held-out mazes per size; rg: held-out items
+maze_seed = 0  # the seed of the splits, of any task
 prompt_template = ""  # "compact" (tiny model) or "paper" (figure 14, chat template); "" picks by model
 # the tiny model's warm start (tiny.py)
 warmup_sft_steps = 1200
@@ -135,11 +138,10 @@ from advantage import annealed_k, check_options, compute_advantages  # noqa: E40
 from checkpoint import latest_checkpoint, load_policy, load_trainer_state, save_checkpoint  # noqa: E402
 from evaluate import format_curves, format_table, pass_at_k, score_mazes, summarize  # noqa: E402
 from loss import DIAGNOSTIC_STATS, policy_loss  # noqa: E402
-from mazes import format_prompt, make_mazes  # noqa: E402
 from optim import StochasticRoundingAdamW  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts, rollout_logprobs  # noqa: E402
+from tasks import make_task  # noqa: E402
 from tiny import is_tiny  # noqa: E402
-from verify import maze_reward  # noqa: E402
 
 
 def config_error(message):
@@ -175,6 +177,12 @@ if sampler not in ("auto", "fast", "generate"):
     config_error(f"sampler={sampler!r} must be auto, fast or generate")
 if rollout_batch < 0:
     config_error(f"rollout_batch={rollout_batch} must be >= 0 (0: one generate call per process)")
+try:  # an unknown task or an option its dataset rejects: one line, before any compute
+    task_spec = make_task(task, task_options, **(
+        dict(train_sizes=train_sizes, n_train=n_train, test_sizes=test_sizes, n_test=n_test, seed=maze_seed)
+        if task == "maze" else dict(n_train=n_train if isinstance(n_train, int) else 2000, n_test=n_test, seed=maze_seed)))
+except ValueError as error:
+    config_error(error)
 if model != "tiny" and not os.path.isdir(model):
     config_error(f"model={model!r} is neither 'tiny' nor a local folder: weights must be on local disk (no model "
                  "hub is assumed); download the model folder elsewhere, copy it here, pass --model=/path/to/it")
@@ -210,21 +218,37 @@ if threads:
     torch.set_num_threads(threads)
 os.makedirs(out_dir, exist_ok=True)
 torch.manual_seed(seed)
-mazes = make_mazes(train_sizes, n_train, test_sizes, n_test, seed=maze_seed)
-train_mazes, test_mazes = mazes["train"], mazes["test"]
+try:
+    splits = task_spec.make_splits()
+except ValueError as error:
+    config_error(error)
+train_items, test_items = splits["train"], splits["test"]  # maze rows: maze, size, solution, answer
 
 if resume_from:
     policy_path = resume_from
 elif init_from:
     policy_path = init_from
 elif model == "tiny":
-    from tiny import load_or_train_tiny
+    from tiny import load_or_train_tiny, task_chars
 
     # the warm start sees exactly our train split, so never a test maze. The main process trains it (or
     # finds it cached) first; the other processes then load the cached folder.
     with accelerator.main_process_first():
-        policy_path = load_or_train_tiny(out_dir, train_mazes, steps=warmup_sft_steps, seed=seed,
-                                         progress=show_progress and master)
+        if task == "maze":
+            policy_path = load_or_train_tiny(out_dir, train_items, steps=warmup_sft_steps, seed=seed,
+                                             progress=show_progress and master)
+        else:  # supervised on the task's reference answers, with a vocabulary and a cached folder of its own
+            if not all(train_items["answer"]):
+                config_error(f"task {task!r} has no single reference answer per item, which the tiny model's warm "
+                             "start needs (it imitates one answer): use a local HF model, --model=/path/to/model")
+            sft_rows = [{"prompt": task_spec.format_prompt(row, "compact"), "answer": row["answer"]} for row in train_items]
+            texts = [row["prompt"] + row["answer"] for row in sft_rows]
+            texts += [task_spec.format_prompt(row, "compact") for row in test_items]
+            longest = max(len(text) for text in texts) + 2 + max_new_tokens  # + the two tag tokens
+            policy_path = load_or_train_tiny(
+                out_dir, sft_rows, steps=warmup_sft_steps, seed=seed, progress=show_progress and master,
+                chars=task_chars(texts), name="tiny-warmstart-" + task.replace(":", "-"),
+                max_positions=max(512, 64 * math.ceil(longest / 64)))
 else:
     policy_path = model
 weights_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
@@ -278,10 +302,10 @@ def run_eval(step, n_samples=eval_samples):
     gets the result of the whole test set (the same as one process scoring all of it)."""
     eval_start = time.time()
     with accelerator.autocast():
-        records = score_mazes(policy, tokenizer, test_mazes, template, n_samples, (1, eval_k), max_new_tokens,
+        records = score_mazes(policy, tokenizer, test_items, template, n_samples, (1, eval_k), max_new_tokens,
                               temperature=1.0, top_p=0.95, prompts_per_batch=rollout_batch or 8, seed=seed + 1,
                               shard=(rank, n_processes), show_progress=show_progress and master,
-                              sampler=rollout_sampler)
+                              sampler=rollout_sampler, task=task_spec)
     result = summarize(gather_object(records), n_samples, temperature=1.0, top_p=0.95)
     log({"step": step, "eval": result, "eval_time": time.time() - eval_start})
     return result
@@ -296,7 +320,7 @@ def peak_memory_mb():
 def prompt_indices(step):
     """The prompts of a step: a deterministic function of (seed, step), so resuming needs no RNG state."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    return torch.randperm(len(train_mazes), generator=generator)[:prompt_batch].tolist()
+    return torch.randperm(len(train_items), generator=generator)[:prompt_batch].tolist()
 
 
 def share_of(process):
@@ -365,7 +389,8 @@ def cached_start_eval():
     (the same seed, test mazes, samples, ...): every run of a grid that starts from one policy shares it."""
     if not eval_cache:
         return run_eval(0, curve_samples or eval_samples)
-    key = hashlib.sha256(json.dumps([list(test_mazes["maze"]), template, curve_samples or eval_samples, eval_k, max_new_tokens,
+    items = list(test_items["maze"]) if task == "maze" else [task, task_options, *test_items["question"]]
+    key = hashlib.sha256(json.dumps([items, template, curve_samples or eval_samples, eval_k, max_new_tokens,
                                      seed, n_processes]).encode())
     for name in sorted(os.listdir(policy_path)):  # the starting weights: every weight file's bytes
         if name.endswith((".safetensors", ".bin")):
@@ -397,8 +422,8 @@ progress = tqdm(range(start_step, max_steps), desc="train", disable=not (show_pr
                 initial=start_step, total=max_steps)
 for step in progress:
     step_start = time.time()
-    rows = train_mazes[[prompt_indices(step)[position] for position in share]]  # this process's prompts
-    prompts = [chat_prompt(tokenizer, format_prompt(maze, template)) for maze in rows["maze"]]
+    rows = [train_items[prompt_indices(step)[position]] for position in share]  # this process's prompts
+    prompts = [chat_prompt(tokenizer, task_spec.format_prompt(row, template)) for row in rows]
 
     # 1. rollout: n_rollouts responses per prompt, with the sampling policy's logprobs and entropies
     chunk_size = rollout_batch or len(prompts)
@@ -413,7 +438,7 @@ for step in progress:
 
     # 2. reward: 1 if the path reaches E, else 0 (verify.py); gathered: every process sees the global batch
     reward_start = time.time()
-    local_rewards = torch.tensor([maze_reward(text, rows["maze"][i // n_rollouts]) for i, text in enumerate(rollout.texts)])
+    local_rewards = torch.tensor([task_spec.reward(text, rows[i // n_rollouts]) for i, text in enumerate(rollout.texts)])
     rewards = gather_prompts(local_rewards.view(len(prompts), n_rollouts))  # (P, N)
     row_tokens = gather_prompts(rollout.response_mask.sum(-1).view(len(prompts), n_rollouts))  # (P, N)
     row_entropy = gather_prompts((rollout.entropies * rollout.response_mask).sum(-1).view(len(prompts), n_rollouts))

@@ -179,3 +179,60 @@ def test_long_config_smoke_pass_at_k_curves_and_eval_cache(tmp_path, micro_model
     second = [r for r in read_metrics(tmp_path / "b") if "eval" in r]
     assert "eval_cached" in second[0] and "eval_cached" not in [r for r in read_metrics(tmp_path / "a") if "eval" in r][0]
     assert json.load(open(tmp_path / "b" / "eval.json"))["before"] == evals["before"]
+
+
+def test_maze_path_is_unchanged_by_the_task_refactor(tmp_path, micro_model_dir):
+    """The maze behind tasks.py trains exactly as before it: the same rewards, advantages (eta = sum of |A|), gradients
+    and weights for the same seed. Reference numbers: this run on train.py before tasks.py existed (commit 71a0a56)."""
+    out = str(tmp_path / "run")
+    run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--n_rollouts=8", "--max_steps=6", "--seed=3",
+              "--eval_every=6")
+    steps = [r for r in read_metrics(out) if "reward" in r]
+    assert [r["reward"] for r in steps] == [0.0, 0.0, 0.03125, 0.0, 0.03125, 0.0]
+    assert [r["eta"] for r in steps] == pytest.approx([0.0, 0.0, 0.8660253882408142, 0.0, 0.8660253882408142, 0.0], abs=1e-6)
+    assert [r["grad_norm"] for r in steps] == pytest.approx([0.0, 0.0, 0.16807185113430023, 0.0, 0.14847023785114288, 0.0],
+                                                            abs=1e-6)
+    weights = params_of(os.path.join(out, "ckpt"))
+    assert float(sum(p.double().sum() for p in weights.values())) == pytest.approx(90.2611679183633, abs=1e-6)
+
+
+RG_FAST = ["--warmup_sft_steps=3", "--n_train=40", "--n_test=3", "--max_steps=2", "--eval_every=2"]
+
+
+@pytest.mark.parametrize("task", ["rg:countdown", "rg:spell_backward"])
+def test_two_training_steps_on_each_reasoning_gym_task(tmp_path, task):
+    """The tiny model on a reasoning-gym task: a vocabulary and a warm start of its own, then RL steps and the
+    evaluation, reported under the task's name."""
+    from tasks import TASK_PRESETS
+
+    out = str(tmp_path / "run")
+    result = run_train(f"--out_dir={out}", f"--task={task}", f"--task_options={TASK_PRESETS[task]!r}", *RG_FAST)
+    steps = [r for r in read_metrics(out) if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(0.0 <= r["reward"] <= 1.0 for r in steps)
+    evals = [r["eval"] for r in read_metrics(out) if "eval" in r]
+    assert [list(e["per_size"]) for e in evals] == [[task[3:]]] * 2
+    warm = os.path.join(out, "tiny-warmstart-" + task.replace(":", "-"))
+    _, tokenizer = load_policy(warm)
+    question = '3 + 4, "é"?'  # the task's own characters round-trip (é only if the task has it)
+    text = "".join(ch for ch in question if ch in tokenizer.get_vocab())
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    assert task[3:] in result.stdout  # the table's column
+
+
+def test_bad_task_is_one_line_before_compute(tmp_path, micro_model_dir):
+    for args, message in [(["--task=rg:nonexistent"], "unknown reasoning-gym task 'nonexistent'"),
+                          (["--task=rg:countdown", "--task_options={'min_numbers': 0}"], "rejects options"),
+                          (["--task=sudoku"], "unknown task 'sudoku'")]:
+        result = run_train(f"--out_dir={tmp_path / 'bad'}", *args, check=False)
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "bad" / "metrics.jsonl")
+
+
+def test_task_without_reference_answer_needs_an_hf_model(tmp_path, micro_model_dir):
+    """graph_color has many right colourings and no single reference answer: the tiny warm start cannot imitate
+    one, so the tiny model is a clear error; a local HF model trains on it."""
+    result = run_train(f"--out_dir={tmp_path / 'tiny'}", "--task=rg:graph_color", *RG_FAST, check=False)
+    assert result.returncode != 0 and "no single reference answer" in result.stderr and "Traceback" not in result.stderr
+    out = str(tmp_path / "hf")
+    run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--task=rg:graph_color", *RG_FAST)
+    assert [r["step"] for r in read_metrics(out) if "reward" in r] == [1, 2]

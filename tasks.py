@@ -1,0 +1,151 @@
+"""A verifiable-reward task: held-out splits, a prompt and a binary reward (paper section 2.1, R in {0, 1}).
+
+Every task is the same three functions on plain rows (dicts), so train.py and evaluate.py never know
+which task they run:
+    task.make_splits()                 -> DatasetDict(train, test), deduplicated and disjoint; every row
+                                          has `size` (the group its table row is reported under) and
+                                          `answer` (one reference answer, "" if the task has none)
+    task.format_prompt(row, template)  -> the prompt text ("compact": the tiny model's; "paper": English)
+    task.reward(response, row)         -> 0.0 or 1.0, never raises: a response is untrusted input
+
+`make_task("maze", {...})` is the paper's maze (mazes.py + verify.py, unchanged: rows maze/size/solution).
+`make_task("rg:NAME", {...})` is any reasoning-gym dataset (`reasoning_gym.create_dataset(NAME, size=,
+seed=, **options)`), the field's library of procedural tasks with their own scorers:
+  - splits: the test items are generated from `seed`, the train items from another seed, and a train item
+    whose question is also a test question (or repeats an earlier one) is dropped;
+  - reward: the text inside the last `<answer>...</answer>` (reasoning_gym.utils.extract_answer, the format
+    of the task's own examples), scored by the dataset's `score_answer`; only a score of exactly 1.0 is 1.
+    Partial credit (countdown scores a wrong expression 0.01) is 0: Pass@k needs binary rewards. Some
+    scorers evaluate the answer as code (countdown: sympy's parse_expr, which calls eval), so the answers of
+    such a task must first match the task's grammar (SAFE_ANSWERS): `__import__('os')` or `9**9**9` (a
+    number of 370 million digits) is 0 without being evaluated. Answers over MAX_ANSWER_CHARS are 0;
+  - prompts: "paper" is the question with an instruction to answer inside the tags (after reasoning-gym's
+    default system prompt), through the chat template as for mazes. "compact" (the tiny model) is the
+    question without the text that every question of the task shares (their longest common prefix and
+    suffix, e.g. countdown's instructions), then "\\n>": the tiny model reads only what varies.
+"""
+import os
+import re
+from mazes import format_prompt as format_maze_prompt
+from mazes import make_mazes
+from verify import maze_reward
+
+RG_PREFIX = "rg:"
+MAX_ANSWER_CHARS = 2000
+SAFE_ANSWERS = {  # reasoning-gym datasets whose scorer evaluates the answer: the answers it may see
+    "countdown": lambda answer: re.fullmatch(r"[0-9+\-*/() ]*", answer) is not None and "**" not in answer,
+}
+# the tasks this project tests and measures, with settings that leave the tiny model headroom (RESULTS.md)
+TASK_PRESETS = {
+    "rg:countdown": dict(min_numbers=3, max_numbers=3, min_value=1, max_value=9, min_target=5, max_target=30),
+    "rg:spell_backward": dict(min_word_len=3, max_word_len=6),
+}
+RG_INSTRUCTION = ("Given a problem, answer the question. Provide the final answer in the following format: "
+                  "<answer>answer here</answer>. Do not explain your reasoning inside the answer tags.\n\n")
+
+
+class MazeTask:
+    """The paper's maze (table 4): train/test sizes and counts as in mazes.make_mazes."""
+
+    name = "maze"
+
+    def __init__(self, train_sizes=(5, 7), n_train=None, test_sizes=(5, 7, 9, 11), n_test=30, seed=0):
+        self.train_sizes, self.n_train, self.test_sizes, self.n_test, self.seed = (
+            train_sizes, n_train, test_sizes, n_test, seed)
+
+    def make_splits(self):
+        from datasets import DatasetDict
+
+        splits = make_mazes(self.train_sizes, self.n_train, self.test_sizes, self.n_test, seed=self.seed)
+        return DatasetDict({name: split.add_column("answer", split["solution"]) for name, split in splits.items()})
+
+    def format_prompt(self, row, template="compact"):
+        return format_maze_prompt(row["maze"], template)
+
+    def reward(self, response, row):
+        return maze_reward(response, row["maze"])
+
+
+class ReasoningGymTask:
+    """Any reasoning-gym dataset as a binary-reward task (module docstring). Items are kept by the task:
+    a row's `key` ("test:i" or "train:i") names its entry, which `score_answer` needs."""
+
+    def __init__(self, dataset_name, options=None, n_train=2000, n_test=100, seed=0):
+        import reasoning_gym
+
+        self.name, self.dataset_name, self.options = RG_PREFIX + dataset_name, dataset_name, dict(options or {})
+        if dataset_name not in reasoning_gym.factory.DATASETS:
+            raise ValueError(f"unknown reasoning-gym task {dataset_name!r}; known: "
+                             f"{', '.join(sorted(reasoning_gym.factory.DATASETS))}")
+        if not (isinstance(n_train, int) and isinstance(n_test, int) and n_train > 0 and n_test > 0):
+            raise ValueError(f"task {self.name}: n_train and n_test must be positive integers (items), "
+                             f"got {n_train!r} and {n_test!r}")
+        try:  # the dataset checks its own options: an unknown or out-of-range one fails here, before any compute
+            self.test_set = reasoning_gym.create_dataset(dataset_name, size=n_test, seed=seed, **self.options)
+            # the train pool has spare items, so that dropping the duplicates still leaves about n_train
+            self.train_set = reasoning_gym.create_dataset(dataset_name, size=n_train + n_test, seed=seed + 1_000_003,
+                                                          **self.options)
+        except Exception as error:  # reasoning-gym raises AssertionError/TypeError/ValueError for bad options
+            raise ValueError(f"task {self.name} rejects options {self.options}: {type(error).__name__}: {error}") from None
+        self.n_train, self.entries = n_train, {}
+
+    def make_splits(self):
+        from datasets import Dataset, DatasetDict
+
+        seen, rows = set(), {"test": [], "train": []}
+        for split, dataset, limit in (("test", self.test_set, len(self.test_set)), ("train", self.train_set, self.n_train)):
+            for i in range(len(dataset)):
+                entry = dataset[i]
+                if entry["question"] in seen or len(rows[split]) == limit:
+                    continue
+                seen.add(entry["question"])
+                key = f"{split}:{len(rows[split])}"
+                self.entries[key] = (dataset, entry)
+                answer = entry.get("answer")
+                rows[split].append({"key": key, "question": entry["question"], "size": self.dataset_name,
+                                    "answer": "" if answer is None else str(answer)})
+        if not rows["train"] or not rows["test"]:
+            raise ValueError(f"task {self.name} with options {self.options} gives no distinct items")
+        questions = [row["question"] for split in rows.values() for row in split]
+        prefix = os.path.commonprefix(questions)
+        suffix = os.path.commonprefix([question[len(prefix):][::-1] for question in questions])[::-1]
+        self.shared = (len(prefix), len(suffix))  # what every question shares, cut from the compact prompt
+        return DatasetDict({split: Dataset.from_list(rows[split]) for split in ("train", "test")})
+
+    def format_prompt(self, row, template="compact"):
+        if template == "compact":
+            question = row["question"]
+            start, end = self.shared if hasattr(self, "shared") else (0, 0)
+            return question[start:len(question) - end] + "\n>"
+        if template == "paper":
+            return RG_INSTRUCTION + row["question"]
+        raise ValueError(f"unknown prompt template {template!r}; choose from ['compact', 'paper']")
+
+    def reward(self, response, row):
+        from reasoning_gym.utils import extract_answer
+
+        if not isinstance(response, str):
+            return 0.0
+        dataset, entry = self.entries[row["key"]]
+        try:
+            answer = extract_answer(response)
+            safe = SAFE_ANSWERS.get(self.dataset_name, lambda _: True)
+            if answer is None or len(answer) > MAX_ANSWER_CHARS or not safe(answer):
+                return 0.0
+            return 1.0 if dataset.score_answer(answer, entry) == 1.0 else 0.0
+        except Exception:  # a scorer may choke on odd text (eval of an expression, JSON...): untrusted input is 0
+            return 0.0
+
+
+def make_task(name="maze", options=None, **splits):
+    """The task named `name` ("maze" or "rg:NAME") with its options; `splits` are the split settings
+    (maze: train_sizes, n_train, test_sizes, n_test, seed; rg: n_train, n_test, seed). Bad names and
+    options are a ValueError with one readable line."""
+    if name == "maze":
+        if options:
+            raise ValueError(f"task 'maze' takes no task_options (got {options}); set train_sizes, n_train, ... instead")
+        return MazeTask(**splits)
+    if isinstance(name, str) and name.startswith(RG_PREFIX):
+        splits = {key: value for key, value in splits.items() if key in ("n_train", "n_test", "seed")}
+        return ReasoningGymTask(name[len(RG_PREFIX):], options, **splits)
+    raise ValueError(f"unknown task {name!r}: use 'maze' or 'rg:NAME' with NAME a reasoning-gym dataset")
