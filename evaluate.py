@@ -234,7 +234,7 @@ def format_curves(results_by_name):
     if not rows:
         return ""
     ks = sorted({int(k) for curve in rows.values() for k in curve})
-    lines = ["pass@k (%), average over maze sizes; policy entropy (nats/token); wrong-answer diversity (%)",
+    lines = ["pass@k (%), average over sizes (task groups); policy entropy (nats/token); wrong-answer diversity (%)",
              f"{'':<14}" + "".join(f"{f'k={k}':>7}" for k in ks) + f"{'entropy':>9}{'diversity':>10}"]
     for name, curve in rows.items():
         diversity = results_by_name[name]["negative_answer_diversity"]

@@ -19,13 +19,14 @@ seed=, **options)`), the field's library of procedural tasks with their own scor
     scorers evaluate the answer as code (countdown: sympy's parse_expr, which calls eval), so the answers of
     such a task must first match the task's grammar (SAFE_ANSWERS): `__import__('os')` or `9**9**9` (a
     number of 370 million digits) is 0 without being evaluated. Answers over MAX_ANSWER_CHARS are 0;
-  - prompts: "paper" is the question with an instruction to answer inside the tags (after reasoning-gym's
-    default system prompt), through the chat template as for mazes. "compact" (the tiny model) is the
+  - prompts: "paper" is the question after an instruction to answer inside the tags (reasoning-gym's
+    default system prompt, shortened), through the chat template as for mazes. "compact" (the tiny model) is the
     question without the text that every question of the task shares (their longest common prefix and
     suffix, e.g. countdown's instructions), then "\\n>": the tiny model reads only what varies.
 """
 import os
 import re
+
 from mazes import format_prompt as format_maze_prompt
 from mazes import make_mazes
 from verify import maze_reward
@@ -93,7 +94,8 @@ class ReasoningGymTask:
         from datasets import Dataset, DatasetDict
 
         seen, rows = set(), {"test": [], "train": []}
-        for split, dataset, limit in (("test", self.test_set, len(self.test_set)), ("train", self.train_set, self.n_train)):
+        for split, dataset, limit in (("test", self.test_set, len(self.test_set)),
+                                      ("train", self.train_set, self.n_train)):
             for i in range(len(dataset)):
                 entry = dataset[i]
                 if entry["question"] in seen or len(rows[split]) == limit:

@@ -264,7 +264,7 @@ if gradient_checkpointing:  # recomputes only in train mode: generate (eval mode
         policy.activation_checkpointing_enable({"use_reentrant": False})
     else:
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-template = prompt_template or ("compact" if model == "tiny" else "paper")
+template = prompt_template or ("compact" if model == "tiny" or is_tiny(policy) else "paper")  # tiny: char-level
 reference = None
 if kl_coef:
     reference, _ = load_policy(policy_path, dtype=weights_dtype)

@@ -67,6 +67,12 @@ MODES = {
     "horizon": dict(steps=1000, seeds=(0,), groups=("estimators/pass1", "estimators/passk_analytical"), train=dict(
         {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
         eval_every=100, checkpoint_every=100)),
+    # beyond mazes (issue 14): Pass@1 against analytical Pass@k on reasoning-gym tasks (tasks.TASK_PRESETS), at the
+    # long protocol's horizon and evaluation; n_train/n_test count items
+    "tasks": dict(steps=LONG["max_steps"], seeds=(0, 1, 2, 3, 4), train=dict(
+        {key: value for key, value in LONG.items() if key not in ("model", "max_steps", "train_sizes", "test_sizes",
+                                                                    "n_train", "n_test")},
+        n_train=2000, n_test=100, eval_cache=os.path.join(RUNS, "tasks", "eval-cache"))),
     # the plumbing test: a couple of steps on 2 test mazes per size
     "smoke": dict(steps=2, train=dict(n_test=2, eval_samples=8, eval_every=1, checkpoint_every=2,
                                       n_rollouts=8, prompt_batch=4, mini_batch=4)),
@@ -81,6 +87,8 @@ def grid(steps, mode="full"):
     """[(group, name, overrides, deps)]: deps are 'group/name' runs (same seed) that must finish first."""
     if mode == "long":
         return long_grid(steps)
+    if mode == "tasks":
+        return task_grid()
     runs = []
     for advantage in ("pass1", "passk_full", "passk_bootstrap", "passk_analytical"):
         runs.append(("estimators", advantage, dict(advantage=advantage), ()))
@@ -126,10 +134,35 @@ def long_grid(steps):
     return runs
 
 
+def task_warmstart(task):
+    """The folder of a task's warm-started tiny model (its own vocabulary), built once by ensure_warmstart."""
+    slug = task.replace(":", "-")
+    return os.path.join(RUNS, "warmstart", slug, "tiny-warmstart-" + slug)
+
+
+def task_grid():
+    """One group per reasoning-gym task of tasks.TASK_PRESETS: Pass@1 and analytical Pass@k, every run of a task
+    starting from the same warm start of the tiny model on that task (task_warmstart)."""
+    from tasks import TASK_PRESETS
+
+    runs = []
+    for task, options in TASK_PRESETS.items():
+        for advantage in ("pass1", "passk_analytical"):
+            runs.append((task.split(":", 1)[1], advantage,
+                         dict(task=task, task_options=options, advantage=advantage, model=task_warmstart(task)), ()))
+    return runs
+
+
 # what plots.py draws and tabulates: one figure per entry, lines = (label, run 'group/name', step offset)
 def comparisons(steps, mode="full"):
     if mode == "horizon":
         return {"estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0)]}
+    if mode == "tasks":
+        from tasks import TASK_PRESETS
+
+        return {task.split(":", 1)[1]: [("Pass@1", f"{task.split(':', 1)[1]}/pass1", 0),
+                                        ("Pass@k analytical", f"{task.split(':', 1)[1]}/passk_analytical", 0)]
+                for task in TASK_PRESETS}
     if mode == "long":
         half = steps // 2
         found = {name for _, name, _, _ in long_grid(steps)}
@@ -199,8 +232,19 @@ def snapshot_code(mode):
     return os.path.join(code, "train.py")
 
 
-def ensure_warmstart():
-    """The shared starting policy: copy out/tiny-warmstart, or build it once with train.py's defaults."""
+def ensure_warmstart(mode=None):
+    """The shared starting policy: copy out/tiny-warmstart, or build it once with train.py's defaults. Mode
+    "tasks": each task's, built once with train.py on the task's train split (its default warm start)."""
+    if mode == "tasks":
+        train = MODES["tasks"]["train"]
+        for _, _, overrides, _ in task_grid():
+            if not os.path.exists(os.path.join(overrides["model"], "config.json")):
+                print(f"warm start of {overrides['task']}: building it (a few minutes)", flush=True)
+                subprocess.run([sys.executable, "train.py", f"--out_dir={os.path.dirname(overrides['model'])}",
+                                f"--task={overrides['task']}", f"--task_options={overrides['task_options']!r}",
+                                f"--n_train={train['n_train']}", f"--n_test={train['n_test']}", "--max_steps=0",
+                                "--eval_every=0", "--show_progress=False"], cwd=ROOT, check=True)
+        return
     if os.path.exists(os.path.join(WARMSTART, "config.json")):
         return
     existing = os.path.join("out", "tiny-warmstart")
@@ -318,6 +362,7 @@ def main(argv=None):
     parser.add_argument("--full", dest="mode", action="store_const", const="full")
     parser.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
     parser.add_argument("--long", dest="mode", action="store_const", const="long")
+    parser.add_argument("--tasks", dest="mode", action="store_const", const="tasks")
     parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,continual) "
                                                    "or runs (estimators/pass1)")
     parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
@@ -340,7 +385,7 @@ def main(argv=None):
         usage_error(f"--workers={args.workers} must be >= 1")
     script = "train.py"
     if not args.dry_run:
-        ensure_warmstart()
+        ensure_warmstart(args.mode)
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)
     failed = run_grid(jobs, args.workers, args.dry_run)

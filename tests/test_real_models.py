@@ -47,16 +47,21 @@ def build_bpe_tokenizer():
                                    chat_template=CHATML, clean_up_tokenization_spaces=False)
 
 
-@pytest.fixture(scope="module")
-def chat_model_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("chat_qwen2"))
-    tokenizer = build_bpe_tokenizer()
-    torch.manual_seed(0)
+def build_chat_model(tokenizer, seed=0):
+    """A random 1-layer Qwen2 over the BPE tokenizer (Qwen2.5-Instruct's layout at micro size)."""
+    torch.manual_seed(seed)
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
-    Qwen2ForCausalLM(config).save_pretrained(path)
+    return Qwen2ForCausalLM(config)
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("chat_qwen2"))
+    tokenizer = build_bpe_tokenizer()
+    build_chat_model(tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

@@ -4,8 +4,7 @@ import copy
 import pytest
 import torch
 from conftest import make_micro_model, make_micro_tokenizer
-from test_real_models import build_bpe_tokenizer
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from test_real_models import build_bpe_tokenizer, build_chat_model
 
 from mazes import format_prompt, make_mazes
 from rollout import (SAMPLERS, chat_prompt, decode_responses, generate_rollouts, response_mask_from_eos,
@@ -141,12 +140,7 @@ def test_samplers_agree_on_the_tiny_model(temperature, top_p):
 def test_samplers_agree_on_a_bpe_chat_model():
     """Qwen2.5-Instruct's layout (test_real_models.py): byte-level BPE, ChatML template, eos <|im_end|>."""
     tokenizer = build_bpe_tokenizer()
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    model = Qwen2ForCausalLM(config).eval()
+    model = build_chat_model(tokenizer).eval()
     with torch.no_grad():  # a random 400-token model rarely says eos: make it likely, so rows end unevenly
         model.model.embed_tokens.weight[tokenizer.eos_token_id] *= 30
     mazes = make_mazes((5, 7), {5: 3, 7: 3}, (5,), 1, seed=1)["train"]["maze"][:3]

@@ -1,0 +1,123 @@
+"""The main demo: Pass@k Training against its Pass@1 baseline, side by side, offline on CPU.
+
+    python compare.py                                        # analytical Pass@k (k=4) vs Pass@1, seed 0
+    python compare.py --advantages=pkpo,pass1 --seed=1      # any advantages of advantage.py, another seed
+    python compare.py --max_steps=200                       # any train.py config value goes through
+
+One `train.py` run cannot show what the paper is about: its point is a difference between two runs. Pass@1
+training (GRPO) raises pass@1 and narrows the policy: its pass@k at large k falls below the start policy's,
+with its entropy and the diversity of its wrong answers. Pass@k training keeps more of it. This script warm-
+starts the tiny model once (tiny.py, cached), runs one `python train.py --advantage=NAME` per advantage from
+it with train.py's defaults (the long protocol, config/maze_tiny_long.py: 600 steps, pass@k curves from 128
+samples per held-out maze), two at a time on one thread each, and prints the start policy and each run's end
+side by side: pass@1/pass@8 per maze size, the pass@k curve, where each run's curve crosses the start's, and
+how many held-out mazes each solves at all. Each run's own table, metrics.jsonl and eval.json stay in
+OUT/<advantage>/; a finished run is reused, a stopped one resumes (train.py --resume).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def train_command(overrides, *settings):
+    """python train.py with the user's overrides, then this script's settings (the later value of a key wins)."""
+    return [sys.executable, os.path.join(ROOT, "train.py"), *overrides, *settings]
+
+
+def run_all(commands, workers, logs):
+    """Run the commands `workers` at a time, each writing to its log; raise if one fails."""
+    pending, running = list(zip(commands, logs)), []
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    while pending or running:
+        while pending and len(running) < workers:
+            command, log = pending.pop(0)
+            running.append((subprocess.Popen(command, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                             env=env), command, log))
+        time.sleep(1)
+        for job in list(running):
+            process, command, log = job
+            if process.poll() is not None:
+                running.remove(job)
+                if process.returncode:
+                    with open(log) as f:
+                        tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
+                    raise subprocess.CalledProcessError(process.returncode, command, output=tail[0])
+
+
+def side_by_side(evals):
+    """The printed comparison: {name: eval.json} -> text (start policy first)."""
+    from evaluate import crossing_k, format_curves, format_table, solved_overlap
+
+    names = list(evals)
+    start = evals[names[0]]["before"]
+    results = {"start": start, **{f"{name} end": evals[name]["after"] for name in names}}
+    lines = [format_table(results), "", format_curves(results), "",
+             "where each curve crosses the start policy's (k), and held-out mazes solved at all within n samples:"]
+    for name in names:
+        after = evals[name]["after"]
+        k, kind = crossing_k({int(k): v for k, v in after["average_pass@k_curve"].items()},
+                             {int(k): v for k, v in start["average_pass@k_curve"].items()})
+        overlap = solved_overlap(start["correct"], after["correct"])
+        crossing = f"k = {k:.1f}" if kind == "cross" else {"above": "never (above at every k)",
+                                                            "below": "below from k = 1"}[kind]
+        lines.append(f"  {name:<20} crosses at {crossing:<26} solved: start {overlap['a']}, run {overlap['b']}, "
+                     f"both {overlap['both']} of {overlap['mazes']}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    from cli import add_debug_option, usage_error
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--advantages", default="passk_analytical,pass1", help="comma-separated advantage.py names")
+    parser.add_argument("--out", default=os.path.join("out", "compare"), help="folder of the runs")
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (each on one thread)")
+    add_debug_option(parser)
+    args, overrides = parser.parse_known_args(argv)
+    from advantage import ADVANTAGES
+
+    names = [name for name in args.advantages.split(",") if name]
+    if len(names) < 2 or len(set(names)) < len(names) or set(names) - set(ADVANTAGES):
+        usage_error(f"--advantages={args.advantages!r}: two or more distinct names of {', '.join(ADVANTAGES)}")
+    if args.workers < 1:
+        usage_error(f"--workers={args.workers} must be >= 1")
+    for arg in overrides:
+        if not arg.startswith("--") or "=" not in arg or arg.split("=")[0] in ("--advantage", "--out_dir", "--model"):
+            usage_error(f"{arg!r}: pass train.py config values as --key=value (not advantage, out_dir or model)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        usage_error(f"--out={args.out!r} is a file, not a folder")
+
+    os.makedirs(args.out, exist_ok=True)
+    warm = os.path.join(args.out, "warmstart")
+    start = time.time()
+    print(f"warm start of the tiny model (cached in {warm}/tiny-warmstart) ...", flush=True)
+    subprocess.run(train_command(overrides, f"--out_dir={warm}", "--max_steps=0", "--eval_every=0",
+                                 "--show_progress=False"), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    commands, logs = [], []
+    for name in names:
+        out_dir = os.path.join(args.out, name)
+        done = os.path.exists(os.path.join(out_dir, "eval.json"))
+        command = train_command(overrides, f"--model={os.path.join(warm, 'tiny-warmstart')}", f"--out_dir={out_dir}",
+                                f"--advantage={name}", "--threads=1", "--show_progress=False", "--resume=True")
+        print(f"{'done already' if done else 'running'}: python {' '.join(command[1:])}", flush=True)
+        if not done:
+            os.makedirs(out_dir, exist_ok=True)
+            commands.append(command)
+            logs.append(os.path.join(out_dir, "log.txt"))
+    run_all(commands, args.workers, logs)
+    evals = {}
+    for name in names:
+        with open(os.path.join(args.out, name, "eval.json")) as f:
+            evals[name] = json.load(f)
+    print(f"\n{side_by_side(evals)}\n\n{time.time() - start:.0f} s; runs in {args.out}/")
+
+
+if __name__ == "__main__":
+    from cli import run
+
+    run(main)

@@ -1,0 +1,42 @@
+"""compare.py, the main demo: two train.py runs from one warm start, printed side by side (a few steps here)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5, 7)", "--n_test=2", "--prompt_batch=4",
+         "--mini_batch=4", "--n_rollouts=4", "--k=2", "--max_new_tokens=12", "--eval_samples=4", "--eval_k=2",
+         "--curve_samples=8", "--eval_every=2", "--warmup_sft_steps=3", "--max_steps=2"]
+
+
+def run_compare(*args):
+    return subprocess.run([sys.executable, "compare.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+
+
+def test_two_runs_side_by_side_from_one_warm_start(tmp_path):
+    out = str(tmp_path / "compare")
+    result = run_compare(f"--out={out}", *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("passk_analytical", "pass1"):
+        with open(os.path.join(out, name, "eval.json")) as f:
+            evals = json.load(f)
+        assert set(evals["after"]["average_pass@k_curve"]) == {"1", "2", "4", "8"}  # curve_samples=8
+        with open(os.path.join(out, name, "metrics.jsonl")) as f:
+            assert [json.loads(line)["step"] for line in f if "reward" in line] == [1, 2]
+    assert os.listdir(os.path.join(out, "warmstart", "tiny-warmstart"))  # one warm start, shared
+    table = result.stdout
+    for row in ("start", "passk_analytical end", "pass1 end", "crosses at", "solved: start"):
+        assert row in table, table
+    again = run_compare(f"--out={out}", *SMALL)  # finished runs are reused
+    assert again.returncode == 0 and again.stdout.count("done already") == 2
+
+
+def test_bad_input_is_one_line(tmp_path):
+    for args in (["--advantages=pass1"], ["--advantages=pass1,pass2"], ["--model=/x"], ["max_steps=3"]):
+        result = run_compare(f"--out={tmp_path}", *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "compare.py: error:" in result.stderr
+    result = run_compare(f"--out={tmp_path / 'run'}", "--k=99")  # train.py's own check, before any compute
+    assert result.returncode == 1 and "train.py stopped with exit status" in result.stderr
+    assert "Traceback" not in result.stderr
