@@ -61,6 +61,9 @@ def describe(error):
     elif isinstance(error, subprocess.CalledProcessError):  # e.g. train.py, which printed its own reason
         script = next((arg for arg in error.cmd[1:] if str(arg).endswith(".py")), error.cmd[0])
         message, status = f"{os.path.basename(str(script))} stopped with exit status {error.returncode}", 1
+        said = [line for line in str(error.output or "").splitlines() if line.strip()]
+        if said:  # the subprocess's own last line (train.py's "bad config: ...") says why
+            message += f": {said[-1].strip()}"
     elif isinstance(error, (ValueError, OSError)):  # our functions' clear messages; file-system errors
         message, status = str(error), 1
     else:  # unexpected: say what it was and how to see where

@@ -96,15 +96,17 @@ def main(argv=None):
     warm = os.path.join(args.out, "warmstart")
     start = time.time()
     print(f"warm start of the tiny model (cached in {warm}/tiny-warmstart) ...", flush=True)
-    subprocess.run(train_command(overrides, f"--out_dir={warm}", "--max_steps=0", "--eval_every=0",
-                                 "--show_progress=False"), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    built = subprocess.run(train_command(overrides, f"--out_dir={warm}", "--max_steps=0", "--eval_every=0",
+                                         "--show_progress=False"), cwd=ROOT, capture_output=True, text=True)
+    if built.returncode:  # train.py's own one-line reason (a bad config value) is its last line
+        raise subprocess.CalledProcessError(built.returncode, built.args, output=built.stderr.strip()[-2000:])
     commands, logs = [], []
     for name in names:
         out_dir = os.path.join(args.out, name)
         done = os.path.exists(os.path.join(out_dir, "eval.json"))
         command = train_command(overrides, f"--model={os.path.join(warm, 'tiny-warmstart')}", f"--out_dir={out_dir}",
                                 f"--advantage={name}", "--threads=1", "--show_progress=False", "--resume=True")
-        print(f"{'done already' if done else 'running'}: python {' '.join(command[1:])}", flush=True)
+        print(f"{'done already' if done else 'running'}: python train.py {' '.join(command[2:])}", flush=True)
         if not done:
             os.makedirs(out_dir, exist_ok=True)
             commands.append(command)

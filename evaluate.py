@@ -217,12 +217,13 @@ def format_table(results_by_name):
                    key=lambda size: (not str(size).isdigit(), int(size) if str(size).isdigit() else str(size)))
     ks = sorted(int(key[5:]) for key in next(iter(results_by_name.values()))["average"])
     label = lambda size: f"{size}x{size}" if str(size).isdigit() else str(size)[:13]  # noqa: E731 maze size or group
-    header = f"{'':<14}" + "".join(f"{label(s):>14}" for s in sizes) + f"{'Avg.':>14}"
+    width = max(14, 2 + max(len(name) for name in names))
+    header = f"{'':<{width}}" + "".join(f"{label(s):>14}" for s in sizes) + f"{'Avg.':>14}"
     lines = [f"pass@{ks[0]}/pass@{ks[-1]} (%)", header]
     for name in names:
         result = results_by_name[name]
         cells = [result["per_size"].get(s) for s in sizes] + [result["average"]]
-        lines.append(f"{name:<14}" + "".join(
+        lines.append(f"{name:<{width}}" + "".join(
             f"{100 * c[f'pass@{ks[0]}']:>7.1f}/{100 * c[f'pass@{ks[-1]}']:<6.1f}" if c else f"{'-':>14}" for c in cells))
     return "\n".join(lines)
 
@@ -234,11 +235,12 @@ def format_curves(results_by_name):
     if not rows:
         return ""
     ks = sorted({int(k) for curve in rows.values() for k in curve})
+    width = max(14, 2 + max(len(name) for name in rows))
     lines = ["pass@k (%), average over sizes (task groups); policy entropy (nats/token); wrong-answer diversity (%)",
-             f"{'':<14}" + "".join(f"{f'k={k}':>7}" for k in ks) + f"{'entropy':>9}{'diversity':>10}"]
+             f"{'':<{width}}" + "".join(f"{f'k={k}':>7}" for k in ks) + f"{'entropy':>9}{'diversity':>10}"]
     for name, curve in rows.items():
         diversity = results_by_name[name]["negative_answer_diversity"]
-        lines.append(f"{name:<14}" + "".join(f"{100 * curve[str(k)]:>7.1f}" if str(k) in curve else f"{'-':>7}" for k in ks)
+        lines.append(f"{name:<{width}}" + "".join(f"{100 * curve[str(k)]:>7.1f}" if str(k) in curve else f"{'-':>7}" for k in ks)
                      + f"{results_by_name[name]['entropy']:>9.3f}" + (f"{100 * diversity:>10.1f}" if diversity is not None else f"{'-':>10}"))
     return "\n".join(lines)
 

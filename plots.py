@@ -8,7 +8,8 @@
 Runs are train.py out_dirs (metrics.jsonl: one line per step, plus {"step": s, "eval": {...}} lines
 with the held-out evaluation). A method is several seeds of one configuration,
 <runs_root>/<group>/<name>-seed<s>/, as experiments/maze.py lays them out; figures show the mean over
-seeds with the min-max band, tables mean +- std (sample std, ddof=1) over seeds.
+seeds with the min-max band, tables mean +- std (sample std, ddof=1) over seeds; paired changes with
+their 95% t intervals.
 """
 import argparse
 import glob
@@ -289,14 +290,17 @@ T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 
 
 
 def delta_cell(deltas, scale=100.0, digits=1):
-    """Paired change over seeds, 'mean ± std', marked ' *' when the 95% paired-t interval excludes 0
-    (|mean| > t * std / sqrt(n); with 3 seeds that is |mean| > 2.48 std)."""
-    text = cell(deltas, scale, digits)
+    """Paired change over seeds: 'mean [lo, hi]', the 95% paired-t interval of the mean (t with n - 1 degrees
+    of freedom: mean ± t * std / sqrt(n)), marked ' *' when it excludes 0. One seed: the mean alone, no claim."""
     mean, std = mean_std(deltas)
+    if math.isnan(mean):
+        return "-"
     n = len([d for d in deltas if not math.isnan(d)])
-    if n >= 2 and not math.isnan(std) and abs(mean) > T_975.get(n, 1.96) * std / math.sqrt(n):
-        text += " *"
-    return text
+    if n < 2 or math.isnan(std):
+        return f"{scale * mean:.{digits}f}"
+    half = T_975.get(n, 1.96) * std / math.sqrt(n)
+    text = f"{scale * mean:.{digits}f} [{scale * (mean - half):.{digits}f}, {scale * (mean + half):.{digits}f}]"
+    return text + (" *" if abs(mean) > half else "")
 
 
 def per_size_table(methods, baseline_dirs=None, reference=0):

@@ -39,7 +39,7 @@ SAFE_ANSWERS = {  # reasoning-gym datasets whose scorer evaluates the answer: th
 # the tasks this project tests and measures, with settings that leave the tiny model headroom (RESULTS.md)
 TASK_PRESETS = {
     "rg:countdown": dict(min_numbers=3, max_numbers=3, min_value=1, max_value=9, min_target=5, max_target=30),
-    "rg:spell_backward": dict(min_word_len=3, max_word_len=6),
+    "rg:chain_sum": dict(min_terms=2, max_terms=3, min_digits=1, max_digits=2),
 }
 RG_INSTRUCTION = ("Given a problem, answer the question. Provide the final answer in the following format: "
                   "<answer>answer here</answer>. Do not explain your reasoning inside the answer tags.\n\n")

@@ -38,5 +38,5 @@ def test_bad_input_is_one_line(tmp_path):
         result = run_compare(f"--out={tmp_path}", *args)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and "compare.py: error:" in result.stderr
     result = run_compare(f"--out={tmp_path / 'run'}", "--k=99")  # train.py's own check, before any compute
-    assert result.returncode == 1 and "train.py stopped with exit status" in result.stderr
+    assert result.returncode == 1 and "train.py stopped with exit status 1: bad config: k=99" in result.stderr
     assert "Traceback" not in result.stderr

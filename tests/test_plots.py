@@ -29,10 +29,10 @@ def test_expected_curves_match_advantage_curves_where_deterministic():
 
 
 def test_delta_cell_marks_only_paired_changes_that_exclude_zero():
-    assert plots.delta_cell([0.02, 0.021, 0.019]) == "2.0 ± 0.1 *"  # consistent over seeds
-    assert plots.delta_cell([0.04, -0.01, 0.03]) == "2.0 ± 2.6"  # same mean, noisy: not marked
+    assert plots.delta_cell([0.02, 0.021, 0.019]) == "2.0 [1.8, 2.2] *"  # consistent over seeds: 95% interval
+    assert plots.delta_cell([0.04, -0.01, 0.03]) == "2.0 [-4.6, 8.6]"  # same mean, noisy: not marked
     assert plots.delta_cell([0.05]) == "5.0"  # one seed: no spread, no claim
-    assert plots.delta_cell([0.0, 0.0, 0.0]) == "0.0 ± 0.0"
+    assert plots.delta_cell([0.0, 0.0, 0.0]) == "0.0 [0.0, 0.0]"
 
 
 def write_run(path, steps, evals, base=0.3, slope=0.01):
@@ -70,8 +70,9 @@ def test_curves_and_table_on_fake_runs(tmp_path):
     assert lines[2].startswith("| start (step 0) | 0 | 2 |")
     assert "| A | 4 | 2 | " in table and "34.5 ± 0.7 / 69.0 ± 1.4" in table  # avg of seeds 0.34, 0.35
     b_row = next(line for line in lines if line.startswith("| B "))
-    # entropy (nats/token), then paired deltas vs A (0.04-0.005 per seed; diversity unchanged)
-    assert b_row.rstrip(" |").endswith("| 0.300 ± 0.000 | 3.5 ± 0.7 | 7.0 ± 1.4 | 0.0 ± 0.0 | 0.000 ± 0.000")
+    # entropy (nats/token), then paired deltas vs A with their 95% t intervals (2 seeds: t = 12.7; diversity unchanged)
+    assert b_row.rstrip(" |").endswith("| 0.300 ± 0.000 | 3.5 [-2.9, 9.9] | 7.0 [-5.7, 19.7] | 0.0 [0.0, 0.0] | "
+                                       "0.000 [0.000, 0.000]")
 
 
 def test_plots_main_on_a_runs_tree(tmp_path):

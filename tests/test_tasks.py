@@ -121,11 +121,12 @@ def test_bad_task_names_and_options_are_one_clear_line(name, options, message):
 
 
 def test_compact_prompt_keeps_only_what_varies():
-    task = rg_task("rg:spell_backward")
+    task = rg_task("rg:chain_sum")
     splits = task.make_splits()
     row = splits["test"][0]
-    word = task.entries[row["key"]][1]["metadata"]["word"]
-    assert task.format_prompt(row, "compact") == word + "\n>"
+    expression = task.entries[row["key"]][1]["metadata"]["expression"]
+    # "State the final answer to the following arithmetic problem: 15 - 43 - 75 =": the shared words and " =" go
+    assert task.format_prompt(row, "compact") == expression + "\n>"
     assert row["question"] in task.format_prompt(row, "paper") and "<answer>" in task.format_prompt(row, "paper")
     with pytest.raises(ValueError, match="unknown prompt template"):
         task.format_prompt(row, "chatty")

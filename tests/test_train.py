@@ -199,7 +199,7 @@ def test_maze_path_is_unchanged_by_the_task_refactor(tmp_path, micro_model_dir):
 RG_FAST = ["--warmup_sft_steps=3", "--n_train=40", "--n_test=3", "--max_steps=2", "--eval_every=2"]
 
 
-@pytest.mark.parametrize("task", ["rg:countdown", "rg:spell_backward"])
+@pytest.mark.parametrize("task", ["rg:countdown", "rg:chain_sum"])
 def test_two_training_steps_on_each_reasoning_gym_task(tmp_path, task):
     """The tiny model on a reasoning-gym task: a vocabulary and a warm start of its own, then RL steps and the
     evaluation, reported under the task's name."""
