@@ -186,7 +186,7 @@ def test_maze_path_is_unchanged_by_the_task_refactor(tmp_path, micro_model_dir):
     and weights for the same seed. Reference numbers: this run on train.py before tasks.py existed (commit 71a0a56)."""
     out = str(tmp_path / "run")
     run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--n_rollouts=8", "--max_steps=6", "--seed=3",
-              "--eval_every=6")
+              "--eval_every=6", "--prompt_template=paper")  # what "" picked for a --model folder back then
     steps = [r for r in read_metrics(out) if "reward" in r]
     assert [r["reward"] for r in steps] == [0.0, 0.0, 0.03125, 0.0, 0.03125, 0.0]
     assert [r["eta"] for r in steps] == pytest.approx([0.0, 0.0, 0.8660253882408142, 0.0, 0.8660253882408142, 0.0], abs=1e-6)
