@@ -208,6 +208,22 @@ def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_tr
     return path
 
 
+def load_or_train_task_tiny(out_dir, task, splits, max_new_tokens, steps=1200, seed=0, progress=True):
+    """The tiny model of any other task (tasks.py): `load_or_train_tiny` on the (compact prompt, reference
+    answer) rows of splits["train"], with the task's own vocabulary (`task_chars` of its train texts and
+    test prompts), positions for its longest text and a folder of its own, out_dir/tiny-warmstart-<task>/.
+    A task without a reference answer for every item cannot be imitated: ValueError."""
+    if not all(splits["train"]["answer"]):
+        raise ValueError(f"task {task.name!r} has no single reference answer per item, which the tiny model's warm "
+                         "start needs (it imitates one answer): use a local HF model, --model=/path/to/model")
+    rows = [{"prompt": task.format_prompt(row, "compact"), "answer": row["answer"]} for row in splits["train"]]
+    texts = [row["prompt"] + row["answer"] for row in rows] + [task.format_prompt(row, "compact") for row in splits["test"]]
+    longest = max(len(text) for text in texts) + len(ANSWER_TAGS) + max_new_tokens
+    return load_or_train_tiny(out_dir, rows, steps=steps, seed=seed, progress=progress, chars=task_chars(texts),
+                              name="tiny-warmstart-" + task.name.replace(":", "-"),
+                              max_positions=max(512, 64 * math.ceil(longest / 64)))
+
+
 def load_tiny(path):
     """(model, tokenizer) from a folder written by load_or_train_tiny; the tokenizer pads on the left."""
     tokenizer = AutoTokenizer.from_pretrained(path)

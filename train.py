@@ -14,14 +14,13 @@ process). Rewards and per-row counts are gathered, so advantages, token counts a
 the global batch; each process backpropagates its rows, and the gradients are summed over processes once
 per mini-batch. Only the main process writes metrics and checkpoints.
 
-Each step: prompt batch -> rollouts (rollout.py) -> rewards (tasks.py: verify.py for the maze) -> advantages (advantage.py,
-the experiment) -> clipped token-level policy loss (loss.py) on mini-batches -> AdamW update.
+Each step: prompt batch -> rollouts (rollout.py) -> rewards (tasks.py; verify.py for the maze) -> advantages
+(advantage.py, the experiment) -> clipped token-level policy loss (loss.py) on mini-batches -> AdamW update.
 Metrics go to out_dir/metrics.jsonl as they are computed; checkpoints to out_dir/ckpt (HF format).
 """
 import ast
 import hashlib
 import json
-import math
 import os
 import resource
 import sys
@@ -229,7 +228,7 @@ if resume_from:
 elif init_from:
     policy_path = init_from
 elif model == "tiny":
-    from tiny import load_or_train_tiny, task_chars
+    from tiny import load_or_train_task_tiny, load_or_train_tiny
 
     # the warm start sees exactly our train split, so never a test maze. The main process trains it (or
     # finds it cached) first; the other processes then load the cached folder.
@@ -238,17 +237,11 @@ elif model == "tiny":
             policy_path = load_or_train_tiny(out_dir, train_items, steps=warmup_sft_steps, seed=seed,
                                              progress=show_progress and master)
         else:  # supervised on the task's reference answers, with a vocabulary and a cached folder of its own
-            if not all(train_items["answer"]):
-                config_error(f"task {task!r} has no single reference answer per item, which the tiny model's warm "
-                             "start needs (it imitates one answer): use a local HF model, --model=/path/to/model")
-            sft_rows = [{"prompt": task_spec.format_prompt(row, "compact"), "answer": row["answer"]} for row in train_items]
-            texts = [row["prompt"] + row["answer"] for row in sft_rows]
-            texts += [task_spec.format_prompt(row, "compact") for row in test_items]
-            longest = max(len(text) for text in texts) + 2 + max_new_tokens  # + the two tag tokens
-            policy_path = load_or_train_tiny(
-                out_dir, sft_rows, steps=warmup_sft_steps, seed=seed, progress=show_progress and master,
-                chars=task_chars(texts), name="tiny-warmstart-" + task.replace(":", "-"),
-                max_positions=max(512, 64 * math.ceil(longest / 64)))
+            try:
+                policy_path = load_or_train_task_tiny(out_dir, task_spec, splits, max_new_tokens, steps=warmup_sft_steps,
+                                                      seed=seed, progress=show_progress and master)
+            except ValueError as error:
+                config_error(error)
 else:
     policy_path = model
 weights_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32

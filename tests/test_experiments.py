@@ -62,3 +62,19 @@ def test_dry_run_prints_commands(capsys, monkeypatch, tmp_path):
     line = next(line for line in out.splitlines() if "k8-lr4x-seed0" in line)
     assert line.startswith("python train.py --model=")
     assert "--k=8 " in line and "--learning_rate=0.0004 " in line and "--advantage=passk_analytical" in line
+
+
+def test_tasks_mode_runs_pass1_and_passk_on_every_preset_from_its_own_warm_start():
+    from tasks import TASK_PRESETS
+
+    jobs = maze.select("tasks", None, [0, 1])
+    assert len(jobs) == 2 * 2 * len(TASK_PRESETS)
+    runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(600, "tasks")}
+    for entries in maze.comparisons(600, "tasks").values():
+        assert {run for _, run, _ in entries} <= runs
+    for job in jobs:
+        args = dict(arg[2:].split("=", 1) for arg in job["args"])
+        task = args["task"]
+        assert task in TASK_PRESETS and eval(args["task_options"]) == TASK_PRESETS[task]
+        assert args["model"] == maze.task_warmstart(task) and args["max_steps"] == "600"
+        assert args["n_train"] == "2000" and args["n_test"] == "100"
