@@ -1,4 +1,5 @@
 """The tiny offline default model: a char-level tokenizer, a small random Qwen2 and its warm start.
+The maze's by default; `load_or_train_task_tiny` builds the same for any task of tasks.py.
 
 No model hub and no GPU needed. `build_tokenizer` makes a character-level tokenizer with the
 `tokenizers` library (one token per maze character and move, `<answer>`/`</answer>` one token each),
@@ -165,8 +166,9 @@ def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_tr
     sizes) stay unseen: evaluate on at most that many test mazes per size of the same maze_seed.
     The settings (with a hash of the mazes) are stored in warm_start.json inside the folder and a
     call with other settings retrains. Another task: train_mazes holds its (prompt, answer) rows, `chars`
-    its vocabulary (`task_chars`), `name` a folder of its own and `max_positions` its longest text. The folder is written to a temporary directory and then
-    renamed into place, so an interrupted run never leaves a half-written model behind.
+    its vocabulary (`task_chars`), `name` a folder of its own and `max_positions` its longest text. The
+    folder is written to a temporary directory and then renamed into place, so an interrupted run never
+    leaves a half-written model behind.
     """
     if train_mazes is None:
         n_train = default_counts(train_sizes, 150, 10_000) if n_train is None else n_train

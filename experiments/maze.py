@@ -175,6 +175,19 @@ def comparisons(steps, mode="full"):
                                 ("unlikeliness", "objectives/unlikeliness", 0)]
         groups["continual"] = [("Pass@1 2T", "estimators/pass1", 0), ("Pass@k 2T", "estimators/passk_analytical", 0),
                                ("Pass@k T", "continual/passk-T", 0), ("Pass@k T + Pass@1 T", "continual/passk-then-pass1", half)]
+        # the takeaways' other paired comparisons (RESULTS.md): the first entry is the reference
+        groups.update({f"pair-{name}": pair for name, pair in [
+            ("bootstrap-vs-full", [("Pass@k full", "estimators/passk_full", 0), ("Pass@k bootstrap", "estimators/passk_bootstrap", 0)]),
+            ("analytical-vs-bootstrap", [("Pass@k bootstrap", "estimators/passk_bootstrap", 0),
+                                         ("Pass@k analytical", "estimators/passk_analytical", 0)]),
+            ("k8-lr2x-vs-k8", [("k=8", "k/k8", 0), ("k=8, 2x lr", "k/k8-lr2x", 0)]),
+            ("passk-vs-noise", [("noise 0.3", "baselines/noise0.3", 0), ("Pass@k analytical", "estimators/passk_analytical", 0)]),
+            ("passk-vs-entropy", [("entropy 0.01", "baselines/entropy0.01", 0),
+                                  ("Pass@k analytical", "estimators/passk_analytical", 0)]),
+            ("exceeding-vs-analytical", [("Pass@k analytical", "estimators/passk_analytical", 0),
+                                         ("Exceeding Pass@k", "implicit/passk_exceeding", 0)]),
+            ("pkpo-vs-analytical", [("Pass@k analytical", "estimators/passk_analytical", 0), ("PKPO k=4", "objectives/pkpo", 0)]),
+        ]})
         return groups
     return {
         "estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k full", "estimators/passk_full", 0),
