@@ -233,6 +233,7 @@ def snapshot_code(mode):
     of a grid then uses the same code even while train.py & co. are edited (resume keeps the snapshot).
     code/VERSION records the commit and whether those files differed from it."""
     code = os.path.join(RUNS, mode, "code")
+    restore_snapshot(code)
     if not os.path.exists(os.path.join(code, "VERSION")):
         os.makedirs(code, exist_ok=True)
         files = sorted(name for name in os.listdir(".") if name.endswith(".py"))
@@ -243,6 +244,27 @@ def snapshot_code(mode):
             f.write(f"commit {git('rev-parse', 'HEAD')}\ncopied {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
                     f"uncommitted changes in these files:\n{git('status', '--porcelain', '--', *files) or 'none'}\n")
     return os.path.join(code, "train.py")
+
+
+def restore_snapshot(code):
+    """A snapshot whose VERSION was committed without its copies (the repository keeps only VERSION, not a
+    second copy of the code): bring back the top-level modules of the commit it names, with `git show`.
+    A snapshot taken with uncommitted changes cannot be restored this way: ValueError."""
+    version = os.path.join(code, "VERSION")
+    if not os.path.exists(version) or os.path.exists(os.path.join(code, "train.py")):
+        return
+    with open(version) as f:
+        lines = f.read().splitlines()
+    commit = lines[0].split()[1]
+    if lines[-1] != "none":
+        raise ValueError(f"{version}: the snapshot had uncommitted changes; it cannot be restored from {commit}")
+    names = subprocess.run(["git", "ls-tree", "--name-only", commit], capture_output=True, text=True, check=True)
+    for name in names.stdout.split():
+        if name.endswith(".py"):
+            text = subprocess.run(["git", "show", f"{commit}:{name}"], capture_output=True, text=True, check=True).stdout
+            with open(os.path.join(code, name), "w") as f:
+                f.write(text)
+    print(f"code snapshot restored from commit {commit}", flush=True)
 
 
 def ensure_warmstart(mode=None):

@@ -3,6 +3,8 @@ import json
 import os
 import re
 
+import pytest
+
 from experiments import maze
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,3 +80,25 @@ def test_tasks_mode_runs_pass1_and_passk_on_every_preset_from_its_own_warm_start
         assert task in TASK_PRESETS and eval(args["task_options"]) == TASK_PRESETS[task]
         assert args["model"] == maze.task_warmstart(task) and args["max_steps"] == "600"
         assert args["n_train"] == "2000" and args["n_test"] == "100"
+
+
+def test_a_committed_snapshot_version_restores_its_code(tmp_path):
+    """The repository keeps a grid's code/VERSION, not a second copy of the code: the copy comes back from git."""
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=maze.ROOT, capture_output=True, text=True).stdout.strip()
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "VERSION").write_text(f"commit {head}\ncopied now\nuncommitted changes in these files:\nnone\n")
+    cwd = os.getcwd()
+    os.chdir(maze.ROOT)
+    try:
+        maze.restore_snapshot(str(code))
+    finally:
+        os.chdir(cwd)
+    shown = subprocess.run(["git", "show", f"{head}:train.py"], cwd=maze.ROOT, capture_output=True, text=True).stdout
+    assert (code / "train.py").read_text() == shown and (code / "advantage.py").exists()
+    (code / "train.py").unlink()
+    (code / "VERSION").write_text(f"commit {head}\ncopied now\nuncommitted changes in these files:\n M train.py\n")
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        maze.restore_snapshot(str(code))
