@@ -1,0 +1,85 @@
+"""How every command-line entry point (evaluate.py, plots.py, bench.py, tiny.py, experiments/maze.py) answers
+bad input: one line on stderr naming the problem, `<script>: error: <message>`, never a stack trace.
+
+Exit status 2 is bad usage, found before any compute: an unknown option or a value out of range (argparse's
+own errors print the usage line first, then the same one-line `error:`), a path that does not exist or is
+not the kind of thing the option needs. Exit status 1 is a failure while running: a file that exists but
+cannot be read (a truncated checkpoint), a subprocess that failed, nothing usable found, any other exception.
+`--debug` on the command line, or NANOPASSK_DEBUG=1 in the environment, prints the full traceback first
+(the exit status stays the same).
+
+    def main(argv=None):
+        parser = argparse.ArgumentParser()
+        add_debug_option(parser)
+        args = parser.parse_args(argv)
+        if args.steps < 1:
+            usage_error(f"--steps={args.steps} must be >= 1")  # exit 2, before any compute
+        ...                                                     # anything raised here: exit 1
+
+    if __name__ == "__main__":
+        run(main)
+
+train.py has its own nanoGPT-style --key=value parsing and answers a bad config with `bad config: ...`
+(exit status 1).
+"""
+import os
+import subprocess
+import sys
+import traceback
+
+DEBUG_ENV = "NANOPASSK_DEBUG"
+
+
+class CommandError(Exception):
+    """A problem the user can fix: the message is the line printed, `status` the exit status."""
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+def usage_error(message):
+    """Stop with exit status 2: the command line asks for something that cannot work (check before compute)."""
+    raise CommandError(message, 2)
+
+
+def add_debug_option(parser):
+    parser.add_argument("--debug", action="store_true",
+                        help=f"on an error show the full traceback (or set {DEBUG_ENV}=1)")
+
+
+def debug_requested(argv):
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def describe(error):
+    """(one-line message, exit status) of an exception that stopped an entry point."""
+    if isinstance(error, CommandError):
+        message, status = str(error), error.status
+    elif isinstance(error, KeyboardInterrupt):
+        message, status = "interrupted", 130
+    elif isinstance(error, subprocess.CalledProcessError):  # e.g. train.py, which printed its own reason
+        script = next((arg for arg in error.cmd[1:] if str(arg).endswith(".py")), error.cmd[0])
+        message, status = f"{os.path.basename(str(script))} stopped with exit status {error.returncode}", 1
+    elif isinstance(error, (ValueError, OSError)):  # our functions' clear messages; file-system errors
+        message, status = str(error), 1
+    else:  # unexpected: say what it was and how to see where
+        message, status = f"{type(error).__name__}: {error} (rerun with --debug for the traceback)", 1
+    return " ".join(message.split()), status
+
+
+def run(main, argv=None):
+    """sys.exit(main(argv)), with every exception turned into one line on stderr and its exit status
+    (after the traceback under --debug / NANOPASSK_DEBUG=1)."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        sys.exit(main(argv) or 0)
+    except BrokenPipeError:  # stdout piped into e.g. `head`, which stopped reading: nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit would fail too)
+        sys.exit(1)
+    except (Exception, KeyboardInterrupt) as error:
+        if debug_requested(argv):
+            traceback.print_exc()
+        message, status = describe(error)
+        print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
+        sys.exit(status)

@@ -1,0 +1,377 @@
+"""Rollouts: sample n responses per prompt, recording the sampling policy's logprobs as they are drawn.
+
+`generate_rollouts` samples one left-padded batch (pure sampling at the given temperature / top_p)
+and returns a `Rollout`: prompt + response token ids, the response mask (every
+generated token up to AND including the first eos, which the response is trained to emit), the
+decoded texts, and the sampling policy's per-token logprobs and entropies. Rows are prompt-major:
+rows i*n_rollouts .. (i+1)*n_rollouts - 1 hold the n rollouts of prompt i (the GRPO group).
+Prompts are full texts, tokenized as they are; `chat_prompt` wraps one in a chat template.
+`concat_rollouts` joins rollouts generated in several calls (train.py generates in chunks).
+
+Two samplers draw the same tokens for the same seed and record the same numbers (up to float rounding);
+`generate_rollouts(..., sampler=)` picks one:
+  - "generate": HF `model.generate` (any architecture and cache class transformers supports). Its logits
+    processor `SamplingPolicy` applies temperature and HF's top-p warper and records, step by step, the
+    logprob of the drawn token and the entropy (no (B, R, V) logits kept, unlike output_logits=True);
+    generate itself draws the tokens (softmax, torch.multinomial over the whole batch), pads ended rows
+    and stops.
+  - "fast": our own short loop (`sample_responses`, tested on Qwen2), three savings over generate:
+      - shared-prompt prefill: the n rollouts of a prompt share its tokens, so each prompt is run through
+        the model once and its KV cache is repeated to the n rows of its group;
+      - the logprob of each sampled token and the entropy at each step are taken from the logits the loop
+        computes anyway, instead of a second forward pass over the whole sequences;
+      - a row that has emitted eos leaves the batch (its KV cache rows are dropped), so later steps only
+        run the rows still generating: with short, uneven responses most rows are done long before the
+        last one.
+    Its tokens are drawn like generate draws them: the same `sampling_step` (logits / temperature, HF's
+    top-p warper), softmax, and ONE torch.multinomial call over the whole batch each step, rows that
+    ended included (their draw is discarded): torch.multinomial(probs, 1) draws Exp(1) noise for every
+    entry of `probs` whatever the values, so the random stream, and with it every token, is generate's.
+Both record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
+`sequence_logprobs` computes); top_p only restricts which tokens can be drawn. Our model calls pass the
+KV cache as `cache=` (transformers >= 5.24; the older `past_key_values=` is deprecated, removed in 5.40).
+
+`sequence_logprobs` is the one function that turns (input_ids, attention_mask) into per-token
+logprobs of the response; the training loop calls it with grad, and it computes what was sampled from:
+  - position_ids = attention_mask.cumsum(-1) - 1 (clamped at 0), as sampling (and HF generate) uses:
+    HF decoder models given no position_ids count from 0 at the first (pad) column, so under left
+    padding the real tokens of shorter prompts would sit at shifted positions (exactly harmless only
+    for rotary embeddings, which see position differences, and only in exact arithmetic);
+  - logits are computed only at response positions, i.e. logits[:, P-1:-1];
+  - logits are divided by the sampling temperature (as verl does), so the logprobs are those of the
+    distribution the tokens were sampled from (top_p truncation is not accounted for);
+  - with `prompt_index` (rows with equal index have the same prompt, e.g. a GRPO group) each distinct
+    prompt is run once and its KV cache (with grad) is shared by its rows, which then run only their
+    response tokens: the same logprobs and, through the shared cache, the same gradients.
+"""
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
+
+SAMPLERS = ("fast", "generate")
+
+
+@dataclass
+class Rollout:
+    input_ids: torch.Tensor  # (B, P+R) left-padded prompts then generated tokens, B = n_prompts * n_rollouts
+    attention_mask: torch.Tensor  # (B, P+R) prompt padding 0, then response_mask (0 after the first eos)
+    prompt_length: int  # P, the padded prompt length: responses start at column P
+    response_ids: torch.Tensor  # (B, R) generated tokens (pad after a row has ended)
+    response_mask: torch.Tensor  # (B, R) float, 1 up to and including the first eos, 0 after
+    response_lengths: torch.Tensor  # (B,) long, number of response tokens (eos included)
+    logprobs: torch.Tensor  # (B, R) log pi_old(token) at temperature, recorded while sampling (0 after the end)
+    entropies: torch.Tensor  # (B, R) entropy of pi_old at each response position (0 after the end)
+    texts: list  # B decoded responses (special tokens like <answer> kept, pad/eos dropped)
+    temperature: float
+    n_rollouts: int
+
+
+def _eos_ids(tokenizer):
+    eos = tokenizer.eos_token_id
+    if eos is None or tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer needs both an eos_token_id and a pad_token_id")
+    return eos if isinstance(eos, list) else [eos]
+
+
+def response_mask_from_eos(response_ids, eos_token_ids):
+    """(B, R) float mask: 1 for every token up to and including the first eos, 0 after; and the
+    (B,) lengths. Found from the position of the first eos, so it is right even when pad == eos."""
+    response_len = response_ids.shape[1]
+    is_eos = torch.isin(response_ids, torch.as_tensor(eos_token_ids, device=response_ids.device))  # (B, R)
+    has_eos = is_eos.any(dim=-1)  # (B,)
+    first_eos = is_eos.int().argmax(dim=-1)  # (B,) index of the first eos (0 if none)
+    response_lengths = torch.where(has_eos, first_eos + 1, response_len)  # (B,)
+    positions = torch.arange(response_len, device=response_ids.device)  # (R,)
+    response_mask = (positions[None, :] < response_lengths[:, None]).float()  # (B, R)
+    return response_mask, response_lengths
+
+
+def attention_positions(attention_mask):
+    """position_ids (B, L) of a left-padded batch, as HF generate computes them: real tokens count from 0,
+    pad columns get 0 (they are masked anyway)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _uses_checkpointing(model):
+    """True when a forward in train mode recomputes activations: HF then drops any KV cache we pass."""
+    return model.training and any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
+
+
+def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperature=1.0, with_entropy=False,
+                      prompt_index=None):
+    """Logprobs (B, R) of the tokens input_ids[:, prompt_length:] under `model` at `temperature`, and
+    their entropies (B, R) too if with_entropy. Differentiable; wrap in no_grad when not training.
+
+    prompt_index: optional (B,) ints, equal for rows whose prompt columns input_ids[:, :prompt_length]
+    (and mask) are equal, e.g. row // n_rollouts. Each distinct prompt is then run once, with grad, and
+    its KV cache is shared by its rows (`_shared_prompt_logits`); same result, a fraction of the compute
+    when prompts are long and shared. Ignored under gradient checkpointing, which cannot keep a cache."""
+    if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
+        raise ValueError(f"input_ids and attention_mask must be the same (B, L) shape, got "
+                         f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+    response_len = input_ids.shape[1] - prompt_length  # R
+    if not (1 <= prompt_length and response_len >= 1):
+        raise ValueError(f"need 1 <= prompt_length < sequence length {input_ids.shape[1]}, got {prompt_length}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if prompt_index is not None and not _uses_checkpointing(model):
+        logits = _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index)
+    else:
+        output = model(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=attention_positions(attention_mask), use_cache=False,
+                       logits_to_keep=response_len + 1)
+        # the logits at position t predict token t+1: keep positions P-1 .. P+R-2, i.e. logits[:, P-1:-1]
+        logits = output.logits[:, :-1]  # (B, R, V)
+    logits = logits.float() / temperature  # (B, R, V)
+    response_ids = input_ids[:, prompt_length:]  # (B, R)
+    log_normalizer = torch.logsumexp(logits, dim=-1)  # (B, R)
+    logprobs = logits.gather(-1, response_ids[..., None]).squeeze(-1) - log_normalizer  # (B, R)
+    if not with_entropy:
+        return logprobs
+    probs = torch.softmax(logits, dim=-1)  # (B, R, V)
+    entropies = log_normalizer - (probs * logits).sum(-1)  # (B, R): H = logZ - E_p[logit]
+    return logprobs, entropies
+
+
+def _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index):
+    """The logits (B, R, V) at positions P-1 .. P+R-2 (those predicting the response tokens), computed
+    with each distinct prompt run once: its KV cache is indexed out to its rows (with grad, so the
+    prompt's gradient is the sum over its rows, exactly as in the full forward), then the rows run
+    only their response tokens 0 .. R-2 against that cache."""
+    P = prompt_length
+    distinct, row_to_distinct = torch.unique(prompt_index, return_inverse=True)  # (U,), (B,)
+    rows = torch.arange(len(prompt_index), device=row_to_distinct.device)
+    first_row = torch.full_like(distinct, len(prompt_index)).scatter_reduce(0, row_to_distinct, rows, "amin")  # (U,)
+    positions = attention_positions(attention_mask)  # (B, P+R)
+    cache = DynamicCache(config=model.config)
+    prompt_out = model(input_ids=input_ids[first_row, :P], attention_mask=attention_mask[first_row, :P],
+                       position_ids=positions[first_row, :P], cache=cache, use_cache=True,
+                       logits_to_keep=1)  # (U, 1, V): the last prompt token's logits predict response token 0
+    first_logits = prompt_out.logits[row_to_distinct]  # (B, 1, V)
+    if input_ids.shape[1] - P == 1:
+        return first_logits
+    cache.batch_select_indices(row_to_distinct)  # every layer's keys/values (U, ...) -> (B, ...), differentiable
+    response_out = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
+                         position_ids=positions[:, P:-1], cache=cache, use_cache=True)  # (B, R-1, V)
+    return torch.cat([first_logits, response_out.logits], dim=1)  # (B, R, V)
+
+
+def sampling_step(logits, temperature, top_p):
+    """One step of the sampling policy, shared by both samplers. logits (B, V) float ->
+    log_probs (B, V): the recorded distribution, logits / temperature log-softmaxed (NOT truncated by top_p);
+    entropies (B,) of it; scores (B, V): the scores tokens are drawn from (softmax(scores)), i.e. logits /
+    temperature through HF's own top-p warper (which keeps >= 1 token) when top_p < 1."""
+    scaled = logits / temperature  # (B, V)
+    log_probs = torch.log_softmax(scaled, dim=-1)
+    entropies = -(log_probs.exp() * log_probs).sum(-1)  # (B,)
+    scores = TopPLogitsWarper(top_p)(None, scaled) if top_p < 1 else scaled
+    return log_probs, entropies, scores
+
+
+def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
+                     temperature=1.0, top_p=1.0):
+    """The "fast" sampler: n_rollouts responses to each of the U distinct left-padded prompts (U, P), prompt-major.
+
+    Returns response_ids (B, R) (pad after a row's first eos), logprobs and entropies (B, R) (0 after
+    it), B = U * n_rollouts and R <= max_new_tokens the longest response. The logprobs and entropies are
+    those of the sampling distribution at `temperature` WITHOUT top_p truncation (what
+    `sequence_logprobs` computes); top_p only restricts which tokens can be drawn.
+    The model runs each prompt once; a row leaves the batch once it has emitted eos, but every step still
+    draws for the whole batch, as generate does, so the same seed draws the same tokens (module doc)."""
+    n_prompts, device = len(prompt_ids), prompt_ids.device
+    batch = n_prompts * n_rollouts
+    cache = DynamicCache(config=model.config)
+    output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
+                   cache=cache, use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(n_rollouts)  # every layer's keys/values (U, ...) -> (B, ...), prompt-major
+    logits = output.logits[:, -1].float().repeat_interleave(n_rollouts, dim=0)  # (B, V) predicting token 0
+    attention_mask = prompt_mask.repeat_interleave(n_rollouts, dim=0)  # (B, P), grows by a column per step
+    first_position = attention_mask.sum(-1)  # (B,) the position of response token 0 (prompts count from 0)
+    eos = torch.as_tensor(eos_token_ids, device=device)
+
+    response_ids = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(batch, max_new_tokens, device=device)
+    entropies = torch.zeros(batch, max_new_tokens, device=device)
+    probs = torch.ones_like(logits)  # (B, V) the distribution every row draws from; ended rows keep their last
+    running = torch.arange(batch, device=device)  # the rows still generating = the rows of cache and logits
+    for step in range(max_new_tokens):
+        log_probs, step_entropies, scores = sampling_step(logits, temperature, top_p)  # (running, V), (running,)
+        probs[running] = torch.softmax(scores, dim=-1)
+        tokens = torch.multinomial(probs, num_samples=1)[running, 0]  # (running,) one draw for all B rows
+        response_ids[running, step] = tokens
+        logprobs[running, step] = log_probs.gather(-1, tokens[:, None]).squeeze(1)
+        entropies[running, step] = step_entropies
+        ended = torch.isin(tokens, eos)  # (running,)
+        if step == max_new_tokens - 1 or ended.all():
+            break
+        if ended.any():  # drop the rows that just ended from the batch and the cache
+            keep = (~ended).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            running, tokens, attention_mask = running[keep], tokens[keep], attention_mask[keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(running), 1)], dim=1)
+        output = model(input_ids=tokens[:, None], attention_mask=attention_mask,
+                       position_ids=(first_position[running] + step)[:, None], cache=cache, use_cache=True)
+        logits = output.logits[:, -1].float()  # (running, V) predicting token step + 1
+    response_len = step + 1
+    return response_ids[:, :response_len], logprobs[:, :response_len], entropies[:, :response_len]
+
+
+class SamplingPolicy(LogitsProcessor):
+    """The "generate" sampler's logits processor (generate runs at temperature 1, no top-k / top-p of its
+    own): turns each step's raw logits into the scores generate draws from (`sampling_step`) and records
+    the entropy of each step and the logprob of each drawn token, read at the next call (the token is then
+    input_ids[:, -1]); `finish` records the last one. Keeps one (B, V) tensor, not the logits of every step."""
+
+    def __init__(self, prompt_length, temperature, top_p):
+        self.prompt_length, self.temperature, self.top_p = prompt_length, temperature, top_p
+        self.log_probs, self.logprobs, self.entropies = None, [], []
+
+    def __call__(self, input_ids, scores):  # (B, P + step), (B, V)
+        if input_ids.shape[1] > self.prompt_length:
+            self.logprobs.append(self.log_probs.gather(-1, input_ids[:, -1:]).squeeze(1))  # the previous step's
+        self.log_probs, step_entropies, scores = sampling_step(scores.float(), self.temperature, self.top_p)
+        self.entropies.append(step_entropies)
+        return scores
+
+    def finish(self, sequences):
+        """(B, R) logprobs and entropies of the R steps of `sequences` (B, P + R), generate's output."""
+        last = self.log_probs.gather(-1, sequences[:, -1:]).squeeze(1)
+        return torch.stack(self.logprobs + [last], dim=1), torch.stack(self.entropies, dim=1)
+
+
+def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
+                       temperature=1.0, top_p=1.0):
+    """The "generate" sampler: `sample_responses`'s contract (same tokens for the same seed, module doc)
+    with HF `model.generate` doing the decoding. Pure sampling: the model's own generation_config
+    (top_k, repetition_penalty, min_p, suppressed tokens...) is set aside for the call."""
+    policy = SamplingPolicy(prompt_ids.shape[1], temperature, top_p)
+    config = GenerationConfig(do_sample=True, num_beams=1, num_return_sequences=n_rollouts,
+                              max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                              eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id)  # T and top_p: the policy's
+    # generate fills what `config` leaves unset from model.generation_config: a blank one during the call
+    model_config, model.generation_config = model.generation_config, GenerationConfig()
+    try:
+        sequences = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config,
+                                   logits_processor=LogitsProcessorList([policy]))  # (B, P + R), prompt-major
+    finally:
+        model.generation_config = model_config
+    response_ids = sequences[:, prompt_ids.shape[1]:]  # (B, R) pad after each row's first eos
+    logprobs, entropies = policy.finish(sequences)
+    response_mask, _ = response_mask_from_eos(response_ids, eos_token_ids)
+    return response_ids, logprobs * response_mask, entropies * response_mask
+
+
+def rollout_logprobs(model, rollout, rows, with_entropy=False):
+    """`sequence_logprobs` of rows `rows` (1-D index tensor) of `rollout` under `model`, at the rollout's
+    temperature, cut after the longest response among those rows (the cut columns are padding of all of
+    them): (len(rows), length) logprobs, and entropies if with_entropy. The rows of a group share their
+    prompt's forward (prompt_index = row // n_rollouts). Inputs move to the model's device."""
+    device = next(model.parameters()).device
+    length = int(rollout.response_lengths[rows].max())
+    columns = rollout.prompt_length + length
+    return sequence_logprobs(model, rollout.input_ids[rows, :columns].to(device),
+                             rollout.attention_mask[rows, :columns].to(device), rollout.prompt_length,
+                             rollout.temperature, with_entropy, prompt_index=(rows // rollout.n_rollouts).to(device))
+
+
+def decode_responses(tokenizer, response_ids, response_lengths):
+    """Decode each response up to its length, dropping pad/eos ids but keeping other special tokens."""
+    drop = set(_eos_ids(tokenizer)) | {tokenizer.pad_token_id}
+    texts = []
+    for ids, length in zip(response_ids.tolist(), response_lengths.tolist()):
+        kept = [token for token in ids[:length] if token not in drop]
+        texts.append(tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    return texts
+
+
+def chat_prompt(tokenizer, text):
+    """`text` as the user turn of the tokenizer's chat template, ending where the assistant's reply
+    starts (instruct models); `text` unchanged if the tokenizer has no chat template (tiny.py's)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return text
+    messages = [{"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0,
+                      sampler="fast"):
+    """Sample n_rollouts responses for each prompt in one batch, with `sampler` "fast" (`sample_responses`)
+    or "generate" (`generate_responses`, HF generate): the same rollouts for the same seed; see `Rollout`.
+
+    Prompts are complete texts and are tokenized without adding special tokens (a chat template, see
+    `chat_prompt`, already holds them; add a bos yourself if your model wants one). Pure sampling: no
+    top-k, repetition penalty or other option of the model's generation_config is applied."""
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError("prompts must be a non-empty list of strings")
+    if not (isinstance(n_rollouts, int) and n_rollouts >= 1):
+        raise ValueError(f"n_rollouts must be an int >= 1, got {n_rollouts!r}")
+    if not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
+    if not (0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    eos_token_ids = _eos_ids(tokenizer)
+
+    device = next(model.parameters()).device
+    encoded = tokenizer(list(prompts), padding=True, padding_side="left", add_special_tokens=False,
+                        return_tensors="pt")
+    if (encoded["attention_mask"].sum(-1) == 0).any():
+        raise ValueError("every prompt must encode to at least one token (an empty prompt has no context)")
+    prompt_ids, prompt_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)  # (U, P)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            sample = sample_responses if sampler == "fast" else generate_responses
+            response_ids, logprobs, entropies = sample(
+                model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, tokenizer.pad_token_id,
+                temperature, top_p)  # (B, R) each
+    finally:
+        model.train(was_training)
+    response_mask, response_lengths = response_mask_from_eos(response_ids, eos_token_ids)
+    prompt_ids, prompt_mask = prompt_ids.repeat_interleave(n_rollouts, 0), prompt_mask.repeat_interleave(n_rollouts, 0)
+    return Rollout(
+        input_ids=torch.cat([prompt_ids, response_ids], dim=1),
+        attention_mask=torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1),
+        prompt_length=prompt_ids.shape[1], response_ids=response_ids, response_mask=response_mask,
+        response_lengths=response_lengths, logprobs=logprobs, entropies=entropies,
+        texts=decode_responses(tokenizer, response_ids, response_lengths),
+        temperature=float(temperature), n_rollouts=n_rollouts,
+    )
+
+
+def concat_rollouts(rollouts, pad_token_id):
+    """One `Rollout` from several (e.g. generated in chunks): prompts left-padded again to the longest
+    prompt_length, responses right-padded to the longest response (mask 0, logprob 0). Exact: the
+    padding is masked and position_ids come from the attention mask."""
+    rollouts = list(rollouts)
+    if not rollouts:
+        raise ValueError("concat_rollouts needs at least one rollout")
+    first = rollouts[0]
+    if any(r.temperature != first.temperature or r.n_rollouts != first.n_rollouts for r in rollouts):
+        raise ValueError("can only concatenate rollouts sampled with the same temperature and n_rollouts")
+    if len(rollouts) == 1:
+        return first
+    prompt_length = max(r.prompt_length for r in rollouts)
+    response_len = max(r.response_ids.shape[1] for r in rollouts)
+    pad = torch.nn.functional.pad
+
+    def join(name, left_pad, value):
+        return torch.cat([pad(getattr(r, name), (prompt_length - r.prompt_length if left_pad else 0,
+                                                 response_len - r.response_ids.shape[1]), value=value)
+                          for r in rollouts])
+
+    return Rollout(
+        input_ids=join("input_ids", True, pad_token_id), attention_mask=join("attention_mask", True, 0),
+        prompt_length=prompt_length, response_ids=join("response_ids", False, pad_token_id),
+        response_mask=join("response_mask", False, 0.0),
+        response_lengths=torch.cat([r.response_lengths for r in rollouts]),
+        logprobs=join("logprobs", False, 0.0), entropies=join("entropies", False, 0.0),
+        texts=[text for r in rollouts for text in r.texts], temperature=first.temperature,
+        n_rollouts=first.n_rollouts,
+    )
