@@ -141,13 +141,15 @@ class ReasoningGymTask:
 
 def make_task(name="maze", options=None, **splits):
     """The task named `name` ("maze" or "rg:NAME") with its options; `splits` are the split settings
-    (maze: train_sizes, n_train, test_sizes, n_test, seed; rg: n_train, n_test, seed). Bad names and
+    (maze: train_sizes, n_train, test_sizes, n_test, seed; rg: n_train, n_test, seed, the others ignored,
+    and a per-size n_train dict, train.py's maze default, means the default 2000 items). Bad names and
     options are a ValueError with one readable line."""
     if name == "maze":
         if options:
             raise ValueError(f"task 'maze' takes no task_options (got {options}); set train_sizes, n_train, ... instead")
         return MazeTask(**splits)
     if isinstance(name, str) and name.startswith(RG_PREFIX):
-        splits = {key: value for key, value in splits.items() if key in ("n_train", "n_test", "seed")}
+        splits = {key: value for key, value in splits.items() if key in ("n_train", "n_test", "seed")
+                  and not (key == "n_train" and isinstance(value, dict))}
         return ReasoningGymTask(name[len(RG_PREFIX):], options, **splits)
     raise ValueError(f"unknown task {name!r}: use 'maze' or 'rg:NAME' with NAME a reasoning-gym dataset")

@@ -177,9 +177,8 @@ if sampler not in ("auto", "fast", "generate"):
 if rollout_batch < 0:
     config_error(f"rollout_batch={rollout_batch} must be >= 0 (0: one generate call per process)")
 try:  # an unknown task or an option its dataset rejects: one line, before any compute
-    task_spec = make_task(task, task_options, **(
-        dict(train_sizes=train_sizes, n_train=n_train, test_sizes=test_sizes, n_test=n_test, seed=maze_seed)
-        if task == "maze" else dict(n_train=n_train if isinstance(n_train, int) else 2000, n_test=n_test, seed=maze_seed)))
+    task_spec = make_task(task, task_options, train_sizes=train_sizes, n_train=n_train, test_sizes=test_sizes,
+                          n_test=n_test, seed=maze_seed)
 except ValueError as error:
     config_error(error)
 if model != "tiny" and not os.path.isdir(model):
