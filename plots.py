@@ -474,9 +474,11 @@ def plot_experiments(runs_root, out_dir, steps, skip=()):
         plot_comparison(methods, figure, title=f"{name} ({mode})")
         start = next((dirs for _, dirs, offset in methods if offset == 0 and dirs), [])  # one run per seed
         section = f"### {name}\n\n![{name}]({os.path.basename(figure)})\n\n" + per_size_table(methods, start)
-        with_curves = [(label, dirs, offset) for label, dirs, offset in methods if curve_runs(dirs)]
+        # read once: a grid still running may change a run's metrics.jsonl between two reads
+        curves = {label: curve_runs(dirs) for label, dirs, _ in methods}
+        with_curves = [(label, dirs, offset) for label, dirs, offset in methods if curves[label]]
         if with_curves:  # pass@k curves (the long protocol): start vs each method, all / seen / unseen sizes
-            sizes = sorted(int(s) for s in curve_runs(with_curves[0][1])[0][2]["per_size"])
+            sizes = sorted(int(s) for s in curves[with_curves[0][0]][0][2]["per_size"])
             seen, unseen = [s for s in sizes if s in SEEN_SIZES], [s for s in sizes if s not in SEEN_SIZES]
             groups = {"all held-out sizes": None, f"seen sizes {seen}": seen, **({f"unseen sizes {unseen}": unseen} if unseen else {})}
             curve_figure = os.path.join(out_dir, f"{mode}_{name}_passk.png")
