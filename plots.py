@@ -407,8 +407,9 @@ def plot_passk_curves(methods, path, size_groups, title=""):
 def passk_curve_table(methods, reference=0, ks=(1, 8, 128), sizes=None):
     """Markdown: each method's final pass@k at `ks` (mean ± std over seeds), its paired change from its own start
     at the largest k, the paired change against methods[reference] at each k (' *' when the 95% paired-t
-    interval excludes 0), the k at which its curve falls to the start's (mean over the seeds that cross; how
-    many do), and the held-out mazes solved within n samples by the start, the method, both (mean over seeds)."""
+    interval excludes 0), its final G-Pass@k at each tau (all sizes only), the k at which its curve falls to the
+    start's (mean over the seeds that cross; how many do), and the held-out mazes solved within n samples by the
+    start, the method, both (mean over seeds)."""
     ref_label, ref_dirs, _ = methods[reference]
     ref_by_seed = {seed: last for seed, _, last in curve_runs(ref_dirs)}
     rows = [(label, curve_runs(dirs)) for label, dirs, _ in methods]
@@ -417,8 +418,12 @@ def passk_curve_table(methods, reference=0, ks=(1, 8, 128), sizes=None):
         return "(no runs with pass@k curves)"
     n = rows[0][1][0][2]["n_samples"]
     ks = [k for k in ks if k <= n]
+    # G-Pass@k_tau (evaluate.g_pass_at_k) beside pass@k; eval.json holds it over all held-out sizes only
+    g_keys = sorted(rows[0][1][0][2].get("g_pass", {})) if sizes is None else []
     header = (["method", "seeds"] + [f"p@{k}" for k in ks] + [f"Δ p@{ks[-1]} vs start"]
-              + [f"Δ p@{k} vs {ref_label}" for k in ks] + ["crosses start at k", f"solved of {{mazes}} at n={n}: start / method / both"])
+              + [f"Δ p@{k} vs {ref_label}" for k in ks]
+              + ([" / ".join(key.replace("_", " τ=") for key in g_keys)] if g_keys else [])
+              + ["crosses start at k", f"solved of {{mazes}} at n={n}: start / method / both"])
     lines = []
     for label, runs in rows:
         finals = [curve_of(last, sizes) for _, _, last in runs]
@@ -432,6 +437,9 @@ def passk_curve_table(methods, reference=0, ks=(1, 8, 128), sizes=None):
             deltas = [curve_of(last, sizes)[k] - curve_of(ref_by_seed[seed], sizes)[k]
                       for seed, _, last in runs if seed in ref_by_seed]
             cells.append(delta_cell(deltas) if deltas else "-")
+        if g_keys:
+            cells.append(" / ".join(cell([last.get("g_pass", {}).get(key, math.nan) for _, _, last in runs])
+                                    for key in g_keys))
         crossings = [crossing_k(f, s) for f, s in zip(finals, starts)]
         crossed = [k for k, kind in crossings if kind == "cross"]
         kinds = sorted({kind for _, kind in crossings if kind != "cross"})

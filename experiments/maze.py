@@ -398,7 +398,7 @@ def main(argv=None):
     parser.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
     parser.add_argument("--long", dest="mode", action="store_const", const="long")
     parser.add_argument("--tasks", dest="mode", action="store_const", const="tasks")
-    parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,continual) "
+    parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,objectives,continual) "
                                                    "or runs (estimators/pass1)")
     parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
     parser.add_argument("--workers", type=int, default=2)

@@ -152,3 +152,42 @@ def test_load_run_skips_only_a_cut_off_last_line(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n[1, 2]\n{"step": 2}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not a metrics record: '\[1, 2\]'"):
         plots.load_run(str(tmp_path))
+
+
+def write_curve_run(path, start_correct, final_correct, n=8):
+    """A run with pass@k curves at step 0 and its end, from per-maze correct counts out of n (2 mazes of size 5)."""
+    from evaluate import g_pass_at_k, pass_at_k
+
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        for step, counts in ((0, start_correct), (4, final_correct)):
+            curve = {str(k): sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in (1, 2, 4, 8)}
+            correct = {str(i): c for i, c in enumerate(counts)}
+            g_pass = {f"G-pass@4_{tau}": sum(g_pass_at_k(n, c, 4, tau) for c in counts) / len(counts) for tau in (0.5, 1.0)}
+            f.write(json.dumps({"step": step, "eval": {
+                "per_size": {"5": {"pass@1": curve["1"], "pass@8": curve["8"], "n_mazes": 2, "pass@k_curve": curve,
+                                   "correct": correct}},
+                "average": {"pass@1": curve["1"], "pass@8": curve["8"]}, "average_pass@k_curve": curve,
+                "correct": correct, "g_pass": g_pass, "n_samples": n,
+                "negative_answer_diversity": 0.3, "entropy": 0.3}}) + "\n")
+
+
+def test_passk_curve_table_pairs_by_seed_and_reports_g_pass(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        write_curve_run(root / "g" / f"a-seed{seed}", [4, 0], [6, 0])
+        write_curve_run(root / "g" / f"b-seed{seed}", [4, 0], [4, 2 + seed])
+    methods = [("A", plots.seed_dirs(str(root), "g/a"), 0), ("B", plots.seed_dirs(str(root), "g/b"), 0)]
+    table = plots.passk_curve_table(methods, ks=(1, 8))
+    header, _, a_row, b_row = table.splitlines()
+    assert "| G-pass@4 τ=0.5 / G-pass@4 τ=1.0 |" in header and "solved of 2 at n=8" in header
+    a_cells = [c.strip() for c in a_row.strip("|").split("|")]
+    b_cells = [c.strip() for c in b_row.strip("|").split("|")]
+    # A: pass@1 = (6/8 + 0) / 2; pass@8 = 1/2; G-pass@4 tau=1: C(6,4)/C(8,4) / 2 = 15/70/2
+    assert a_cells[:4] == ["A", "2", "37.5 ± 0.0", "50.0 ± 0.0"] and a_cells[4] == "0.0 [0.0, 0.0]"
+    assert a_cells[7].endswith(f"/ {100 * 15 / 70 / 2:.1f} ± 0.0")
+    # B against A by seed: pass@1 (4 + 2 + s)/16 - 6/16 = s/16; pass@8 1 - 1/2 = +50 in both seeds
+    assert b_cells[5] == plots.delta_cell([0 / 16, 1 / 16]) and b_cells[6] == "50.0 [50.0, 50.0] *"
+    assert b_cells[-1] == "1.0 / 2.0 / 1.0"  # solved: start 1 maze, B 2, both 1
+    unseen = plots.passk_curve_table(methods, ks=(1, 8), sizes=[5])
+    assert "G-pass" not in unseen  # stored over all sizes only
