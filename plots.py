@@ -31,6 +31,16 @@ from evaluate import crossing_k, solved_overlap  # noqa: E402
 
 FIGURES = os.path.join("experiments", "figures")
 SEEN_SIZES = (5, 7)  # the maze sizes every run of experiments/maze.py trains on; larger test sizes are unseen
+
+
+def held_out_groups(evaluation):
+    """The keys of an evaluation's per_size: maze sizes as ints, sorted; a reasoning-gym task's name as is."""
+    keys = [int(key) if str(key).isdigit() else key for key in evaluation["per_size"]]
+    return sorted(keys, key=lambda key: (isinstance(key, str), key))
+
+
+def group_label(key):
+    return f"{key}x{key}{' (unseen)' if key not in SEEN_SIZES else ''}" if isinstance(key, int) else str(key)
 # estimators whose advantage depends on random draws or on the order of the responses (unlikeliness: on
 # the responses' likelihood ranks, here random): averaged
 DRAWS = {"passk_bootstrap": 200, "noise_rewards": 200, "passk_full": 200, "unlikeliness": 200}
@@ -238,12 +248,17 @@ PANELS = [("avg:pass@1", "held-out pass@1 (avg over sizes)"), ("avg:pass@8", "he
 
 
 def plot_comparison(methods, path, title=""):
-    """methods: [(label, run_dirs, step offset)]. A 2x3 figure of held-out and training curves."""
+    """methods: [(label, run_dirs, step offset)]. A 2x3 figure of held-out and training curves (a task without
+    a 9x9 maze, e.g. a reasoning-gym task, gets its held-out response length in that panel)."""
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    first = next((load_run(dirs[0])[1] for _, dirs, _ in methods if dirs), [])
+    mazes = not first or "9" in first[0][1]["per_size"] or 9 in first[0][1]["per_size"]
+    panels = PANELS if mazes else [panel if panel[0] != "9:pass@8" else
+                                   ("response_length", "held-out response length (tokens)") for panel in PANELS]
     for i, (label, run_dirs, offset) in enumerate(methods):
         if not run_dirs:
             continue
-        for axis, (metric, _) in zip(axes.flat, PANELS):
+        for axis, (metric, _) in zip(axes.flat, panels):
             if metric == "reward":
                 steps, values = train_curves(run_dirs, "reward", offset)
             else:
@@ -254,7 +269,7 @@ def plot_comparison(methods, path, title=""):
                       label=f"{label} ({len(run_dirs)} seeds)")
             if len(run_dirs) > 1:
                 axis.fill_between(steps, values.min(0), values.max(0), color=f"C{i}", alpha=0.15)
-    for axis, (_, name) in zip(axes.flat, PANELS):
+    for axis, (_, name) in zip(axes.flat, panels):
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("RL step")
         axis.grid(alpha=0.3)
@@ -316,10 +331,11 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
             rows.append((label, [evaluation for _, evaluation in finals], run_dirs, max(step for step, _ in finals)))
     if not rows:
         return "(no runs)"
-    sizes = sorted({int(s) for _, evals, _, _ in rows for e in evals for s in e["per_size"]})
+    sizes = sorted({key for _, evals, _, _ in rows for e in evals for key in held_out_groups(e)},
+                   key=lambda key: (isinstance(key, str), key))
     ref_label, ref_dirs, ref_offset = methods[reference] if methods else (None, None, 0)
     ref_by_seed = {d.rsplit("-seed", 1)[1]: final_eval(d, ref_offset)[1] for d in (ref_dirs or [])}
-    header = (["method", "step", "seeds"] + [f"{s}x{s}{' (unseen)' if s not in SEEN_SIZES else ''} p@1 / p@8" for s in sizes]
+    header = (["method", "step", "seeds"] + [f"{group_label(s)} p@1 / p@8" for s in sizes]
               + ["avg p@1 / p@8", "neg. diversity", "entropy", f"Δ avg p@1 vs {ref_label}", f"Δ avg p@8 vs {ref_label}",
                  "Δ neg. diversity", "Δ entropy"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -486,12 +502,14 @@ def plot_experiments(runs_root, out_dir, steps, skip=()):
         curves = {label: curve_runs(dirs) for label, dirs, _ in methods}
         with_curves = [(label, dirs, offset) for label, dirs, offset in methods if curves[label]]
         if with_curves:  # pass@k curves (the long protocol): start vs each method, all / seen / unseen sizes
-            sizes = sorted(int(s) for s in curves[with_curves[0][0]][0][2]["per_size"])
-            seen, unseen = [s for s in sizes if s in SEEN_SIZES], [s for s in sizes if s not in SEEN_SIZES]
-            groups = {"all held-out sizes": None, f"seen sizes {seen}": seen, **({f"unseen sizes {unseen}": unseen} if unseen else {})}
+            sizes = held_out_groups(curves[with_curves[0][0]][0][2])
+            seen = [s for s in sizes if s in SEEN_SIZES]
+            unseen = [s for s in sizes if isinstance(s, int) and s not in SEEN_SIZES]
+            groups = {"all held-out sizes" if seen or unseen else "held-out items": None,
+                      **({f"seen sizes {seen}": seen} if seen else {}), **({f"unseen sizes {unseen}": unseen} if unseen else {})}
             curve_figure = os.path.join(out_dir, f"{mode}_{name}_passk.png")
             plot_passk_curves(with_curves, curve_figure, groups, title=f"{name} ({mode})")
-            section += f"\n\n![{name} pass@k]({os.path.basename(curve_figure)})\n\nAll held-out sizes:\n\n" + \
+            section += f"\n\n![{name} pass@k]({os.path.basename(curve_figure)})\n\n{'All held-out sizes' if seen or unseen else 'Held-out items'}:\n\n" + \
                 passk_curve_table(with_curves)
             if unseen:
                 section += f"\n\nUnseen sizes {unseen} only:\n\n" + passk_curve_table(with_curves, sizes=unseen)
@@ -512,7 +530,7 @@ def sort_runs(runs_root):
     evaluation) and the others: (usable folders, {skipped folder: why})."""
     from experiments.maze import comparisons
 
-    known = {run for mode in ("full", "long") for entries in comparisons(2, mode).values() for _, run, _ in entries}
+    known = {run for mode in ("full", "long", "horizon", "tasks") for entries in comparisons(2, mode).values() for _, run, _ in entries}
     usable, skipped = [], {}
     for folder, _, files in sorted(os.walk(runs_root)):
         if "metrics.jsonl" not in files:

@@ -154,8 +154,9 @@ def test_load_run_skips_only_a_cut_off_last_line(tmp_path, capsys):
         plots.load_run(str(tmp_path))
 
 
-def write_curve_run(path, start_correct, final_correct, n=8):
-    """A run with pass@k curves at step 0 and its end, from per-maze correct counts out of n (2 mazes of size 5)."""
+def write_curve_run(path, start_correct, final_correct, n=8, group="5"):
+    """A run with pass@k curves at step 0 and step 4, from per-item correct counts out of n: mazes of size 5, or
+    the items of one reasoning-gym task (group = its name)."""
     from evaluate import g_pass_at_k, pass_at_k
 
     os.makedirs(path, exist_ok=True)
@@ -165,11 +166,11 @@ def write_curve_run(path, start_correct, final_correct, n=8):
             correct = {str(i): c for i, c in enumerate(counts)}
             g_pass = {f"G-pass@4_{tau}": sum(g_pass_at_k(n, c, 4, tau) for c in counts) / len(counts) for tau in (0.5, 1.0)}
             f.write(json.dumps({"step": step, "eval": {
-                "per_size": {"5": {"pass@1": curve["1"], "pass@8": curve["8"], "n_mazes": 2, "pass@k_curve": curve,
+                "per_size": {group: {"pass@1": curve["1"], "pass@8": curve["8"], "n_mazes": 2, "pass@k_curve": curve,
                                    "correct": correct}},
                 "average": {"pass@1": curve["1"], "pass@8": curve["8"]}, "average_pass@k_curve": curve,
                 "correct": correct, "g_pass": g_pass, "n_samples": n,
-                "negative_answer_diversity": 0.3, "entropy": 0.3}}) + "\n")
+                "negative_answer_diversity": 0.3, "entropy": 0.3, "response_length": 5.0}}) + "\n")
 
 
 def test_passk_curve_table_pairs_by_seed_and_reports_g_pass(tmp_path):
@@ -191,3 +192,17 @@ def test_passk_curve_table_pairs_by_seed_and_reports_g_pass(tmp_path):
     assert b_cells[-1] == "1.0 / 2.0 / 1.0"  # solved: start 1 maze, B 2, both 1
     unseen = plots.passk_curve_table(methods, ks=(1, 8), sizes=[5])
     assert "G-pass" not in unseen  # stored over all sizes only
+
+
+def test_plots_main_on_a_reasoning_gym_task_tree(tmp_path):
+    root = tmp_path / "tasks"  # experiments/maze.py --tasks: one group per task, its items in place of maze sizes
+    for seed in (0, 1):
+        write_curve_run(root / "countdown" / f"pass1-seed{seed}", [4, 0], [6, 0], group="countdown")
+        write_curve_run(root / "countdown" / f"passk_analytical-seed{seed}", [4, 0], [4, 2 + seed], group="countdown")
+    out = tmp_path / "figures"
+    plots.main([str(root), "--out", str(out), "--steps", "4", "--n_rollouts", "8"])
+    assert {"tasks_countdown.png", "tasks_countdown_passk.png", "tasks_tables.md"} <= set(os.listdir(out))
+    tables = (out / "tasks_tables.md").read_text()
+    assert "| countdown p@1 / p@8 |" in tables and "Held-out items:" in tables and "unseen" not in tables
+    passk_row = next(line for line in tables.splitlines() if line.startswith("| Pass@k analytical | 2 |"))
+    assert "50.0 [50.0, 50.0] *" in passk_row  # its pass@8 against Pass@1, paired by seed
