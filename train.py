@@ -392,7 +392,8 @@ def cached_start_eval():
     if os.path.exists(path):
         with open(path) as f:
             result = json.load(f)
-        result["per_size"] = {int(size): value for size, value in result["per_size"].items()}  # JSON made them str
+        # JSON made maze sizes str; a reasoning-gym task's key is its name
+        result["per_size"] = {int(size) if size.isdigit() else size: value for size, value in result["per_size"].items()}
         log({"step": 0, "eval": result, "eval_time": 0.0, "eval_cached": path})
         return result
     result = run_eval(0, curve_samples or eval_samples)
