@@ -219,6 +219,22 @@ def test_two_training_steps_on_each_reasoning_gym_task(tmp_path, task):
     assert task[3:] in result.stdout  # the table's column
 
 
+def test_cached_start_evaluation_of_a_reasoning_gym_task_reads_back(tmp_path):
+    """experiments/maze.py --tasks shares the step-0 evaluation of a seed between its runs through --eval_cache:
+    the second run from the same warm start reads it back under the task's name (not a maze size)."""
+    from tasks import TASK_PRESETS
+
+    task = "rg:chain_sum"
+    first, second, cache = str(tmp_path / "a"), str(tmp_path / "b"), f"--eval_cache={tmp_path / 'cache'}"
+    options = f"--task_options={TASK_PRESETS[task]!r}"
+    run_train(f"--out_dir={first}", f"--task={task}", options, *RG_FAST, "--max_steps=1", cache)
+    warm = os.path.join(first, "tiny-warmstart-" + task.replace(":", "-"))
+    run_train(f"--out_dir={second}", f"--model={warm}", f"--task={task}", options, *RG_FAST, "--max_steps=1", cache)
+    before = [[r for r in read_metrics(out) if "eval" in r][0] for out in (first, second)]
+    assert "eval_cached" not in before[0] and "eval_cached" in before[1]
+    assert before[1]["eval"] == before[0]["eval"] and list(before[1]["eval"]["per_size"]) == ["chain_sum"]
+
+
 def test_bad_task_is_one_line_before_compute(tmp_path, micro_model_dir):
     for args, message in [(["--task=rg:nonexistent"], "unknown reasoning-gym task 'nonexistent'"),
                           (["--task=rg:countdown", "--task_options={'min_numbers': 0}"], "rejects options"),
