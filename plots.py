@@ -35,8 +35,11 @@ SEEN_SIZES = (5, 7)  # the maze sizes every run of experiments/maze.py trains on
 
 def held_out_groups(evaluation):
     """The keys of an evaluation's per_size: maze sizes as ints, sorted; a reasoning-gym task's name as is."""
-    keys = [int(key) if str(key).isdigit() else key for key in evaluation["per_size"]]
-    return sorted(keys, key=lambda key: (isinstance(key, str), key))
+    return sorted((int(key) if str(key).isdigit() else key for key in evaluation["per_size"]), key=group_order)
+
+
+def group_order(key):
+    return (isinstance(key, str), key)  # maze sizes first, by size
 
 
 def group_label(key):
@@ -331,8 +334,7 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
             rows.append((label, [evaluation for _, evaluation in finals], run_dirs, max(step for step, _ in finals)))
     if not rows:
         return "(no runs)"
-    sizes = sorted({key for _, evals, _, _ in rows for e in evals for key in held_out_groups(e)},
-                   key=lambda key: (isinstance(key, str), key))
+    sizes = sorted({key for _, evals, _, _ in rows for e in evals for key in held_out_groups(e)}, key=group_order)
     ref_label, ref_dirs, ref_offset = methods[reference] if methods else (None, None, 0)
     ref_by_seed = {d.rsplit("-seed", 1)[1]: final_eval(d, ref_offset)[1] for d in (ref_dirs or [])}
     header = (["method", "step", "seeds"] + [f"{group_label(s)} p@1 / p@8" for s in sizes]
