@@ -7,6 +7,15 @@ No model hub and no GPU needed. `build_tokenizer` makes a character-level tokeni
 answer format by supervised fine-tuning on BFS solutions, so that RL starts from a pass@1 well above
 zero but far from one. `load_or_train_tiny` caches the warm-started model in Hugging Face format.
 
+The default maze warm start is shipped, not trained: assets/tiny-maze/ (4 MB) is the HF folder that
+`load_or_train_tiny` writes for train.py's default settings (the train split of mazes (5, 7), n_train
+{5: 150, 7: 10000}, maze_seed 0, seed 0, 1200 steps). When a call asks for exactly those settings
+(the "settings" of its warm_start.json, which holds a hash of the train mazes) the folder is copied into
+place instead of trained; any other setting, or `retrain=True`, trains. Why ship rather than train
+faster: the 1200 supervised steps took 2.5-7 minutes on 2 cores, longer than the RL demo itself, and
+float rounding differs between machines and thread counts, so a trained start policy is never quite the
+same twice; the shipped one is the same start policy on every machine, as a base model is.
+
 transformers 5 gotcha: `AutoTokenizer.from_pretrained` on a folder whose config.json says model_type
 "qwen2" ignores `tokenizer_class` and builds `Qwen2Tokenizer` (byte-level BPE: newlines, spaces and
 unknown characters silently vanish). Only an `auto_map` entry in tokenizer_config.json skips that
@@ -36,6 +45,7 @@ ANSWER_TAGS = ["<answer>", "</answer>"]
 CHARS = "*.SEUDLR\n> "  # maze cells, moves, row separator, the prompt's '>' marker, space
 AUTO_MAP = {"AutoTokenizer": [None, "PreTrainedTokenizerFast"]}  # see the module docstring
 SETTINGS_FILE = "warm_start.json"
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "tiny-maze")  # the default warm start
 RECIPE_VERSION = 2  # bump when warm_start changes, so that cached models are retrained
 
 
@@ -154,25 +164,29 @@ def default_counts(sizes, small, large):
     return {size: small if size == 5 else large for size in sizes}
 
 
-def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_train=None, test_sizes=(5, 7),
-                       n_test=None, maze_seed=0, hidden_size=128, num_layers=4, num_heads=4, steps=1200,
+def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_train=None, test_sizes=(5, 7, 9, 11),
+                       n_test=30, maze_seed=0, hidden_size=128, num_layers=4, num_heads=4, steps=1200,
                        batch_size=32, lr=2e-3, seed=0, progress=True, chars=CHARS, name="tiny-warmstart",
-                       max_positions=512):
+                       max_positions=512, retrain=False):
     """Path of the warm-started tiny model, out_dir/<name>/ (default tiny-warmstart), trained only when needed.
 
     train_mazes: rows with maze/solution to train on (e.g. the RL train split, which is disjoint from
     its test split). Without it, the train split of make_mazes(train_sizes, n_train, test_sizes,
-    n_test, maze_seed) is used, so the first n_test test mazes per size (default 50 5x5, 200 of other
-    sizes) stay unseen: evaluate on at most that many test mazes per size of the same maze_seed.
+    n_test, maze_seed) is used (the defaults are train.py's: n_train 150 5x5 and 10,000 of other sizes,
+    30 test mazes per size), so the first n_test test mazes per size stay unseen: evaluate on at most that
+    many test mazes per size of the same maze_seed.
     The settings (with a hash of the mazes) are stored in warm_start.json inside the folder and a
     call with other settings retrains. Another task: train_mazes holds its (prompt, answer) rows, `chars`
     its vocabulary (`task_chars`), `name` a folder of its own and `max_positions` its longest text. The
     folder is written to a temporary directory and then renamed into place, so an interrupted run never
     leaves a half-written model behind.
+
+    When the settings equal those of the shipped warm start (`SHIPPED`, train.py's default), that folder is
+    copied to out_dir/<name> instead of training (module docstring); retrain=True trains here anyway (a
+    folder trained here earlier with the same settings is still reused; a copy of the shipped one is not).
     """
     if train_mazes is None:
         n_train = default_counts(train_sizes, 150, 10_000) if n_train is None else n_train
-        n_test = default_counts(test_sizes, 50, 200) if n_test is None else n_test
         train_mazes = make_mazes(train_sizes, n_train, test_sizes, n_test, maze_seed)["train"]
     pairs = [(row["maze"], row["solution"]) if "maze" in row else (row["prompt"], row["answer"]) for row in train_mazes]
     mazes_hash = hashlib.sha256("\n\n".join(f"{prompt}\n{answer}" for prompt, answer in pairs).encode())
@@ -182,11 +196,13 @@ def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_tr
     if chars != CHARS or max_positions != 512:  # another task's (the maze's settings stay as they were)
         settings.update(chars=chars, max_positions=max_positions)
     path = os.path.join(out_dir, name)
-    settings_path = os.path.join(path, SETTINGS_FILE)
-    if os.path.exists(settings_path):
-        with open(settings_path) as f:
-            if json.load(f)["settings"] == settings:
-                return path
+    cached = _read_info(path)
+    if cached and cached["settings"] == settings and not (retrain and cached.get("shipped")):
+        return path
+    shipped = _read_info(SHIPPED)
+    if not retrain and shipped and shipped["settings"] == settings:
+        _replace_folder(path, lambda tmp: _copy_shipped(tmp, shipped))
+        return path
 
     tokenizer = build_tokenizer(chars)
     model = build_model(tokenizer, hidden_size, num_layers, num_heads, seed, max_positions)
@@ -194,23 +210,51 @@ def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_tr
     losses = warm_start(model, tokenizer, train_mazes, steps, batch_size, lr, seed, progress=progress)
     info = dict(settings=settings, parameters=model.num_parameters(), train_seconds=round(time.time() - start, 1),
                 final_loss=sum(losses[-20:]) / len(losses[-20:]))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-tmp-")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+
+    def write(tmp):
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        with open(os.path.join(tmp, SETTINGS_FILE), "w") as f:
+            json.dump(info, f, indent=2)
+    _replace_folder(path, write)
+    return path
+
+
+def _read_info(path):
+    """The warm_start.json of a model folder, or None if there is none."""
+    settings_path = os.path.join(path, SETTINGS_FILE)
+    if not os.path.exists(settings_path):
+        return None
+    with open(settings_path) as f:
+        return json.load(f)
+
+
+def _copy_shipped(tmp, info):
+    """The shipped warm start's files into `tmp`, its warm_start.json marked as a copy."""
+    for file in os.listdir(SHIPPED):
+        if file != SETTINGS_FILE:
+            shutil.copy(os.path.join(SHIPPED, file), tmp)
     with open(os.path.join(tmp, SETTINGS_FILE), "w") as f:
-        json.dump(info, f, indent=2)
+        json.dump({**info, "shipped": os.path.join("assets", "tiny-maze")}, f, indent=2)
+
+
+def _replace_folder(path, write):
+    """Write a folder with write(tmp) into a temporary directory beside `path`, then rename it into place,
+    so that an interrupted run never leaves a half-written model behind."""
+    out_dir, name = os.path.split(os.path.normpath(path))
+    os.makedirs(out_dir or ".", exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=out_dir or ".", prefix=f".{name}-tmp-")
+    write(tmp)
     if os.path.exists(path):  # a directory with files cannot be replaced: move the old one aside first
-        old = tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-old-")
+        old = tempfile.mkdtemp(dir=out_dir or ".", prefix=f".{name}-old-")
         os.replace(path, os.path.join(old, "model"))
         os.replace(tmp, path)
         shutil.rmtree(old)
     else:
         os.replace(tmp, path)
-    return path
 
 
-def load_or_train_task_tiny(out_dir, task, splits, max_new_tokens, steps=1200, seed=0, progress=True):
+def load_or_train_task_tiny(out_dir, task, splits, max_new_tokens, steps=1200, seed=0, progress=True, retrain=False):
     """The tiny model of any other task (tasks.py): `load_or_train_tiny` on the (compact prompt, reference
     answer) rows of splits["train"], with the task's own vocabulary (`task_chars` of its train texts and
     test prompts), positions for its longest text and a folder of its own, out_dir/tiny-warmstart-<task>/.
@@ -223,7 +267,7 @@ def load_or_train_task_tiny(out_dir, task, splits, max_new_tokens, steps=1200, s
     longest = max(len(text) for text in texts) + len(ANSWER_TAGS) + max_new_tokens
     return load_or_train_tiny(out_dir, rows, steps=steps, seed=seed, progress=progress, chars=task_chars(texts),
                               name="tiny-warmstart-" + task.name.replace(":", "-"),
-                              max_positions=max(512, 64 * math.ceil(longest / 64)))
+                              max_positions=max(512, 64 * math.ceil(longest / 64)), retrain=retrain)
 
 
 def load_tiny(path):
@@ -255,7 +299,7 @@ def main(argv=None):
     print(f"{path}: {info['parameters']:,} parameters, warm start {info['train_seconds']} s "
           f"(this call {time.time() - start:.0f} s), final loss {info['final_loss']:.3f}")
     model, tokenizer = load_tiny(path)
-    test = make_mazes((5, 7), 0, (5, 7), {5: 50, 7: 100}, seed=0)["test"]  # a prefix of the held-out mazes
+    test = make_mazes((5, 7), 0, (5, 7), 30, seed=0)["test"]  # the held-out 5x5 and 7x7 mazes of train.py's split
     result = evaluate(model, tokenizer, test, "compact", n_samples=16, ks=(1, 8), max_new_tokens=64)
     print(format_table({"warm start": result}))
 

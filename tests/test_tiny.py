@@ -155,3 +155,73 @@ def test_the_tiny_model_is_recognised_after_a_save(tmp_path, micro_model):
     tokenizer.save_pretrained(tmp_path)
     assert is_tiny(load_policy(str(tmp_path))[0])
     assert not is_tiny(micro_model)  # any other Qwen2 gets HF generate
+
+
+@pytest.fixture(scope="module")
+def default_train_split():
+    """train.py's default maze train split (5x5 and 7x7, n_train {5: 150, 7: 10000}, 30 test mazes per size)."""
+    from mazes import make_mazes
+
+    return make_mazes((5, 7), {5: 150, 7: 10_000}, (5, 7, 9, 11), 30, seed=0)["train"]
+
+
+def test_the_shipped_warm_start_loads_with_its_character_tokenizer():
+    from tiny import SHIPPED, build_tokenizer, is_tiny, load_tiny
+
+    model, tokenizer = load_tiny(SHIPPED)
+    assert is_tiny(model) and model.config.hidden_size == 128 and 1_000_000 <= model.num_parameters() <= 1_100_000
+    assert "Qwen2" not in type(tokenizer).__name__  # AutoTokenizer must not swap in the byte-level BPE one
+    assert tokenizer.get_vocab() == build_tokenizer().get_vocab()
+    text = format_prompt(generate_maze(9, random.Random(3)), "compact") + "<answer>UD LR</answer>"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == build_tokenizer()(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids, skip_special_tokens=False) == text and tokenizer.unk_token_id not in ids
+    assert tokenizer.padding_side == "left"
+
+
+def test_the_default_settings_copy_the_shipped_warm_start(tmp_path, monkeypatch, default_train_split):
+    monkeypatch.setattr(tiny, "warm_start", lambda *args, **kwargs: pytest.fail("trained instead of copying"))
+    path = tiny.load_or_train_tiny(tmp_path, default_train_split, steps=1200, seed=0, progress=False)
+    assert path == os.path.join(tmp_path, "tiny-warmstart")
+    for name in os.listdir(tiny.SHIPPED):
+        if name != tiny.SETTINGS_FILE:
+            assert (tmp_path / "tiny-warmstart" / name).read_bytes() == open(os.path.join(tiny.SHIPPED, name), "rb").read()
+    assert tiny._read_info(path)["settings"] == tiny._read_info(tiny.SHIPPED)["settings"]
+    assert tiny.load_or_train_tiny(tmp_path / "b", progress=False)  # the defaults without train_mazes: the same split
+    assert sorted(os.listdir(tmp_path)) == ["b", "tiny-warmstart"]  # no temporary folders left behind
+
+
+def test_the_shipped_settings_are_train_py_defaults():
+    """The shipped folder is used only while train.py's defaults ask for it; read them without running train.py."""
+    import ast
+
+    source = open(os.path.join(os.path.dirname(tiny.__file__), "train.py")).read()
+    values = {target.id: node.value for node in ast.parse(source).body if isinstance(node, ast.Assign)
+              for target in node.targets if isinstance(target, ast.Name)}
+    names = ("train_sizes", "n_train", "test_sizes", "n_test", "maze_seed", "seed", "warmup_sft_steps")
+    if not all(name in values for name in names):
+        pytest.skip("train.py names its warm-start settings differently")
+    config = {name: ast.literal_eval(values[name]) for name in names}
+    assert config == dict(train_sizes=(5, 7), n_train={5: 150, 7: 10_000}, test_sizes=(5, 7, 9, 11), n_test=30,
+                          maze_seed=0, seed=0, warmup_sft_steps=tiny._read_info(tiny.SHIPPED)["settings"]["steps"])
+
+
+def test_other_settings_or_retrain_train_here(tmp_path, monkeypatch, default_train_split):
+    calls = []
+    real_warm_start = tiny.warm_start
+    # whether training happens is what is tested: a micro model, 8 of the rows, 2 steps
+    monkeypatch.setattr(tiny, "warm_start", lambda model, tokenizer, rows, *args, **kwargs: calls.append("train") or
+                        real_warm_start(model, tokenizer, [rows[i] for i in range(8)], 2, 4, progress=False))
+    path = tiny.load_or_train_tiny(tmp_path / "a", default_train_split, **MICRO, steps=2, progress=False)
+    assert calls == ["train"] and tiny._read_info(path)["settings"]["steps"] == 2  # the shipped mazes, other settings
+
+    shipped = dict(steps=1200, seed=0, progress=False)
+    monkeypatch.setattr(tiny, "warm_start", lambda *args, **kwargs: calls.append("train") or [0.0])  # no real training
+    path = tiny.load_or_train_tiny(tmp_path / "b", default_train_split, **shipped)  # a copy
+    assert len(calls) == 1 and tiny._read_info(path)["shipped"]
+    path = tiny.load_or_train_tiny(tmp_path / "b", default_train_split, **shipped, retrain=True)  # the copy is replaced
+    info = tiny._read_info(path)
+    assert len(calls) == 2 and "shipped" not in info and info["settings"] == tiny._read_info(tiny.SHIPPED)["settings"]
+    tiny.load_or_train_tiny(tmp_path / "b", default_train_split, **shipped, retrain=True)  # trained here: reused
+    tiny.load_or_train_tiny(tmp_path / "b", default_train_split, **shipped)
+    assert len(calls) == 2
