@@ -3,16 +3,22 @@
 Every task is the same three functions on plain rows (dicts), so train.py and evaluate.py never know
 which task they run:
     task.make_splits()                 -> DatasetDict(train, test), deduplicated and disjoint; every row
-                                          has `size` (the group its table row is reported under) and
-                                          `answer` (one reference answer, "" if the task has none)
+                                          has `group` (the group its table row is reported under: the
+                                          maze's size, or an rg task's dataset name, e.g. "countdown"),
+                                          `size` (the same value, the maze's own word; kept on rg rows
+                                          until every reader uses `group`) and `answer` (one reference
+                                          answer, "" if the task has none)
     task.format_prompt(row, template)  -> the prompt text ("compact": the tiny model's; "paper": English)
     task.reward(response, row)         -> 0.0 or 1.0, never raises: a response is untrusted input
 
-`make_task("maze", {...})` is the paper's maze (mazes.py + verify.py, unchanged: rows maze/size/solution).
+`make_task("maze", {...})` is the paper's maze (mazes.py + verify.py, unchanged: rows maze/size/solution, plus
+group and answer).
 `make_task("rg:NAME", {...})` is any reasoning-gym dataset (`reasoning_gym.create_dataset(NAME, size=,
 seed=, **options)`), the field's library of procedural tasks with their own scorers:
   - splits: the test items are generated from `seed`, the train items from another seed, and a train item
-    whose question is also a test question (or repeats an earlier one) is dropped;
+    whose question is also a test question (or repeats an earlier one) is dropped. A generator that gives
+    up on its options (countdown with a target range three small numbers cannot reach) is one ValueError
+    line naming the task, its options and the preset that works (TASK_PRESETS);
   - reward: the text inside the last `<answer>...</answer>` (reasoning_gym.utils.extract_answer, the format
     of the task's own examples), scored by the dataset's `score_answer`; only a score of exactly 1.0 is 1.
     Partial credit (countdown scores a wrong expression 0.01) is 0: Pass@k needs binary rewards. Some
@@ -45,6 +51,11 @@ RG_INSTRUCTION = ("Given a problem, answer the question. Provide the final answe
                   "<answer>answer here</answer>. Do not explain your reasoning inside the answer tags.\n\n")
 
 
+def one_line(error):
+    """'TypeName: message' on one line (a library's message may span several)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
 class MazeTask:
     """The paper's maze (table 4): train/test sizes and counts as in mazes.make_mazes."""
 
@@ -58,7 +69,8 @@ class MazeTask:
         from datasets import DatasetDict
 
         splits = make_mazes(self.train_sizes, self.n_train, self.test_sizes, self.n_test, seed=self.seed)
-        return DatasetDict({name: split.add_column("answer", split["solution"]) for name, split in splits.items()})
+        return DatasetDict({name: split.add_column("group", split["size"]).add_column("answer", split["solution"])
+                            for name, split in splits.items()})
 
     def format_prompt(self, row, template="compact"):
         return format_maze_prompt(row["maze"], template)
@@ -87,8 +99,24 @@ class ReasoningGymTask:
             self.train_set = reasoning_gym.create_dataset(dataset_name, size=n_train + n_test, seed=seed + 1_000_003,
                                                           **self.options)
         except Exception as error:  # reasoning-gym raises AssertionError/TypeError/ValueError for bad options
-            raise ValueError(f"task {self.name} rejects options {self.options}: {type(error).__name__}: {error}") from None
+            raise ValueError(f"task {self.name} rejects options {self.options}: {one_line(error)}"
+                             f"{self.preset_hint()}") from None
         self.n_train, self.entries = n_train, {}
+
+    def preset_hint(self):
+        """'; a setting that works: ...' naming this task's preset as a --task_options value, or ''."""
+        preset = TASK_PRESETS.get(self.name)
+        if preset is None or preset == self.options:
+            return ""
+        return f"; a setting that works (tasks.TASK_PRESETS): \"--task_options={preset}\""
+
+    def item(self, dataset, i):
+        """Item i of a dataset; a generator that gives up (no item satisfies its options) is one ValueError line."""
+        try:
+            return dataset[i]
+        except Exception as error:  # reasoning-gym's generators raise ValueError, RuntimeError or Exception
+            raise ValueError(f"task {self.name} with options {self.options}: its generator gave up "
+                             f"({one_line(error)}){self.preset_hint()}") from None
 
     def make_splits(self):
         from datasets import Dataset, DatasetDict
@@ -97,15 +125,15 @@ class ReasoningGymTask:
         for split, dataset, limit in (("test", self.test_set, len(self.test_set)),
                                       ("train", self.train_set, self.n_train)):
             for i in range(len(dataset)):
-                entry = dataset[i]
+                entry = self.item(dataset, i)
                 if entry["question"] in seen or len(rows[split]) == limit:
                     continue
                 seen.add(entry["question"])
                 key = f"{split}:{len(rows[split])}"
                 self.entries[key] = (dataset, entry)
                 answer = entry.get("answer")
-                rows[split].append({"key": key, "question": entry["question"], "size": self.dataset_name,
-                                    "answer": "" if answer is None else str(answer)})
+                rows[split].append({"key": key, "question": entry["question"], "group": self.dataset_name,
+                                    "size": self.dataset_name, "answer": "" if answer is None else str(answer)})
         if not rows["train"] or not rows["test"]:
             raise ValueError(f"task {self.name} with options {self.options} gives no distinct items")
         questions = [row["question"] for split in rows.values() for row in split]

@@ -1,4 +1,6 @@
 """tasks.py: the maze and reasoning-gym tasks behind one interface (splits, prompt, binary reward)."""
+import ast
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,6 +120,36 @@ def test_bad_task_names_and_options_are_one_clear_line(name, options, message):
     with pytest.raises(ValueError) as error:
         make_task(name, options, n_train=10, n_test=2)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_generator_that_gives_up_names_the_task_its_options_and_a_preset_that_works():
+    """Three numbers up to 9 cannot reach countdown's default targets: reasoning-gym gives up on the first item.
+    The line says which task and options, and the printed preset is a --task_options value that works."""
+    options = {"min_numbers": 3, "max_numbers": 3, "max_value": 9}
+    task = make_task("rg:countdown", options, n_train=2000, n_test=100)  # the README's example (item 3 fails)
+    with pytest.raises(ValueError) as error:
+        task.make_splits()
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"task rg:countdown with options {options}: its generator gave up (ValueError: ")
+    assert "tasks.TASK_PRESETS" in message
+    suggested = message.split('"--task_options=')[1].rstrip('"')
+    assert ast.literal_eval(suggested) == TASK_PRESETS["rg:countdown"]
+    splits = make_task("rg:countdown", ast.literal_eval(suggested), n_train=10, n_test=2).make_splits()
+    assert len(splits["test"]) == 2
+    with pytest.raises(ValueError) as error:  # a rejected option also points to the preset
+        make_task("rg:countdown", {"bogus": 1}, n_train=10, n_test=2)
+    assert f'"--task_options={TASK_PRESETS["rg:countdown"]}"' in str(error.value)
+
+
+def test_every_row_names_its_group(rg_splits):
+    """`group` is the table row a test item is reported under: the maze size, or the rg task's dataset name.
+    `size` stays on every row (the maze's own word; evaluate.py still reads it on rg rows)."""
+    task, splits = rg_splits
+    for split in ("train", "test"):
+        assert set(splits[split]["group"]) == {task.dataset_name} == set(splits[split]["size"])
+    mazes = make_task("maze", train_sizes=(5,), n_train={5: 4}, test_sizes=(5, 7), n_test=2).make_splits()
+    assert mazes["test"]["group"] == mazes["test"]["size"] == [5, 5, 7, 7]
 
 
 def test_compact_prompt_keeps_only_what_varies():
