@@ -8,7 +8,9 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-torch.set_num_threads(min(2, torch.get_num_threads()))  # colleagues share the 2 cores
+# colleagues share the 2 cores. torch's default follows OMP_NUM_THREADS, so OMP_NUM_THREADS=1 (.ci/run's second
+# pass, which checks that no test depends on one reduction order) gives 1 thread here.
+torch.set_num_threads(min(2, torch.get_num_threads()))
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<answer>", "</answer>"]
 CHARS = list("*.SE\n>UDLR abc")
