@@ -1,5 +1,5 @@
 """Advantage estimators, one function per estimator: Pass@k Training (Chen et al., 2025) and the other
-pass@k objectives side by side (our issue 13).
+pass@k objectives side by side.
 
 The advantage function is the experiment. Every estimator takes `rewards` of shape
 (n_prompts, n_rollouts), one row per prompt's rollouts, plus keyword options, and returns
@@ -25,14 +25,24 @@ float64 rewards, float32 otherwise.
     unlikeliness       penalise likely correct responses, then GRPO       He, Fried & Welleck 2025, arXiv 2506.02355
 
 Std convention: the population std (1/N, as eq. 2 and eq. 12), floored so a group whose rewards
-are all equal gets advantage 0, never NaN. Internals run in float64.
+are all equal gets advantage 0, never NaN.
 
 Context: besides its options, an estimator may name what the training loop knows: k, entropies
 (passk_adaptive), sequence_logprobs (unlikeliness) and generator; `compute_advantages` passes each
 estimator only the keyword arguments its signature names.
 
-To add an estimator: write `def my_adv(rewards, k=..., ...)` and add one line to ADVANTAGES (and a
-rule to OPTION_RULES for each option whose values can be wrong).
+To add an estimator, write one function in this file under one decorator, which registers it in ADVANTAGES:
+
+    @estimator(binary=True, options={"scale": POSITIVE})  # needs 0/1 rewards; the rule for scale
+    def my_advantage(rewards, k, scale=1.0):
+        return scale * passk_analytical(rewards, k)
+
+and run `python train.py --advantage=my_advantage "--advantage_options={'scale': 2.0}"`. The decorator
+does every check once, for direct calls and `compute_advantages` alike: rewards a finite (n_prompts,
+n_rollouts) tensor (0/1 if binary), k an integer in [1, n_rollouts] where the signature names k, each
+option value passing its rule ((test, "what a value must be"): POSITIVE, FRACTION, one_of("sum", "mean")
+or your own). The body gets float64 rewards and may call other estimators; its result is cast to the
+output dtype. So each body is its equation.
 """
 import functools
 import inspect
@@ -40,82 +50,173 @@ import math
 
 import torch
 
-from evaluate import pass_at_k
-
 STD_FLOOR = 1e-6
 
 
-def _out_dtype(rewards):
-    """Advantages keep float64 for float64 rewards (exact analyses), float32 otherwise (training)."""
-    return torch.float64 if isinstance(rewards, torch.Tensor) and rewards.dtype == torch.float64 else torch.float32
+def pass_at_k(n, c, k):
+    """Unbiased pass@k for n samples with c correct (c an int or a tensor of counts), k in 0..n.
+
+    Computed as the product prod_{i=0}^{k-1} (n - c - i) / (n - i) = C(n-c, k) / C(n, k), which never
+    forms a large binomial and is exact to float precision; a factor that would go negative means
+    fewer than k failures exist, so the product is 0 and pass@k is 1. pass@0 is 0 (empty product).
+    """
+    for name, value in (("n", n), ("k", k)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not 0 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= k <= n, got k={k} with n={n} samples")
+    counts = torch.as_tensor(c, dtype=torch.float64)
+    if ((counts < 0) | (counts > n) | (counts != counts.round())).any():
+        raise ValueError(f"the number of correct samples c must be an integer in [0, n={n}], got {c}")
+    steps = torch.arange(k, dtype=torch.float64)  # (k,)
+    all_wrong = ((n - counts[..., None] - steps) / (n - steps)).clamp_min(0).prod(-1)
+    result = 1 - all_wrong
+    return result.item() if not isinstance(c, torch.Tensor) else result
 
 
-def _check(rewards, k=None, binary=False):
-    """Validate rewards (n_prompts, n_rollouts) and k; return rewards as float64."""
+# -----------------------------------------------------------------------------
+# the registry: every check and dtype in one place
+ADVANTAGES = {}  # name -> estimator, in the order of the table above
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# option rules: (test of a value, what a value must be)
+POSITIVE = (lambda v: _is_number(v) and v > 0, "a number > 0")
+FRACTION = (lambda v: _is_number(v) and 0 <= v <= 1, "a fraction in [0, 1]")
+
+
+def one_of(*values):
+    return (lambda v: v in values, " or ".join(map(repr, values)))
+
+
+def _check(rewards, binary, takes_k, k=None):
+    """Validate rewards (n_prompts, n_rollouts) and, if the estimator takes one, k; return rewards as a
+    float64 copy (no estimator aliases or edits the caller's tensor)."""
     if not isinstance(rewards, torch.Tensor) or rewards.dim() != 2 or rewards.numel() == 0:
         got = tuple(rewards.shape) if isinstance(rewards, torch.Tensor) else type(rewards).__name__
         raise ValueError(f"rewards must be a non-empty tensor of shape (n_prompts, n_rollouts), got {got}")
-    rewards = rewards.double()
+    rewards = rewards.to(torch.float64, copy=True)
     if not torch.isfinite(rewards).all():
         raise ValueError("rewards contain NaN or inf")
     n_rollouts = rewards.shape[1]
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n_rollouts):
+    if takes_k and (not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n_rollouts):
         raise ValueError(f"k must be an integer with 1 <= k <= n_rollouts={n_rollouts}, got {k!r}")
     if binary and not ((rewards == 0) | (rewards == 1)).all():
         raise ValueError("this estimator needs binary rewards (0 or 1)")
     return rewards
 
 
+def _check_values(name, rules, options):
+    """One clear ValueError for the first option value that breaks its rule."""
+    for key, value in options.items():
+        test, must_be = rules.get(key, (lambda v: True, ""))
+        if not test(value):
+            raise ValueError(f"advantage {name!r}: {key}={value!r} must be {must_be}")
+
+
+def estimator(equation=None, *, binary=False, options=None):
+    """Register `equation(rewards, ...)` in ADVANTAGES under its name; return it wrapped with the checks
+    (module docstring). binary: it needs 0/1 rewards. options: {option: (test, what a value must be)}."""
+    if equation is None:  # used as @estimator(...)
+        return functools.partial(estimator, binary=binary, options=options)
+    signature, rules = inspect.signature(equation), dict(options or {})
+    if list(signature.parameters)[:1] != ["rewards"] or set(rules) - set(signature.parameters):
+        raise TypeError(f"estimator {equation.__name__}: the first argument must be rewards, and every rule "
+                        f"an argument's; got {list(signature.parameters)} and rules for {sorted(rules)}")
+
+    @functools.wraps(equation)  # inspect.signature(checked) is the equation's
+    def checked(*args, **kwargs):
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        rewards = call.arguments["rewards"]
+        out = torch.float64 if isinstance(rewards, torch.Tensor) and rewards.dtype == torch.float64 else torch.float32
+        call.arguments["rewards"] = _check(rewards, binary, "k" in signature.parameters, call.arguments.get("k"))
+        _check_values(equation.__name__, rules, call.arguments)
+        return equation(*call.args, **call.kwargs).to(out)
+
+    checked.binary, checked.rules = binary, rules
+    ADVANTAGES[equation.__name__] = checked
+    return checked
+
+
+def check_options(name, options):
+    """Raise a clear ValueError if `name` is not registered, takes none of the given `options`, or an
+    option's value breaks the rule declared with its estimator."""
+    if name not in ADVANTAGES:
+        raise ValueError(f"unknown advantage {name!r}; registered: {sorted(ADVANTAGES)}")
+    accepted = inspect.signature(ADVANTAGES[name]).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"advantage {name!r} takes no option(s) {unknown}; it takes {list(accepted)[1:]}")
+    _check_values(name, getattr(ADVANTAGES[name], "rules", {}), options)  # {}: a function put in by hand
+
+
+def compute_advantages(name, rewards, options=None, **context):
+    """ADVANTAGES[name](rewards, **options, **context), checked and cast (module docstring). `options` are
+    the user's settings for this estimator (each must be one it takes); `context` is what the caller knows
+    (k, entropies, sequence_logprobs, generator) and is passed only where the estimator's signature names it."""
+    options = dict(options or {})
+    check_options(name, options)
+    accepted = inspect.signature(ADVANTAGES[name]).parameters
+    options.update({key: value for key, value in context.items() if key in accepted and key not in options})
+    return ADVANTAGES[name](rewards, **options)
+
+
+# -----------------------------------------------------------------------------
+# the paper's estimators. Each body gets float64 rewards, checked (binary where declared) and k in [1, N].
 def _group_normalise(rewards):
     """(R - mean) / std along the last dim with population std (eq. 1-3); constant groups -> 0."""
-    mean = rewards.mean(-1, keepdim=True)
-    std = ((rewards - mean) ** 2).mean(-1, keepdim=True).sqrt()
-    return (rewards - mean) / std.clamp_min(STD_FLOOR)
+    mean = rewards.mean(-1, keepdim=True)  # eq. 1
+    std = ((rewards - mean) ** 2).mean(-1, keepdim=True).sqrt()  # eq. 2
+    return (rewards - mean) / std.clamp_min(STD_FLOOR)  # eq. 3
 
 
+@estimator
 def pass1(rewards):
     """GRPO/DAPO: A_i = (R_i - mean(R)) / std(R) within each prompt's group (eq. 1-3)."""
-    return _group_normalise(_check(rewards)).to(_out_dtype(rewards))
+    return _group_normalise(rewards)
 
 
+@estimator(binary=True)
 def passk_full(rewards, k):
     """Full sampling (sec. 2.2, alg. 1): floor(N/k) disjoint groups of consecutive responses, group
     reward = max (eq. 5), group advantage by eq. 1-3 over the groups, shared by the group's members.
     The N mod k leftover responses are discarded (advantage 0); one group alone gets advantage 0."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards, k, binary=True)
     n_prompts, n_rollouts = rewards.shape
     n_groups = n_rollouts // k
-    group_rewards = rewards[:, : n_groups * k].view(n_prompts, n_groups, k).amax(-1)
+    group_rewards = rewards[:, : n_groups * k].view(n_prompts, n_groups, k).amax(-1)  # eq. 5
     advantages = torch.zeros_like(rewards)
     advantages[:, : n_groups * k] = _group_normalise(group_rewards).repeat_interleave(k, dim=1)
-    return advantages.to(out)
+    return advantages
 
 
+@estimator(binary=True, options={"reduce": one_of("sum", "mean"), "n_groups": (
+    lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), "a positive integer")})
 def passk_bootstrap(rewards, k, n_groups=None, generator=None, reduce="sum"):
     """Bootstrap sampling (sec. 2.3, alg. 2): n_groups (default N) groups of k distinct responses,
     group advantage by eq. 1-3 over the groups; a response's advantage is
       reduce="sum":  the sum of the advantages of the groups containing it (eq. 6, the paper's method);
       reduce="mean": their mean (appendix B; its limit over all C(N,k) groups is passk_analytical).
     A response in no group gets 0. Pass a torch.Generator for determinism."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards, k, binary=True)
-    _check_values("passk_bootstrap", {"n_groups": n_groups, "reduce": reduce})
     n_prompts, n_rollouts = rewards.shape
     n_groups = n_rollouts if n_groups is None else n_groups
     # k distinct indices per group: the first k of a random permutation (topk of the negated draws picks the
     # same indices in the same order as argsort()[..., :k], faster)
-    members = torch.rand(n_prompts, n_groups, n_rollouts, generator=generator).neg().topk(k, dim=-1).indices
-    group_rewards = rewards.gather(1, members.flatten(1)).view(n_prompts, n_groups, k).amax(-1)
-    group_advantages = _group_normalise(group_rewards)  # (n_prompts, n_groups)
-    advantages = torch.zeros_like(rewards).scatter_add_(
-        1, members.flatten(1), group_advantages.repeat_interleave(k, dim=1))
+    draws = torch.rand(n_prompts, n_groups, n_rollouts, generator=generator)
+    members = draws.neg().topk(k, dim=-1).indices.flatten(1)  # (n_prompts, n_groups * k)
+    group_rewards = rewards.gather(1, members).view(n_prompts, n_groups, k).amax(-1)  # eq. 5
+    group_advantages = _group_normalise(group_rewards).repeat_interleave(k, dim=1)  # eq. 1-3 over the groups
+    advantages = torch.zeros_like(rewards).scatter_add_(1, members, group_advantages)  # eq. 6
     if reduce == "mean":
-        counts = torch.zeros_like(rewards).scatter_add_(1, members.flatten(1), torch.ones_like(members.flatten(1), dtype=rewards.dtype))
+        counts = torch.zeros_like(rewards).scatter_add_(1, members, torch.ones_like(members, dtype=rewards.dtype))
         advantages = advantages / counts.clamp_min(1)
-    return advantages.to(out)
+    return advantages
 
 
+@estimator(binary=True)
 def passk_analytical(rewards, k):
     """Analytical Pass@k advantage (sec. 2.4, app. B), a function of N, N_pos and k only:
       R_group = 1 - C(N_neg, k) / C(N, k)                                        eq. 11
@@ -123,69 +224,61 @@ def passk_analytical(rewards, k):
       A_pos   = (1 - R_group) / sigma                                            eq. 14
       A_neg   = (1 - R_group - C(N_neg - 1, k - 1) / C(N - 1, k - 1)) / sigma    eq. 15
     N_pos = 0 or N_neg < k (every group positive) give sigma = 0 and advantage 0. k = 1 is pass1."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards, k, binary=True)
-    n_rollouts = rewards.shape[1]
-    n_pos = rewards.sum(-1, keepdim=True)  # (n_prompts, 1)
-    group_reward = pass_at_k(n_rollouts, n_pos, k)  # eq. 11 is pass@k of the group
+    n, n_pos = rewards.shape[1], rewards.sum(-1, keepdim=True)  # N, N_pos: (n_prompts, 1)
+    group_reward = pass_at_k(n, n_pos, k)  # eq. 11 (pass@k of the prompt's N rollouts)
     sigma = (group_reward * (1 - group_reward)).sqrt()  # eq. 12
-    # C(N_neg-1, k-1) / C(N-1, k-1): the share of a negative response's groups that are negative
-    negative_share = 1 - pass_at_k(n_rollouts - 1, n_pos.clamp_max(n_rollouts - 1), k - 1)
+    negative_share = 1 - pass_at_k(n - 1, n_pos.clamp_max(n - 1), k - 1)  # C(N_neg-1, k-1) / C(N-1, k-1)
     a_pos = (1 - group_reward) / sigma.clamp_min(STD_FLOOR)  # eq. 14
     a_neg = (1 - group_reward - negative_share) / sigma.clamp_min(STD_FLOOR)  # eq. 15
-    advantages = torch.where(rewards > 0, a_pos, a_neg)
-    return torch.where(sigma > STD_FLOOR, advantages, torch.zeros_like(advantages)).to(out)
+    return torch.where(sigma > STD_FLOOR, torch.where(rewards > 0, a_pos, a_neg), 0.0)
 
 
+@estimator(binary=True)
 def passk_exceeding(rewards, k):
     """Exceeding Pass@k (sec. 4.2.1): A' = f(N_pos) * A_analytical with f(N_pos) = 4 / (10 ln(N_pos + 0.5))
     (eq. 17; log read as the natural log). f is only used where N_pos >= 1 (N_pos = 0 has A = 0)."""
-    advantages = passk_analytical(rewards, k).double()
-    n_pos = rewards.double().sum(-1, keepdim=True)
-    scale = 4 / (10 * torch.log(n_pos.clamp_min(1) + 0.5))
-    return (scale * advantages).to(_out_dtype(rewards))
+    n_pos = rewards.sum(-1, keepdim=True)
+    return 4 / (10 * torch.log(n_pos.clamp_min(1) + 0.5)) * passk_analytical(rewards, k)  # eq. 17
 
 
+@estimator(binary=True)
 def passk_combination(rewards, k):
     """Combination (sec. 4.2.2, eq. 18): A = (N_pos/N) A_passk + (1 - N_pos/N) A_pass1."""
-    accuracy = _check(rewards, k, binary=True).mean(-1, keepdim=True)
-    combined = accuracy * passk_analytical(rewards, k).double() + (1 - accuracy) * pass1(rewards).double()
-    return combined.to(_out_dtype(rewards))
+    accuracy = rewards.mean(-1, keepdim=True)  # N_pos / N
+    return accuracy * passk_analytical(rewards, k) + (1 - accuracy) * pass1(rewards)  # eq. 18
 
 
+@estimator(binary=True)
 def passk_adaptive(rewards, k, entropies):
     """Entropy-adaptive (sec. 4.2.3): rank prompts by the mean entropy of their responses
     (`entropies`, shape (n_prompts,)); the higher-entropy half (n_prompts // 2 prompts, ties broken by
     order) gets pass1 to exploit, the rest passk_analytical to explore."""
-    checked = _check(rewards, k, binary=True)
+    n_prompts = rewards.shape[0]
     entropies = torch.as_tensor(entropies, dtype=torch.float64).flatten()
-    if entropies.shape[0] != checked.shape[0]:
-        raise ValueError(f"entropies must hold one mean entropy per prompt ({checked.shape[0]}), got {entropies.shape[0]}")
-    high = torch.zeros(checked.shape[0], dtype=torch.bool)
-    high[entropies.argsort(descending=True, stable=True)[: checked.shape[0] // 2]] = True
+    if entropies.shape[0] != n_prompts:
+        raise ValueError(f"entropies must hold one mean entropy per prompt ({n_prompts}), got {entropies.shape[0]}")
+    high = torch.zeros(n_prompts, dtype=torch.bool)
+    high[entropies.argsort(descending=True, stable=True)[: n_prompts // 2]] = True
     return torch.where(high[:, None], pass1(rewards), passk_analytical(rewards, k))
 
 
+@estimator(options={"easy_threshold": FRACTION})
 def pass1_no_easy(rewards, easy_threshold=0.6):
     """Pass@1 without easy problems (sec. 4.1.2): prompts whose accuracy N_pos/N is above
     `easy_threshold` get advantage 0. Default 0.6: above it sec. 4.1.1 calls a problem easy."""
-    _check_values("pass1_no_easy", {"easy_threshold": easy_threshold})
-    accuracy = _check(rewards).mean(-1, keepdim=True)
-    return torch.where(accuracy > easy_threshold, 0.0, pass1(rewards).double()).to(_out_dtype(rewards))
+    return torch.where(rewards.mean(-1, keepdim=True) > easy_threshold, 0.0, pass1(rewards))
 
 
+@estimator(binary=True, options={"noise": FRACTION})
 def noise_rewards(rewards, noise=0.1, generator=None):
     """Noise rewards (sec. 3.1): each negative reward is flipped to positive with probability `noise`
     (paper: 10%, 30%, 50%), then pass1."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards, binary=True)
-    _check_values("noise_rewards", {"noise": noise})
     flips = (torch.rand(rewards.shape, generator=generator, dtype=torch.float64) < noise) & (rewards == 0)
-    return pass1(torch.where(flips, 1.0, rewards)).to(out)
+    return pass1(torch.where(flips, 1.0, rewards))
 
 
 # -----------------------------------------------------------------------------
-# the other pass@k objectives (issue 13)
+# the other pass@k objectives
 @functools.lru_cache(maxsize=256)
 def _pkpo_weights(n, k):
     """Exact weights of PKPO's sorted formulas for n rewards sorted ascending (position i = 0..n-1 holds
@@ -200,6 +293,7 @@ def _pkpo_weights(n, k):
     return torch.tensor(own, dtype=torch.float64), torch.tensor(above, dtype=torch.float64)
 
 
+@estimator(options={"baseline": one_of("loo", "none")})
 def pkpo(rewards, k, baseline="loo"):
     """Pass@k Policy Optimization (Walder & Karkhanis 2025, arXiv 2505.15201): transformed rewards r~ such
     that sum_i r~_i grad log p(x_i) is an unbiased estimate of grad max@k = grad E[max of k samples]
@@ -218,13 +312,10 @@ def pkpo(rewards, k, baseline="loo"):
     _pkpo_weights (ties: any order of equal rewards gives the same subset maxima, so the same r~).
     k = n with baseline="loo" is best_of_n. Scale: sum_i r~_i is O(k), so advantages are O(k/n), smaller
     than pass1's O(1) (a learning rate tuned for GRPO moves less)."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards, k)
-    _check_values("pkpo", {"baseline": baseline})
     n_rollouts = rewards.shape[1]
     if k == 1 and baseline == "loo":  # eq. 26 (leave-one-out mean; none to leave for n = 1)
         others_mean = (rewards.sum(-1, keepdim=True) - rewards) / max(n_rollouts - 1, 1)
-        return ((rewards - others_mean) / n_rollouts).to(out)
+        return (rewards - others_mean) / n_rollouts
     own, above = _pkpo_weights(n_rollouts, k)
     sorted_rewards, order = rewards.sort(dim=-1, stable=True)  # (P, N) ascending
     if baseline == "none":  # own term + sum over higher positions j of above[j] r_j
@@ -233,9 +324,10 @@ def pkpo(rewards, k, baseline="loo"):
     else:  # cumulative sum of the sorted gaps r_{m+1} - r_m >= 0, each times own[m+1]
         gaps = (sorted_rewards[:, 1:] - sorted_rewards[:, :-1]) * own[1:]  # (P, N-1)
         transformed = torch.cat([torch.zeros_like(sorted_rewards[:, :1]), gaps.cumsum(-1)], dim=-1)
-    return torch.empty_like(rewards).scatter_(1, order, transformed).to(out)
+    return torch.empty_like(rewards).scatter_(1, order, transformed)
 
 
+@estimator(options={"beta": POSITIVE})
 def risk_seeking(rewards, beta=2.0):
     """RS-GRPO (Jiang et al. 2025, "Risk-Sensitive RL for Alleviating Exploration Dilemmas in LLMs",
     arXiv 2509.24261): the gradient of the exponential utility (1/beta) log E[exp(beta r)], which moves
@@ -243,14 +335,12 @@ def risk_seeking(rewards, beta=2.0):
       A_i = (1/beta) (exp(beta r_i) / mean_j exp(beta r_j) - 1)
     computed as expm1(beta r_i - logmeanexp(beta r)) / beta. Default beta = 2 (the authors' code).
     Any rewards. Sums to 0 over a group; constant groups get 0."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards)
-    _check_values("risk_seeking", {"beta": beta})
     scaled = beta * rewards
     log_mean = torch.logsumexp(scaled, -1, keepdim=True) - math.log(rewards.shape[1])
-    return (torch.expm1(scaled - log_mean) / beta).to(out)
+    return torch.expm1(scaled - log_mean) / beta
 
 
+@estimator
 def best_of_n(rewards):
     """Best-of-N / pass@n (Tang et al. 2025, arXiv 2503.19595; verl's `grpo_passk`): the response with
     the highest reward gets r_max - r_second, every other response exactly 0. It is the unbiased
@@ -259,50 +349,48 @@ def best_of_n(rewards):
     n = 1: there is no second response; the baseline is 0 and the lone response gets its reward.
     (verl by default also divides by the group's std; the paper's estimator, used here, does not.
     EasyR1 issue #585: not zeroing the other responses collapses training.)"""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards)
     if rewards.shape[1] == 1:
-        return rewards.to(out)
+        return rewards
     top2, top_index = rewards.topk(2, dim=-1)  # (P, 2) each
     gap = top2[:, :1] - top2[:, 1:]  # (P, 1) r_max - r_second, 0 when the top is tied
-    return torch.zeros_like(rewards).scatter_(1, top_index[:, :1], gap).to(out)
+    return torch.zeros_like(rewards).scatter_(1, top_index[:, :1], gap)
 
 
+@estimator(binary=True)
 def psr(rewards):
     """Positive sample reinforcement (Zhu et al. 2025, "The Surprising Effectiveness of Negative
     Reinforcement in LLM Reasoning", arXiv 2506.01347): A = r = 1 on correct responses, 0 on wrong ones
-    (likelihood training on the correct responses only). Binary rewards."""
-    return _check(rewards, binary=True).to(_out_dtype(rewards))
+    (likelihood training on the correct responses only)."""
+    return rewards
 
 
+@estimator(binary=True)
 def nsr(rewards):
-    """Negative sample reinforcement (Zhu et al. 2025, arXiv 2506.01347): A = -1 on wrong responses,
-    0 on correct ones (only push probability away from the wrong responses). Binary rewards."""
-    return (_check(rewards, binary=True) - 1).to(_out_dtype(rewards))
+    """Negative sample reinforcement (Zhu et al. 2025, arXiv 2506.01347): A = r - 1 = -1 on wrong
+    responses, 0 on correct ones (only push probability away from the wrong responses)."""
+    return rewards - 1
 
 
+@estimator(binary=True, options={"lam": (lambda v: _is_number(v) and v >= 0, "a number >= 0")})
 def w_reinforce(rewards, lam=0.1):
     """Weighted REINFORCE (Zhu et al. 2025, arXiv 2506.01347): lam * PSR + NSR, i.e. A = lam on correct
-    responses, -1 on wrong ones; default lam (the paper's lambda) = 0.1. Binary rewards."""
-    _check_values("w_reinforce", {"lam": lam})
-    rewards_ = _check(rewards, binary=True)
-    return torch.where(rewards_ > 0, torch.full_like(rewards_, lam), torch.full_like(rewards_, -1.0)).to(_out_dtype(rewards))
+    responses, -1 on wrong ones; default lam (the paper's lambda) = 0.1."""
+    return lam * rewards + (rewards - 1)  # exact for 0/1 rewards: lam + 0 and 0 - 1
 
 
+@estimator(options={"eps": POSITIVE})
 def maxrl(rewards, eps=1e-6):
     """Maximum Likelihood RL (Tajwar et al. 2026, arXiv 2602.02710): A_i = (r_i - mean) / (mean + eps),
     the mean over the prompt's group: the gradient estimate of log pass@1 truncated at n samples
     (binary: correct (1 - p) / p with p = c/n, wrong -1; a group with no correct response gets 0).
     Rewards must be >= 0."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards)
-    _check_values("maxrl", {"eps": eps})
     if (rewards < 0).any():
         raise ValueError("maxrl needs rewards >= 0 (it divides by the group's mean reward)")
     mean = rewards.mean(-1, keepdim=True)
-    return ((rewards - mean) / (mean + eps)).to(out)
+    return (rewards - mean) / (mean + eps)
 
 
+@estimator(options={"beta": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1] (0: plain pass1)")})
 def unlikeliness(rewards, sequence_logprobs=None, beta=0.25):
     """Unlikeliness reward (He, Fried & Welleck 2025, "Rewarding the Unlikely", arXiv 2506.02355): rank
     the group's responses by their sequence log-probability under the sampling policy,
@@ -312,9 +400,6 @@ def unlikeliness(rewards, sequence_logprobs=None, beta=0.25):
     Default beta = 0.25 (the paper's). Rank convention as the authors' code (its penalty is 0 for the
     least likely response). Context `sequence_logprobs`, shape (n_prompts, n_rollouts): each response's
     log-probability summed over its tokens (the authors rank by the per-token mean)."""
-    out = _out_dtype(rewards)
-    rewards = _check(rewards)
-    _check_values("unlikeliness", {"beta": beta})
     if sequence_logprobs is None:
         raise ValueError("unlikeliness needs the context sequence_logprobs (n_prompts, n_rollouts): each response's "
                          "log-probability under the sampling policy; pass compute_advantages(..., sequence_logprobs=...)")
@@ -323,80 +408,11 @@ def unlikeliness(rewards, sequence_logprobs=None, beta=0.25):
         raise ValueError(f"sequence_logprobs must be finite with the rewards' shape {tuple(rewards.shape)}, "
                          f"got {tuple(logprobs.shape)}")
     rank = logprobs.argsort(dim=-1, stable=True).argsort(dim=-1).double()  # (P, N): 0 = least likely
-    return _group_normalise(rewards * (1 - beta * rank / rewards.shape[1])).to(out)
+    return _group_normalise(rewards * (1 - beta * rank / rewards.shape[1]))
 
 
-ADVANTAGES = {
-    "pass1": pass1,
-    "passk_full": passk_full,
-    "passk_bootstrap": passk_bootstrap,
-    "passk_analytical": passk_analytical,
-    "passk_exceeding": passk_exceeding,
-    "passk_combination": passk_combination,
-    "passk_adaptive": passk_adaptive,
-    "pass1_no_easy": pass1_no_easy,
-    "noise_rewards": noise_rewards,
-    "pkpo": pkpo,
-    "risk_seeking": risk_seeking,
-    "best_of_n": best_of_n,
-    "psr": psr,
-    "nsr": nsr,
-    "w_reinforce": w_reinforce,
-    "maxrl": maxrl,
-    "unlikeliness": unlikeliness,
-}
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# (estimator, option): (test of a value, what a value must be)
-OPTION_RULES = {
-    ("passk_bootstrap", "n_groups"): (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-                                      "a positive integer"),
-    ("passk_bootstrap", "reduce"): (lambda v: v in ("sum", "mean"), "'sum' or 'mean'"),
-    ("pass1_no_easy", "easy_threshold"): (lambda v: _is_number(v) and 0 <= v <= 1, "a fraction in [0, 1]"),
-    ("noise_rewards", "noise"): (lambda v: _is_number(v) and 0 <= v <= 1, "a fraction in [0, 1]"),
-    ("pkpo", "baseline"): (lambda v: v in ("loo", "none"), "'loo' or 'none'"),
-    ("risk_seeking", "beta"): (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    ("w_reinforce", "lam"): (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    ("maxrl", "eps"): (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    ("unlikeliness", "beta"): (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1] (0: plain pass1)"),
-}
-
-
-def _check_values(name, options):
-    """One clear ValueError for the first option value that breaks its OPTION_RULES rule."""
-    for key, value in options.items():
-        test, must_be = OPTION_RULES.get((name, key), (lambda v: True, ""))
-        if not test(value):
-            raise ValueError(f"advantage {name!r}: {key}={value!r} must be {must_be}")
-
-
-def check_options(name, options):
-    """Raise a clear ValueError if `name` is not registered, takes none of the given `options`, or an
-    option's value is out of range (OPTION_RULES)."""
-    if name not in ADVANTAGES:
-        raise ValueError(f"unknown advantage {name!r}; registered: {sorted(ADVANTAGES)}")
-    accepted = inspect.signature(ADVANTAGES[name]).parameters
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"advantage {name!r} takes no option(s) {unknown}; it takes {list(accepted)[1:]}")
-    _check_values(name, options)
-
-
-def compute_advantages(name, rewards, options=None, **context):
-    """ADVANTAGES[name](rewards, **options, **context). `options` are the user's settings for this
-    estimator (each must be one it takes); `context` is what the caller knows (k, entropies,
-    sequence_logprobs, generator) and is passed only where the estimator's signature names it."""
-    options = dict(options or {})
-    check_options(name, options)
-    accepted = inspect.signature(ADVANTAGES[name]).parameters
-    options.update({key: value for key, value in context.items() if key in accepted and key not in options})
-    return ADVANTAGES[name](rewards, **options)
-
-
+# -----------------------------------------------------------------------------
+# k annealing and what an estimator optimises (eta curves, expected gradients)
 def annealed_k(step, k, k_end=0, anneal_steps=0, schedule="step"):
     """The k of RL step `step` (0-based) under k annealing (PKPO, arXiv 2505.15201, sec. 5.2.3 and figure 3:
     k = 8 up to step 1500, then k = 1). k_end = 0: no annealing, k at every step. schedule "step": k

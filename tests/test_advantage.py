@@ -1,7 +1,12 @@
 """Tests for advantage.py: the paper's estimators, checked against their definitions."""
+import ast
+import fractions
 import inspect
 import itertools
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +14,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import advantage
-from advantage import ADVANTAGES, compute_advantages, eta, advantage_curves
+from advantage import ADVANTAGES, compute_advantages, eta, advantage_curves, estimator, pass_at_k
 
 
 def rewards_with(n_rollouts, n_pos, seed=0):
@@ -263,7 +268,7 @@ def test_every_estimator_is_finite_on_random_reward_matrices(case):
 
 
 # -----------------------------------------------------------------------------
-# the other pass@k objectives (issue 13)
+# the other pass@k objectives
 def all_reward_vectors(n_rollouts):
     """Every binary reward vector of n rollouts as one (2^n, n) float64 tensor."""
     return ((torch.arange(2 ** n_rollouts)[:, None] >> torch.arange(n_rollouts)) & 1).double()
@@ -488,3 +493,125 @@ def test_expected_gradient_matches_closed_forms():
         advantage.expected_gradient("pkpo", 6, 2, [0.0, 0.5])
     with pytest.raises(ValueError, match="n_rollouts"):
         advantage.expected_gradient("pkpo", 25, 2, [0.5])
+
+
+# -----------------------------------------------------------------------------
+# advantage.py stands alone: torch and the standard library, pass_at_k included
+def test_advantage_imports_only_torch_and_the_standard_library():
+    source = Path(advantage.__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." if node.level else node.module.split(".")[0])
+    assert imported - set(sys.stdlib_module_names) == {"torch"}, imported
+    # and at run time, in a fresh interpreter: importing advantage after torch loads only standard modules
+    # (numpy is not tested absent: torch itself imports it; the static check above keeps advantage off it)
+    script = ("import sys, torch; before = set(sys.modules); import advantage; "
+              "print(sorted({m.split('.')[0] for m in set(sys.modules) - before}))")
+    added = subprocess.run([sys.executable, "-c", script], cwd=Path(advantage.__file__).parent,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert not set(ast.literal_eval(added)) - set(sys.stdlib_module_names) - {"advantage"}, added
+    for heavy in ("transformers", "evaluate", "rollout"):
+        assert f"'{heavy}'" not in added
+
+
+def brute_force_pass_at_k(n, c, k):
+    """The share of the C(n, k) k-subsets of n samples (the first c correct) holding a correct one, exactly."""
+    subsets = list(itertools.combinations(range(n), k))
+    return fractions.Fraction(sum(any(i < c for i in subset) for subset in subsets), len(subsets))
+
+
+def test_pass_at_k_lives_here_and_equals_brute_force():
+    for n in range(0, 9):
+        for c in range(n + 1):
+            for k in range(n + 1):
+                # 1e-12, not equality: the product of k float ratios rounds; the subset count is exact
+                assert pass_at_k(n, c, k) == pytest.approx(float(brute_force_pass_at_k(n, c, k)), abs=1e-12), (n, c, k)
+    counts = torch.tensor([[0], [3], [7], [8]])  # a tensor of counts gives a float64 tensor of that shape
+    got = pass_at_k(8, counts, 3)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and got.shape == (4, 1)
+    expected = torch.tensor([[float(brute_force_pass_at_k(8, c, 3))] for c in (0, 3, 7, 8)], dtype=torch.float64)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+    assert isinstance(pass_at_k(8, 3, 3), float)
+    assert pass_at_k(1000, 1, 999) == pytest.approx(0.999)  # no large binomials
+    for bad, message in (((4, 1, 5), "0 <= k <= n"), ((4, 5, 2), "correct samples c"), ((4.0, 1, 2), "n must be"),
+                         ((4, 1.5, 2), "correct samples c"), ((4, 1, True), "k must be")):
+        with pytest.raises(ValueError, match=message):
+            pass_at_k(*bad)
+
+
+# -----------------------------------------------------------------------------
+# the registry: one decorator declares an estimator; its wrapper does every check
+@pytest.fixture
+def registry(monkeypatch):
+    """A copy of ADVANTAGES that the test may register into; the real one is restored afterwards."""
+    monkeypatch.setattr(advantage, "ADVANTAGES", dict(ADVANTAGES))
+    return advantage.ADVANTAGES
+
+
+def test_a_decorated_estimator_is_registered_with_its_option_rules(registry):
+    seen = []
+
+    @estimator(binary=True, options={"scale": advantage.POSITIVE, "mode": advantage.one_of("plain", "flip")})
+    def toy(rewards, k, scale=1.0, mode="plain"):
+        seen.append(rewards)
+        rewards += 1  # edits the copy it was given, never the caller's tensor
+        return scale * (rewards - 1) * (-1 if mode == "flip" else 1) * k
+
+    assert registry["toy"] is toy and "toy" not in ADVANTAGES  # the real registry is untouched
+    assert list(inspect.signature(toy).parameters) == ["rewards", "k", "scale", "mode"]
+    rewards = torch.tensor([[1.0, 0.0, 1.0]])
+    out = compute_advantages("toy", rewards, {"scale": 2.0}, k=2, generator=None)  # context it does not take: dropped
+    # exact: x + 1 - 1 = x for x in {0, 1}, times 2 and 2 are exact in float64 and float32
+    assert out.dtype == torch.float32 and torch.equal(out, 4 * rewards)
+    assert torch.equal(rewards, torch.tensor([[1.0, 0.0, 1.0]]))  # the caller's tensor is unchanged
+    assert seen[-1].dtype == torch.float64
+    assert compute_advantages("toy", rewards.double(), k=1).dtype == torch.float64
+    assert torch.equal(toy(rewards, 1, mode="flip"), -rewards)  # a direct call: the same checks and cast
+    advantage.check_options("toy", {"scale": 0.5, "mode": "flip"})
+    for options, message in (({"scale": 0}, "scale=0 must be a number > 0"),
+                             ({"mode": "x"}, "mode='x' must be 'plain' or 'flip'"),
+                             ({"beta": 1.0}, r"takes no option\(s\) \['beta'\]")):
+        with pytest.raises(ValueError, match=message):
+            advantage.check_options("toy", options)
+        with pytest.raises(ValueError, match=message):
+            compute_advantages("toy", rewards, options, k=2)
+    calls = len(seen)
+    for bad, k, message in ((rewards[0], 2, "shape"), (torch.full((1, 3), math.nan), 2, "NaN"),
+                            (rewards, 4, "k must be"), (rewards * 0.5, 2, "binary")):
+        with pytest.raises(ValueError, match=message):
+            compute_advantages("toy", bad, k=k)
+    assert len(seen) == calls  # the body never saw bad input
+
+
+def test_registration_mistakes_are_caught_when_declared(registry):
+    with pytest.raises(TypeError, match="first argument must be rewards"):
+        estimator(lambda r: r)
+    with pytest.raises(TypeError, match="rules for"):
+        @estimator(options={"betta": advantage.POSITIVE})
+        def typo(rewards, beta=1.0):
+            return rewards
+    assert "typo" not in registry
+
+
+@pytest.mark.parametrize("name", sorted(ADVANTAGES))
+def test_every_estimator_is_checked_once_by_compute_advantages(name):
+    """The checks every estimator shares come from its registration, through compute_advantages."""
+    fn = ADVANTAGES[name]
+    rewards = rewards_with(8, 3)
+    context = {**context_for(rewards), "k": 2}
+    bad_rewards = [(rewards[0], "rewards must be a non-empty tensor of shape"), (torch.zeros(1, 0), "shape"),
+                   ([[1.0, 0.0]], "got list"), (torch.full((1, 8), math.nan), "NaN or inf"),
+                   (torch.full((1, 8), math.inf), "NaN or inf")]
+    assert fn.binary == (name not in GENERAL_REWARDS)
+    if fn.binary:
+        bad_rewards.append((rewards * 0.5, "needs binary rewards"))
+    for bad, message in bad_rewards:
+        with pytest.raises(ValueError, match=message):
+            compute_advantages(name, bad, **context)
+    if "k" in inspect.signature(fn).parameters:
+        for k in (9, 0, 2.0, None, True):
+            with pytest.raises(ValueError, match="k must be an integer with 1 <= k <= n_rollouts=8"):
+                compute_advantages(name, rewards, **{**context, "k": k})
