@@ -334,9 +334,9 @@ def risk_seeking(rewards, beta=2.0):
     from the mean reward (beta -> 0) to the maximum (beta -> inf), with baseline 1/beta:
       A_i = (1/beta) (exp(beta r_i) / mean_j exp(beta r_j) - 1)
     computed as expm1(beta r_i - logmeanexp(beta r)) / beta. Default beta = 2 (the authors' code).
-    Any rewards. Sums to 0 over a group; constant groups get 0."""
-    scaled = beta * rewards
-    log_mean = torch.logsumexp(scaled, -1, keepdim=True) - math.log(rewards.shape[1])
+    Any rewards. Sums to 0 over a group; constant groups get exactly 0."""
+    scaled = beta * (rewards - rewards.amax(-1, keepdim=True))  # <= 0, and A does not change with a shift of r
+    log_mean = torch.expm1(scaled).mean(-1, keepdim=True).log1p()  # log mean exp, in [-log N, 0]; constant: 0
     return torch.expm1(scaled - log_mean) / beta
 
 

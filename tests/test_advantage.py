@@ -381,6 +381,11 @@ def test_risk_seeking_closed_form():
             expected = torch.where(rewards == 1, (math.exp(beta) / mean_exp - 1) / beta, (1 / mean_exp - 1) / beta).double()
             torch.testing.assert_close(advantage.risk_seeking(rewards), expected)
     assert torch.equal(advantage.risk_seeking(torch.ones(1, 5)), torch.zeros(1, 5))  # all correct
+    # constant groups of any size get exactly 0: exact by construction (every shifted reward is 0, expm1(0) = 0,
+    # log1p(0) = 0); logsumexp - log N left +-2e-16 at N = 8, 9, 12, ..., a wrong sign for the SIGN property
+    for n_rollouts in range(1, 33):
+        for value in (0.0, 1.0, 0.3, -2.5):
+            assert torch.equal(advantage.risk_seeking(torch.full((2, n_rollouts), value)), torch.zeros(2, n_rollouts))
     assert torch.equal(advantage.risk_seeking(torch.zeros(1, 5)), torch.zeros(1, 5))  # all wrong
     rewards = torch.tensor([[0.0, 0.5, 2.0]], dtype=torch.float64)  # small beta: the mean-centred reward
     torch.testing.assert_close(advantage.risk_seeking(rewards, beta=1e-7), rewards - rewards.mean(), atol=1e-6, rtol=0)
