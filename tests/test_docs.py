@@ -1,0 +1,370 @@
+"""Every command that README.md and docs/*.md show runs as written, with its smallest settings appended, so
+that a document cannot drift from the code.
+
+The commands are read from the documents at collection time (not copied here): every line of a ```bash, ```sh
+or ```shell block, and the lines of an indented code block that start with a program named in PROGRAMS. A
+backslash continues a line, `a && b` is two commands, `# ...` is a comment. Each command then runs:
+
+  - in a fresh folder holding a copy of the repository and the `out/` of one plain `python train.py` run (what
+    a reader has after the first example: `out/ckpt`, `out/tiny-warmstart`), so that `--resume=True`,
+    `--init_from=out/ckpt`, `evaluate.py out/ckpt` and `bench.py` find what they expect, and no command sees
+    another's outputs;
+  - with its script's SMALLEST settings: FORCED ones appended (the later value of an option wins; they only
+    make it cheap: steps, samples, tokens), DEFAULTS appended only where the command does not set the option
+    itself (sizes the document may show on purpose: `--n_train=2000 --n_test=100` of a reasoning-gym task is
+    kept, as a generator can give up on item 3 of 100 but not on items 0-1);
+  - with a placeholder model path (`--model=/path/to/Qwen2.5-7B-Instruct`, `--model=/path`) replaced by a
+    micro Qwen2 with a byte-level BPE chat tokenizer saved to a folder (tests/test_real_models.py builds it);
+  - `accelerate launch` with one process and without `--multi_gpu` (no GPUs here; tests/test_real_models.py
+    runs 2 gloo processes against 1);
+  - `python script.py args` through a fork server: one process imports torch, transformers, accelerate,
+    datasets and reasoning-gym once and, per command, forks a child that runs the script as `__main__` with
+    that argv, cwd and sys.path[0], so each command costs its work and not ~5 s of imports. Scripts that start
+    processes of their own (compare.py's train.py runs, accelerate's launcher) start real interpreters.
+
+EXCLUDED lists the commands that are not run, each with its reason; a program that is neither run nor excluded
+fails with a message saying to add it to one table or the other.
+"""
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = ["README.md", *sorted(os.path.join("docs", name) for name in os.listdir(os.path.join(ROOT, "docs"))
+                             if name.endswith(".md"))]
+TIMEOUT_S = 300  # per command; a smallest-settings command takes seconds
+
+# train.py's smallest run: one or two RL steps of 2 prompts, 8 new tokens, 2 evaluation samples, 2 SFT steps of
+# the tiny model's warm start, one thread, CPU (a config file's `device` or a GPU machine's "auto" would differ)
+TRAIN_FORCED = ["--max_steps=2", "--eval_samples=2", "--eval_k=1", "--curve_samples=0", "--max_new_tokens=8",
+                "--warmup_sft_steps=2", "--show_progress=False", "--threads=1", "--device=cpu"]
+TRAIN_DEFAULTS = {"--n_train": "4", "--n_test": "2", "--prompt_batch": "2", "--mini_batch": "2"}
+SMALLEST = {  # script -> (FORCED, DEFAULTS)
+    "train.py": (TRAIN_FORCED, TRAIN_DEFAULTS),
+    "compare.py": (TRAIN_FORCED, TRAIN_DEFAULTS),  # passes train.py settings through to its warm start and runs
+    "evaluate.py": (["--n_mazes=1", "--max_new_tokens=8"], {}),
+    "bench.py": (["--quick", "--steps=1", "--warmup=0", "--samplers=fast", "--threads=1"], {}),
+    "plots.py": (["--out=figures-test"], {}),  # into the command's own folder, never over assets/
+    os.path.join("experiments", "maze.py"): (["--dry-run"], {}),  # prints the grid's train.py commands; a grid takes hours
+}
+# tiny.py is absent on purpose: its warm start length is not an option, so `python tiny.py` cannot be made small
+EXCLUDED = {  # the first words of a command -> why it is not run
+    ("pip", "install"): "installs packages: needs the network, and the suite runs in the environment it installed",
+    ("python", "-m", "pytest"): "the test suite itself",
+    ("huggingface-cli", "download"): "downloads a model from the hub: needs the network",
+}
+PROGRAMS = ("python", "accelerate", "pip", "huggingface-cli", "time")  # what an indented code block of commands starts with
+PLACEHOLDER_PATH = re.compile(r"(^|/)path(/to/|$)")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+       "TRANSFORMERS_OFFLINE": "1", "NANOPASSK_DEBUG": "1",  # a failing command shows its traceback here
+       # oneDNN's AMX bf16 kernels die with "Illegal instruction" on some VMs that report AMX (bf16 configs)
+       "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")}
+PRELOAD = ("torch", "numpy", "transformers", "transformers.models.qwen2.modeling_qwen2", "accelerate",
+           "accelerate.commands.accelerate_cli", "datasets", "tokenizers", "safetensors.torch", "tqdm.auto",
+           "reasoning_gym", "matplotlib.pyplot")
+
+
+# -----------------------------------------------------------------------------
+# reading the documents
+def doc_commands(doc):
+    """[(line number, command text)] of the shell commands a markdown document shows (module docstring)."""
+    with open(os.path.join(ROOT, doc), encoding="utf-8") as f:
+        return shell_lines(f.read())
+
+
+def shell_lines(markdown):
+    """[(line number, command text)] of the shell commands in markdown text."""
+    lines = markdown.split("\n")
+    found, fence, previous_blank = [], None, True
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if fence is None and line.startswith("```"):
+            fence = line[3:].strip().lower()
+        elif fence is not None and line.startswith("```"):
+            fence = None
+        elif fence in ("bash", "sh", "shell"):
+            i = _take(lines, i, 0, found)
+        elif (fence is None and previous_blank and line.startswith("    ")
+              and line.split()[0] in PROGRAMS):  # an indented code block of commands
+            while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
+                if lines[i].strip() and lines[i].split()[0] in PROGRAMS:
+                    i = _take(lines, i, 4, found)
+                i += 1
+            previous_blank = True
+            continue
+        previous_blank = not line.strip()
+        i += 1
+    return found
+
+
+def _take(lines, i, indent, found):
+    """Append the command starting at line i (joining backslash continuations); return its last line's index."""
+    start, text = i, lines[i][indent:].rstrip()
+    while text.endswith("\\") and i + 1 < len(lines):
+        i += 1
+        text = text[:-1].rstrip() + " " + lines[i].strip()
+    if text.strip() and not text.lstrip().startswith("#"):
+        found.append((start + 1, text.strip()))
+    return i
+
+
+def split_commands(text):
+    """The argv of each command of a shell line: `a && b` is two, comments dropped, a leading `time` dropped."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars="&;|")
+    lexer.whitespace_split = True
+    commands, argv = [], []
+    for token in lexer:
+        if token in ("&&", ";"):
+            commands.append(argv)
+            argv = []
+        elif token in ("|", "||", "&"):
+            raise ValueError(f"{text!r}: pipes and background jobs are not supported here")
+        else:
+            argv.append(token)
+    commands.append(argv)
+    return [argv[1:] if argv[:1] == ["time"] else argv for argv in commands if argv]
+
+
+def exclusion(argv):
+    for words, reason in EXCLUDED.items():
+        if tuple(argv[:len(words)]) == words:
+            return reason
+    return None
+
+
+def collect():
+    cases = []
+    for doc in DOCS:
+        for line, text in doc_commands(doc):
+            for argv in split_commands(text):
+                if exclusion(argv) is None:
+                    cases.append(pytest.param(doc, line, text, argv, id=f"{doc}:{line}:{' '.join(argv)[:60]}"))
+    return cases
+
+
+# -----------------------------------------------------------------------------
+# turning a documented command into the one that runs
+def with_settings(script, args):
+    """args + the script's FORCED settings + its DEFAULTS that args do not set."""
+    if script not in SMALLEST:
+        raise LookupError(f"no smallest settings for {script}: add it to SMALLEST (or EXCLUDED, with a reason) in "
+                          "tests/test_docs.py")
+    forced, defaults = SMALLEST[script]
+    given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
+    return [*args, *forced, *(f"{key}={value}" for key, value in defaults.items() if key not in given)]
+
+
+def substitute_models(args, model_dir):
+    """A placeholder model path (--model=/path/to/X, --model /path) becomes the micro chat model's folder."""
+    out = []
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if value and key in ("--model", "--init_from") and PLACEHOLDER_PATH.search(value):
+            arg = f"{key}={model_dir}"
+        elif out and out[-1] in ("--model", "--init_from") and PLACEHOLDER_PATH.search(arg):
+            arg = model_dir
+        out.append(arg)
+    return out
+
+
+def runnable(argv, model_dir):
+    """(kind, argv) to run for a documented argv: ("script", [script, *args]) or ("accelerate", [launch args])."""
+    if argv[0] in ("python", "python3") and len(argv) > 1 and argv[1].endswith(".py"):
+        script = os.path.normpath(argv[1])
+        return "script", [script, *with_settings(script, substitute_models(argv[2:], model_dir))]
+    if argv[:2] == ["accelerate", "launch"]:
+        position = next((i for i, arg in enumerate(argv) if arg.endswith(".py")), None)
+        if position is None:
+            raise LookupError(f"{' '.join(argv)}: no script to launch")
+        launch, script = [], os.path.normpath(argv[position])
+        options = iter(argv[2:position])
+        for option in options:  # one CPU process: no GPUs here (module docstring)
+            if option == "--num_processes":
+                next(options)
+                launch += ["--num_processes", "1"]
+            elif option.startswith("--num_processes="):
+                launch.append("--num_processes=1")
+            elif option != "--multi_gpu":
+                launch.append(option)
+        args = with_settings(script, substitute_models(argv[position + 1:], model_dir))
+        return "accelerate", ["launch", *launch, script, *args]
+    raise LookupError(f"unknown program {argv[0]!r}: add it to SMALLEST (run) or EXCLUDED (with a reason) in "
+                      "tests/test_docs.py")
+
+
+# -----------------------------------------------------------------------------
+# the fork server (module docstring): imports once, runs each command in a forked child
+def serve():
+    import importlib
+
+    for name in PRELOAD:  # imports only: no torch op runs here, so no thread pool exists to break in a fork
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    print("ready", flush=True)
+    for request in map(json.loads, sys.stdin):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(request)
+        deadline, status = time.time() + request["timeout"], None
+        while status is None:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = os.waitstatus_to_exitcode(raw)
+            elif time.time() > deadline:
+                os.killpg(pid, 9)  # the child and whatever it started
+                os.waitpid(pid, 0)
+                status = "timeout"
+            else:
+                time.sleep(0.05)
+        print(json.dumps({"status": status}), flush=True)
+
+
+def _child(request):
+    """Run the request as `python script args` (or the `accelerate` console script) would; never return."""
+    import atexit
+    import runpy
+    import traceback
+
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        os.chdir(request["cwd"])
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        if request["kind"] == "accelerate":
+            from accelerate.commands.accelerate_cli import main
+
+            sys.argv = ["accelerate", *request["argv"]]
+            main()
+        else:
+            script = request["argv"][0]
+            sys.argv = list(request["argv"])
+            sys.path[0] = os.path.dirname(os.path.realpath(script))  # as python does for `python script.py`
+            runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as stop:  # as the interpreter: None -> 0, an int -> itself, anything else printed -> 1
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+@pytest.fixture(scope="module")
+def server():
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], cwd=ROOT, env=ENV, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdout.readline().strip() == "ready", "the fork server did not start"
+
+    def run(kind, argv, cwd, log):
+        process.stdin.write(json.dumps(dict(kind=kind, argv=argv, cwd=str(cwd), log=str(log), timeout=TIMEOUT_S)) + "\n")
+        process.stdin.flush()
+        return json.loads(process.stdout.readline())["status"]
+    yield run
+    process.stdin.close()
+    process.wait(timeout=60)
+
+
+# -----------------------------------------------------------------------------
+# the folders the commands run in
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A copy of the repository (a command may write anywhere in its folder; never into the real one), without
+    outputs; experiments/runs (77 MB of committed runs, only read) is linked."""
+    path = tmp_path_factory.mktemp("docs") / "tree"
+
+    def ignore(folder, names):
+        top = os.path.abspath(folder) == ROOT
+        return [name for name in names if name.startswith(".") or name == "__pycache__"
+                or (top and name.startswith("out")) or (folder.endswith("experiments") and name == "runs")]
+    shutil.copytree(ROOT, path, ignore=ignore, symlinks=True)
+    if os.path.isdir(os.path.join(ROOT, "experiments", "runs")):
+        os.symlink(os.path.join(ROOT, "experiments", "runs"), path / "experiments" / "runs")
+    return path
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tmp_path_factory):
+    """What a --model=/path/to/Qwen2.5-... placeholder becomes: a micro Qwen2 with a BPE chat tokenizer."""
+    from test_real_models import build_bpe_tokenizer, build_chat_model
+
+    path = str(tmp_path_factory.mktemp("micro_qwen2"))
+    tokenizer = build_bpe_tokenizer()
+    build_chat_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def command_folder(tree, path, seed_out=None):
+    """A folder with links to the repository copy's files, and a copy of the seed run's out/ if given."""
+    os.makedirs(path)
+    for name in os.listdir(tree):
+        os.symlink(os.path.join(tree, name), os.path.join(path, name))
+    if seed_out:
+        shutil.copytree(seed_out, os.path.join(path, "out"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def seed_out(tree, server, tmp_path_factory):
+    """out/ after one plain `python train.py` (smallest settings, one step): a checkpoint and the warm start."""
+    folder = command_folder(tree, str(tmp_path_factory.mktemp("seed") / "run"))
+    argv = ["train.py", *with_settings("train.py", []), "--max_steps=1"]
+    status = server("script", argv, folder, os.path.join(folder, "log.txt"))
+    assert status == 0, f"python {' '.join(argv)} failed:\n{open(os.path.join(folder, 'log.txt')).read()[-3000:]}"
+    return os.path.join(folder, "out")
+
+
+# -----------------------------------------------------------------------------
+def test_commands_are_read_from_the_documents():
+    """The extraction finds what the README shows: its main job, a train.py run, an rg task and an evaluation."""
+    commands = [" ".join(argv) for doc in DOCS for _, text in doc_commands(doc) for argv in split_commands(text)]
+    assert "python compare.py" in commands and "python train.py" in commands
+    assert any(command.startswith("python evaluate.py out/ckpt") for command in commands)
+    assert any(command.startswith("python train.py --task=rg:") for command in commands)
+    assert split_commands("pip install -r r.txt && python a.py --x='{1: 2}'  # note") == [
+        ["pip", "install", "-r", "r.txt"], ["python", "a.py", "--x={1: 2}"]]
+    markdown = "text\n\n    python a.py \\\n        --b=1\n\n    <|im_start|>\n\n```bash\nbash x.sh\n```\n```\nout\n```\n"
+    assert shell_lines(markdown) == [(3, "python a.py --b=1"), (9, "bash x.sh")]
+
+
+@pytest.mark.parametrize("doc, line, text, argv", collect())
+def test_documented_command_runs(doc, line, text, argv, tree, server, seed_out, chat_model_dir, tmp_path):
+    try:
+        kind, run_argv = runnable(argv, chat_model_dir)
+    except LookupError as error:
+        pytest.fail(f"{doc}:{line}: `{text}`: {error}")
+    folder = command_folder(tree, str(tmp_path / "run"), seed_out)
+    log = os.path.join(folder, "log.txt")
+    status = server(kind, run_argv, folder, log)
+    if status != 0:
+        shown = " ".join(shlex.quote(arg) for arg in (["accelerate"] if kind == "accelerate" else ["python"]) + run_argv)
+        output = open(log, encoding="utf-8", errors="replace").read().strip()
+        pytest.fail(f"{doc}:{line}: `{text}` failed ({'timed out' if status == 'timeout' else f'exit status {status}'})"
+                    f", run with its smallest settings as\n    {shown}\nLast output:\n{output[-3000:]}", pytrace=False)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
+    serve()
