@@ -15,17 +15,22 @@ Two samplers draw the same tokens for the same seed and record the same numbers 
     logprob of the drawn token and the entropy (no (B, R, V) logits kept, unlike output_logits=True);
     generate itself draws the tokens (softmax, torch.multinomial over the whole batch), pads ended rows
     and stops.
-  - "fast": our own short loop (`sample_responses`, tested on Qwen2), three savings over generate:
+  - "fast": our own short loop (`sample_responses`, tested on Qwen2), four savings over generate:
       - shared-prompt prefill: the n rollouts of a prompt share its tokens, so each prompt is run through
-        the model once and its KV cache is repeated to the n rows of its group;
+        the model once (HF's forward), and its KV cache serves the n rows of its group;
+      - decode steps without HF's per-token overhead: for Qwen2 (`DirectDecoder`) the loop runs the model's
+        layers itself on a preallocated cache, the prompt part kept once per prompt and attended by the n
+        rows of its group in one grouped matmul; any other model runs HF's forward with a DynamicCache
+        repeated to the n rows (`HFDecoder`);
       - the logprob of each sampled token and the entropy at each step are taken from the logits the loop
         computes anyway, instead of a second forward pass over the whole sequences;
-      - a row that has emitted eos leaves the batch (its KV cache rows are dropped), so later steps only
-        run the rows still generating: with short, uneven responses most rows are done long before the
+      - rows that have emitted eos leave the batch (their cache rows are dropped) once they are a quarter of
+        it (`COMPACT_AT`; dropping at every end costs more in copies than it saves), so later steps run
+        mostly the rows still generating: with short, uneven responses most rows are done long before the
         last one.
     Its tokens are drawn like generate draws them: the same `sampling_step` (logits / temperature, HF's
     top-p warper), softmax, and ONE torch.multinomial call over the whole batch each step, rows that
-    ended included (their draw is discarded): torch.multinomial(probs, 1) draws Exp(1) noise for every
+    ended included (their draw is discarded, whether or not they are still in the decoder's batch): torch.multinomial(probs, 1) draws Exp(1) noise for every
     entry of `probs` whatever the values, so the random stream, and with it every token, is generate's.
 Both record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
 `sequence_logprobs` computes); top_p only restricts which tokens can be drawn. Our model calls pass the
@@ -50,6 +55,7 @@ import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 SAMPLERS = ("fast", "generate")
+COMPACT_AT = 0.25  # the fast loop drops ended rows from its batch once they are this fraction of it
 
 
 @dataclass
@@ -169,50 +175,176 @@ def sampling_step(logits, temperature, top_p):
     return log_probs, entropies, scores
 
 
+def rotate_half(x):
+    """Rotary embedding's half rotation (HF's): (x1, x2) -> (-x2, x1) on the last dimension."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class HFDecoder:
+    """`DirectDecoder`'s interface over HF's forward and a DynamicCache: any architecture transformers runs."""
+
+    def __init__(self, model, prefill_cache, prompt_mask, n_rollouts, max_new_tokens):
+        prefill_cache.batch_repeat_interleave(n_rollouts)  # every layer's keys/values (U, ...) -> (B, ...)
+        self.model, self.cache = model, prefill_cache
+        self.mask = prompt_mask.repeat_interleave(n_rollouts, dim=0)  # (B, P), grows by a column per step
+
+    def select(self, keep):
+        self.cache.batch_select_indices(keep)
+        self.mask = self.mask[keep]
+
+    def __call__(self, tokens, positions):
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        output = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=positions[:, None],
+                            cache=self.cache, use_cache=True)
+        return output.logits[:, -1]
+
+
+class DirectDecoder:
+    """Decode steps of a Qwen2 model run layer by layer on our own preallocated KV cache, for `sample_responses`.
+
+    HF's forward spends ~10x the step's arithmetic on Python (mask and position building, a DynamicCache that
+    concatenates every layer's keys at every step, decorators, output records). Here one step is the bare
+    computation of Qwen2DecoderLayer, from the model's own weights: embedding, per layer RMSNorm, q/k/v
+    projections (with bias), rotary embedding (a cos/sin table built once by the model's rotary module), the
+    new key/value written into the cache, attention (below), o_proj, residual, RMSNorm, SwiGLU MLP, residual;
+    the final norm and lm_head. The same arithmetic as HF's eager attention path, so the same logits up to
+    float rounding (tests/test_rollout.py compares both samplers and a full forward).
+
+    Shared-prompt attention: the n rollouts of a prompt attend to the same prompt keys, so the prompt part
+    of the cache is kept once per prompt, (U, kv_heads, P, head_dim), and each prompt's rows are scored
+    against it in one matmul of n query rows (grouped; a CPU runs one (n, D) x (D, P) product per prompt and
+    head far faster than n products of one row, and the prompt cache is neither repeated n times nor copied
+    when rows leave). Only the response part, (rows, kv_heads, max_new_tokens, head_dim) per layer, is per
+    row; one softmax spans both parts. Rows that ended leave the batch (`select`); the grouped product then
+    runs with zeros in their place.
+
+    Shapes: rows = the rows still generating (of B = U * n), G = heads per kv head (grouped-query attention)."""
+
+    def __init__(self, model, prefill_cache, prompt_mask, n_rollouts, max_new_tokens):
+        inner, config = model.model, model.config
+        self.model, self.layers, self.eps, self.n_rollouts = model, inner.layers, config.rms_norm_eps, n_rollouts
+        self.prompt_keys = [layer.keys for layer in prefill_cache.layers]  # (U, kv_heads, P, head_dim) each
+        self.prompt_values = [layer.values for layer in prefill_cache.layers]
+        n_prompts, self.kv_heads, prompt_length, self.head_dim = self.prompt_keys[0].shape
+        batch, like = n_prompts * n_rollouts, self.prompt_keys[0]
+        self.keys = like.new_empty(len(self.layers), batch, self.kv_heads, max_new_tokens, self.head_dim)
+        self.values = torch.empty_like(self.keys)
+        self.prompt_bias = like.new_zeros(batch, prompt_length).masked_fill_(  # added to the prompt scores
+            prompt_mask.repeat_interleave(n_rollouts, dim=0) == 0, torch.finfo(like.dtype).min)  # (rows, P)
+        positions = torch.arange(prompt_length + max_new_tokens, device=like.device)[None]
+        cos, sin = inner.rotary_emb(like, positions)  # (1, positions, head_dim) each: every position a row reaches
+        self.cos, self.sin = cos[0], sin[0]
+        self.rows = torch.arange(batch, device=like.device)  # the batch row of each row still generating
+        self.step = 0  # the response column of the next token
+
+    @staticmethod
+    def supports(model):
+        """Whether `model` is a Qwen2 causal LM this class computes exactly: full attention, default rotary."""
+        config = model.config
+        return (config.model_type == "qwen2" and not getattr(config, "use_sliding_window", False)
+                and (getattr(config, "rope_parameters", None) or {}).get("rope_type") == "default"
+                and config.hidden_act == "silu")
+
+    def select(self, keep):
+        """Keep only the rows `keep` (1-D index into the rows still generating); copies only the filled columns."""
+        for name in ("keys", "values"):
+            cache = getattr(self, name)
+            kept = cache.new_empty(cache.shape[0], len(keep), *cache.shape[2:])
+            kept[:, :, :, :self.step] = cache[:, keep, :, :self.step]
+            setattr(self, name, kept)
+        self.prompt_bias, self.rows = self.prompt_bias[keep], self.rows[keep]
+
+    def rms_norm(self, x, weight):
+        return weight * torch.nn.functional.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
+
+    def grouped(self, x, per_prompt):
+        """x (rows, kv_heads, G, k) -> per_prompt(y) with y (U, kv_heads, n * G, k), the rows of a prompt side by
+        side (zeros for rows that ended), and the result (U, kv_heads, n * G, m) back to (rows, kv_heads, G, m)."""
+        rows, kv_heads, groups, k = x.shape
+        n, n_prompts = self.n_rollouts, self.prompt_keys[0].shape[0]
+        if rows < n * n_prompts:  # rows ended: zeros in their place
+            x = x.new_zeros(n * n_prompts, kv_heads, groups, k).index_copy_(0, self.rows, x)
+        y = x.view(n_prompts, n, kv_heads, groups, k).transpose(1, 2).reshape(n_prompts, kv_heads, n * groups, k)
+        out = per_prompt(y)  # (U, kv_heads, n * G, m)
+        out = out.view(n_prompts, kv_heads, n, groups, -1).transpose(1, 2).reshape(n * n_prompts, kv_heads, groups, -1)
+        return out if rows == n * n_prompts else out[self.rows]
+
+    def __call__(self, tokens, positions):
+        """Logits (rows, V) after feeding tokens (rows,) at positions (rows,) to the rows still generating."""
+        linear, t, rows, head_dim = torch.nn.functional.linear, self.step, len(tokens), self.head_dim
+        x = self.model.model.embed_tokens(tokens)  # (rows, hidden)
+        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (rows, 1, head_dim)
+        prompt_bias = self.prompt_bias[:, None, None, :]  # (rows, 1, 1, P)
+        for i, layer in enumerate(self.layers):
+            attention, mlp = layer.self_attn, layer.mlp
+            h = self.rms_norm(x, layer.input_layernorm.weight)
+            q = linear(h, attention.q_proj.weight, attention.q_proj.bias).view(rows, -1, head_dim)
+            k = linear(h, attention.k_proj.weight, attention.k_proj.bias).view(rows, -1, head_dim)
+            self.values[i, :, :, t] = linear(h, attention.v_proj.weight, attention.v_proj.bias).view_as(k)
+            self.keys[i, :, :, t] = k * cos + rotate_half(k) * sin
+            q = (q * cos + rotate_half(q) * sin).view(rows, self.kv_heads, -1, head_dim) * attention.scaling
+            keys, values = self.keys[i, :, :, :t + 1], self.values[i, :, :, :t + 1]  # (rows, kv_heads, t + 1, D)
+            prompt_scores = self.grouped(q, lambda y: torch.matmul(y, self.prompt_keys[i].transpose(-1, -2)))
+            scores = torch.cat([prompt_scores + prompt_bias, torch.matmul(q, keys.transpose(-1, -2))], dim=-1)
+            weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)  # (rows, kv_heads, G, P + t + 1)
+            prompt_weights, response_weights = weights.split([prompt_bias.shape[-1], t + 1], dim=-1)
+            out = self.grouped(prompt_weights, lambda y: torch.matmul(y, self.prompt_values[i]))
+            out = out + torch.matmul(response_weights, values)  # (rows, kv_heads, G, head_dim)
+            x = x + linear(out.view(rows, -1), attention.o_proj.weight)
+            h = self.rms_norm(x, layer.post_attention_layernorm.weight)
+            x = x + linear(torch.nn.functional.silu(linear(h, mlp.gate_proj.weight)) * linear(h, mlp.up_proj.weight),
+                           mlp.down_proj.weight)
+        self.step += 1
+        return self.model.lm_head(self.rms_norm(x, self.model.model.norm.weight))
+
+
 def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
-                     temperature=1.0, top_p=1.0):
+                     temperature=1.0, top_p=1.0, direct=None, compact_at=COMPACT_AT):
     """The "fast" sampler: n_rollouts responses to each of the U distinct left-padded prompts (U, P), prompt-major.
 
     Returns response_ids (B, R) (pad after a row's first eos), logprobs and entropies (B, R) (0 after
     it), B = U * n_rollouts and R <= max_new_tokens the longest response. The logprobs and entropies are
     those of the sampling distribution at `temperature` WITHOUT top_p truncation (what
     `sequence_logprobs` computes); top_p only restricts which tokens can be drawn.
-    The model runs each prompt once; a row leaves the batch once it has emitted eos, but every step still
-    draws for the whole batch, as generate does, so the same seed draws the same tokens (module doc)."""
+    The model runs each prompt once; rows that have emitted eos leave the batch once they are `compact_at` of
+    it, but every step still draws for the whole batch, as generate does, so the same seed draws the same
+    tokens (module doc). direct: run the decode steps with `DirectDecoder` (default: where it supports the
+    model), else `HFDecoder`."""
     n_prompts, device = len(prompt_ids), prompt_ids.device
     batch = n_prompts * n_rollouts
     cache = DynamicCache(config=model.config)
     output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
                    cache=cache, use_cache=True, logits_to_keep=1)
-    cache.batch_repeat_interleave(n_rollouts)  # every layer's keys/values (U, ...) -> (B, ...), prompt-major
+    if direct is None:
+        direct = DirectDecoder.supports(model)
+    decoder = (DirectDecoder if direct else HFDecoder)(model, cache, prompt_mask, n_rollouts, max_new_tokens)
     logits = output.logits[:, -1].float().repeat_interleave(n_rollouts, dim=0)  # (B, V) predicting token 0
-    attention_mask = prompt_mask.repeat_interleave(n_rollouts, dim=0)  # (B, P), grows by a column per step
-    first_position = attention_mask.sum(-1)  # (B,) the position of response token 0 (prompts count from 0)
+    first_position = prompt_mask.sum(-1).repeat_interleave(n_rollouts)  # (B,) position of response token 0
     eos = torch.as_tensor(eos_token_ids, device=device)
 
     response_ids = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(batch, max_new_tokens, device=device)
     entropies = torch.zeros(batch, max_new_tokens, device=device)
     probs = torch.ones_like(logits)  # (B, V) the distribution every row draws from; ended rows keep their last
-    running = torch.arange(batch, device=device)  # the rows still generating = the rows of cache and logits
+    running = torch.arange(batch, device=device)  # the batch row of each row of the decoder (its cache, logits)
+    alive = torch.ones(batch, dtype=torch.bool, device=device)  # (running,) not ended yet
     for step in range(max_new_tokens):
         log_probs, step_entropies, scores = sampling_step(logits, temperature, top_p)  # (running, V), (running,)
         probs[running] = torch.softmax(scores, dim=-1)
         tokens = torch.multinomial(probs, num_samples=1)[running, 0]  # (running,) one draw for all B rows
-        response_ids[running, step] = tokens
-        logprobs[running, step] = log_probs.gather(-1, tokens[:, None]).squeeze(1)
-        entropies[running, step] = step_entropies
-        ended = torch.isin(tokens, eos)  # (running,)
-        if step == max_new_tokens - 1 or ended.all():
+        response_ids[running, step] = torch.where(alive, tokens, pad_token_id)
+        logprobs[running, step] = log_probs.gather(-1, tokens[:, None]).squeeze(1) * alive
+        entropies[running, step] = step_entropies * alive
+        alive &= ~torch.isin(tokens, eos)
+        ended = len(running) - int(alive.sum())
+        if step == max_new_tokens - 1 or ended == len(running):
             break
-        if ended.any():  # drop the rows that just ended from the batch and the cache
-            keep = (~ended).nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            running, tokens, attention_mask = running[keep], tokens[keep], attention_mask[keep]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(running), 1)], dim=1)
-        output = model(input_ids=tokens[:, None], attention_mask=attention_mask,
-                       position_ids=(first_position[running] + step)[:, None], cache=cache, use_cache=True)
-        logits = output.logits[:, -1].float()  # (running, V) predicting token step + 1
+        if ended >= compact_at * len(running):  # drop the rows that ended from the batch and the cache
+            keep = alive.nonzero().squeeze(1)
+            decoder.select(keep)
+            running, tokens, alive = running[keep], tokens[keep], alive[keep]
+        logits = decoder(tokens, first_position[running] + step).float()  # (running, V) predicting token step + 1
     response_len = step + 1
     return response_ids[:, :response_len], logprobs[:, :response_len], entropies[:, :response_len]
 

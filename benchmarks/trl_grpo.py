@@ -13,7 +13,7 @@ forward/backward + optimizer step, i.e. everything between the Trainer's on_step
 callbacks), completion tokens per second, and peak resident memory of the process. The workload is the
 one bench.py times for train.py:
 
-  - the warm-started tiny char-level Qwen2 (out/tiny-warmstart), fp32, CPU, 2 torch threads;
+  - the warm-started tiny char-level Qwen2 (assets/tiny-maze, shipped), fp32, CPU, 2 torch threads;
   - prompts `format_prompt(maze, "compact")` for the 7x7 train mazes of
     `make_mazes(train_sizes=(7,), n_train=500, test_sizes=(5,), n_test=1, seed=0)`;
   - 8 prompts x 16 completions per optimizer step, one optimizer update per step, at most 32 new tokens,
@@ -102,7 +102,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=2, help="optimizer steps run first and not timed")
-    parser.add_argument("--model", default=os.path.join(ROOT, "out", "tiny-warmstart"))
+    parser.add_argument("--model", default=os.path.join(ROOT, "assets", "tiny-maze"))  # the shipped warm start
     parser.add_argument("--micro_batch", type=int, default=64,
                         help="completions per forward/backward (per_device_train_batch_size; 64 = train.py's "
                              "micro_batch); the step's 128 completions are still generated in one batch and make "

@@ -4,7 +4,6 @@ import copy
 import pytest
 import torch
 from conftest import make_micro_model, make_micro_tokenizer
-from test_real_models import build_bpe_tokenizer, build_chat_model
 
 from mazes import format_prompt, make_mazes
 from rollout import (SAMPLERS, chat_prompt, decode_responses, generate_rollouts, response_mask_from_eos,
@@ -126,6 +125,43 @@ def assert_same_rollouts(fast, generate):
     torch.testing.assert_close(fast.entropies, generate.entropies, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("direct, compact_at", [(True, 0.0), (True, 0.5), (True, 2.0), (False, 0.25)])
+def test_fast_loop_variants_draw_the_same(micro_model, micro_tokenizer, direct, compact_at):
+    """The fast loop's decoders (our Qwen2 layers on a preallocated cache, or HF's forward with a DynamicCache) and
+    any batch compaction (at every step, once half the rows ended, never) draw generate's tokens and record its
+    numbers. Tolerance 1e-5: float rounding of different op orders on values of size ~1."""
+    from rollout import DirectDecoder, sample_responses
+
+    assert DirectDecoder.supports(micro_model)
+    encoded = micro_tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    eos, pad = [micro_tokenizer.eos_token_id], micro_tokenizer.pad_token_id
+    torch.manual_seed(4)
+    reference = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 6, 16, 1.2, 0.9, sampler="generate")
+    torch.manual_seed(4)
+    with torch.no_grad():
+        response_ids, logprobs, entropies = sample_responses(
+            micro_model, encoded["input_ids"], encoded["attention_mask"], 6, 16, eos, pad, 1.2, 0.9,
+            direct=direct, compact_at=compact_at)
+    lengths = reference.response_lengths
+    assert (lengths < reference.response_ids.shape[1]).sum() >= 4 and lengths.min() < lengths.max()
+    assert torch.equal(response_ids, reference.response_ids)
+    torch.testing.assert_close(logprobs, reference.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropies, reference.entropies, atol=1e-5, rtol=0)
+
+
+def test_direct_decoder_only_for_plain_qwen2(micro_model):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rollout import DirectDecoder
+
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    assert DirectDecoder.supports(micro_model) and not DirectDecoder.supports(llama)  # llama: HF's forward
+    sliding = copy.deepcopy(micro_model)
+    sliding.config.use_sliding_window = True
+    assert not DirectDecoder.supports(sliding)
+
+
 @pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (1.3, 0.7)])
 def test_samplers_agree_on_the_tiny_model(temperature, top_p):
     tokenizer = build_tokenizer()
@@ -139,6 +175,8 @@ def test_samplers_agree_on_the_tiny_model(temperature, top_p):
 
 def test_samplers_agree_on_a_bpe_chat_model():
     """Qwen2.5-Instruct's layout (test_real_models.py): byte-level BPE, ChatML template, eos <|im_end|>."""
+    from test_real_models import build_bpe_tokenizer, build_chat_model  # here: the other tests run without its imports
+
     tokenizer = build_bpe_tokenizer()
     model = build_chat_model(tokenizer).eval()
     with torch.no_grad():  # a random 400-token model rarely says eos: make it likely, so rows end unevenly
