@@ -63,7 +63,7 @@ def run_workload(model_dir, steps, warmup, device="cpu", **overrides):
                        env={**os.environ, "OMP_NUM_THREADS": str(settings["threads"])})
         records = [json.loads(line) for line in open(os.path.join(out_dir, "metrics.jsonl"))]
     timed = [r for r in records if "step_time" in r][warmup:]
-    mean = lambda key: sum(r[key] for r in timed) / len(timed)
+    mean = lambda key: sum(r.get(key, 0.0) for r in timed) / len(timed)  # train.py may log a time in another
     step_time = mean("step_time")
     return {
         "seconds_per_step": round(step_time, 4),
