@@ -1,16 +1,37 @@
-"""Shared test fixtures: a micro char-level tokenizer and a micro Qwen2ForCausalLM (no hub access).
+"""Shared test fixtures: a micro char-level tokenizer and a micro Qwen2ForCausalLM (no hub access), and
+`scripts`, which runs the project's scripts as `python script.py args` does, without paying their imports.
 
 The tokenizer has the special tokens the project uses (`<pad>`, `<eos>`, `<bos>`) and also makes
 `<answer>` / `</answer>` special tokens, so tests can check that decoding keeps them.
+
+`scripts.run(["train.py", "--k=9"])` -> CompletedProcess(returncode, stdout, stderr). A script run costs ~5 s of
+imports (torch, transformers, accelerate, datasets) before its first line of work, and the suite runs dozens.
+So one server process (`python tests/conftest.py --serve`, started once per session) imports them once and
+runs no torch op, and for each script forks a child that runs it as `__main__` with that argv, cwd,
+sys.path[0] and environment, its stdout and stderr in files, and exits as the interpreter would (an
+uncaught exception prints its traceback and exits 1; SystemExit("message") prints the message and exits 1).
+`["accelerate", "launch", ...]` runs accelerate's console script the same way. What a script itself starts
+(compare.py's train.py runs, accelerate's processes) are real interpreters.
 """
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
 import pytest
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-# colleagues share the 2 cores. torch's default follows OMP_NUM_THREADS, so OMP_NUM_THREADS=1 (.ci/run's second
-# pass, which checks that no test depends on one reduction order) gives 1 thread here.
-torch.set_num_threads(min(2, torch.get_num_threads()))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+    # colleagues share the 2 cores. torch's default follows OMP_NUM_THREADS, so OMP_NUM_THREADS=1 (.ci/run's
+    # second pass, which checks that no test depends on one reduction order) gives 1 thread here.
+    torch.set_num_threads(min(2, torch.get_num_threads()))
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<answer>", "</answer>"]
 CHARS = list("*.SE\n>UDLR abc")
@@ -50,3 +71,131 @@ def micro_tokenizer():
 @pytest.fixture(scope="session")
 def micro_model(micro_tokenizer):
     return make_micro_model(micro_tokenizer)
+
+
+# -----------------------------------------------------------------------------
+# scripts: the fork server (module docstring)
+PRELOAD = ("torch", "numpy", "transformers", "transformers.models.qwen2.modeling_qwen2", "accelerate",
+           "accelerate.commands.accelerate_cli", "datasets", "tokenizers", "safetensors.torch", "tqdm.auto",
+           "reasoning_gym", "matplotlib.pyplot")
+SCRIPT_ENV = {"OMP_NUM_THREADS": "1",  # scripts run beside the suite, on the same shared cores
+              "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def serve():
+    import importlib
+
+    for name in PRELOAD:  # imports only: no torch op runs here, so no thread pool exists to break in a fork
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    print("ready", flush=True)
+    for request in map(json.loads, sys.stdin):
+        pid = os.fork()
+        if pid == 0:
+            _child(request)
+        deadline, status = time.time() + request["timeout"], None
+        while status is None:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = os.waitstatus_to_exitcode(raw)
+            elif time.time() > deadline:
+                os.killpg(pid, 9)  # the child and whatever it started
+                os.waitpid(pid, 0)
+                status = -9
+            else:
+                time.sleep(0.02)
+        print(json.dumps({"status": status}), flush=True)
+
+
+def _child(request):
+    """Run the request as `python script args`, `python -m module args` or `accelerate args` would; never return."""
+    import atexit
+    import runpy
+    import traceback
+
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        os.chdir(request["cwd"])
+        for key, value in request["env"].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
+        os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
+        argv = request["argv"]
+        if argv[0] == "accelerate":
+            from accelerate.commands.accelerate_cli import main
+
+            sys.argv = list(argv)
+            main()
+        elif argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]  # runpy puts the module's file in argv[0]
+            sys.path[0] = os.getcwd()
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(argv)
+            sys.path[0] = os.path.dirname(os.path.realpath(argv[0]))  # as python does for `python script.py`
+            runpy.run_path(argv[0], run_name="__main__")
+        code = 0
+    except SystemExit as stop:  # as the interpreter: None -> 0, an int -> itself, anything else printed -> 1
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+class Scripts:
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="scripts-")
+        env = {key: value for key, value in os.environ.items() if key != "NANOPASSK_DEBUG"}
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], cwd=ROOT, text=True,
+                                        env={**env, **SCRIPT_ENV}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.process.stdout.readline().strip() == "ready", "the script server did not start"
+        self.count = 0
+
+    def run(self, argv, cwd=ROOT, env=None, timeout=600):
+        """CompletedProcess of `python *argv` (or `accelerate *argv[1:]`) in cwd; env: variables to set (None:
+        unset) over the session's. returncode -9 if it ran past timeout seconds (then killed)."""
+        argv = [str(arg) for arg in argv]
+        self.count += 1
+        out, err = (os.path.join(self.folder, f"{self.count}.{name}") for name in ("out", "err"))
+        request = dict(argv=argv, cwd=str(cwd), env=env or {}, stdout=out, stderr=err, timeout=timeout)
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        status = json.loads(self.process.stdout.readline())["status"]
+        outputs = []
+        for path in (out, err):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                outputs.append(f.read())
+            os.remove(path)
+        return subprocess.CompletedProcess(["python", *argv], status, *outputs)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        os.rmdir(self.folder)
+
+
+@pytest.fixture(scope="session")
+def scripts():
+    runner = Scripts()
+    yield runner
+    runner.close()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
+    serve()

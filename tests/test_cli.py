@@ -1,9 +1,8 @@
 """cli.py and every command-line entry point on bad input: one line on stderr naming the problem, exit status
 2 for bad usage and 1 for a failure while running, a traceback only under --debug / NANOPASSK_DEBUG=1.
 
-Each entry point runs as users run it (a subprocess of sys.executable) on one or two bad inputs; the others
-go in-process through the same cli.run, as a subprocess costs seconds of imports. Every bad input here is
-rejected before any compute."""
+Each entry point runs as users run it (`python script.py args`, through conftest's `scripts`) on one or two bad
+inputs; the others go in-process through the same cli.run. Every bad input here is rejected before any compute."""
 import os
 import subprocess
 import sys
@@ -21,10 +20,8 @@ def no_debug_variable(monkeypatch):  # a developer's NANOPASSK_DEBUG=1 would add
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
 
 
-def run_script(script, *args):
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env=env)
+def run_script(scripts, script, *args):
+    return scripts.run([script, *args], cwd=ROOT, timeout=120)
 
 
 def assert_one_line_error(result, status, message, usage=False):
@@ -95,10 +92,11 @@ def truncated_model_dir(tmp_path_factory):
     return path
 
 
-def test_evaluate_bad_input(tmp_path, truncated_model_dir, monkeypatch, capsys):
+def test_evaluate_bad_input(scripts, tmp_path, truncated_model_dir, monkeypatch, capsys):
     import evaluate
 
-    assert_one_line_error(run_script("evaluate.py", "/nonexistent"), 2, "model path '/nonexistent' is not a folder")
+    assert_one_line_error(run_script(scripts, "evaluate.py", "/nonexistent"), 2,
+                          "model path '/nonexistent' is not a folder")
     # more bad input through the same cli.run, in-process (a subprocess costs seconds of imports)
     status, err = run_main(evaluate.main, [str(truncated_model_dir), "--n_mazes=1", f"--out={tmp_path / 'r.json'}"],
                            monkeypatch, capsys)
@@ -118,11 +116,11 @@ def test_evaluate_bad_input(tmp_path, truncated_model_dir, monkeypatch, capsys):
 
 # -----------------------------------------------------------------------------
 # plots.py (a truncated metrics.jsonl and skipped runs among usable ones: tests/test_plots.py)
-def test_plots_bad_input(tmp_path, monkeypatch, capsys):
+def test_plots_bad_input(scripts, tmp_path, monkeypatch, capsys):
     import plots
 
     out = tmp_path / "figures"
-    assert_one_line_error(run_script("plots.py", tmp_path / "nonexistent", "--out", out), 2,
+    assert_one_line_error(run_script(scripts, "plots.py", tmp_path / "nonexistent", "--out", out), 2,
                           f"runs folder '{tmp_path / 'nonexistent'}' does not exist")
     stray = tmp_path / "quick" / "stray" / "run"  # a train.py out_dir, but not where experiments/maze.py puts runs
     stray.mkdir(parents=True)
@@ -142,31 +140,33 @@ def test_plots_bad_input(tmp_path, monkeypatch, capsys):
 
 # -----------------------------------------------------------------------------
 # bench.py, experiments/maze.py, tiny.py
-def test_bench_bad_input():
-    assert_one_line_error(run_script("bench.py", "--steps=0"), 2, "--steps=0 must be >= 1")
+def test_bench_bad_input(scripts):
+    assert_one_line_error(run_script(scripts, "bench.py", "--steps=0"), 2, "--steps=0 must be >= 1")
     # before: a mistyped --model silently benchmarked a freshly trained tiny model instead
-    assert_one_line_error(run_script("bench.py", "--model=/nonexistent"), 2,
+    assert_one_line_error(run_script(scripts, "bench.py", "--model=/nonexistent"), 2,
                           "--model='/nonexistent' is not a Hugging Face model folder")
-    assert_one_line_error(run_script("bench.py", "--device=tpu"), 2, "invalid choice: 'tpu'", usage=True)
+    assert_one_line_error(run_script(scripts, "bench.py", "--device=tpu"), 2, "invalid choice: 'tpu'", usage=True)
 
 
-def test_maze_bad_input():
+def test_maze_bad_input(scripts):
     script = os.path.join("experiments", "maze.py")
-    assert_one_line_error(run_script(script, "--seeds=a,b", "--dry-run"), 2, "--seeds='a,b' must be comma-separated")
-    assert_one_line_error(run_script(script, "--seeds=0,0", "--dry-run"), 2, "repeats a seed")
-    assert_one_line_error(run_script(script, "--workers=0", "--dry-run"), 2, "--workers=0 must be >= 1")
-    assert_one_line_error(run_script(script, "--only=nosuch", "--dry-run"), 2, "unknown group(s) or run(s) ['nosuch']",
-                          usage=True)
-    result = run_script(script, "--workers=0", "--dry-run", "--debug")
+    assert_one_line_error(run_script(scripts, script, "--seeds=a,b", "--dry-run"), 2,
+                          "--seeds='a,b' must be comma-separated")
+    assert_one_line_error(run_script(scripts, script, "--seeds=0,0", "--dry-run"), 2, "repeats a seed")
+    assert_one_line_error(run_script(scripts, script, "--workers=0", "--dry-run"), 2, "--workers=0 must be >= 1")
+    assert_one_line_error(run_script(scripts, script, "--only=nosuch", "--dry-run"), 2,
+                          "unknown group(s) or run(s) ['nosuch']", usage=True)
+    result = run_script(scripts, script, "--workers=0", "--dry-run", "--debug")
     assert result.returncode == 2 and "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "maze.py: error: --workers=0 must be >= 1"
 
 
-def test_tiny_bad_input(tmp_path, monkeypatch, capsys):
+def test_tiny_bad_input(scripts, tmp_path, monkeypatch, capsys):
     import tiny
 
     # before: tiny.py ignored its arguments and went on to a minutes-long warm start
-    assert_one_line_error(run_script("tiny.py", "--steps=10"), 2, "unrecognized arguments: --steps=10", usage=True)
+    assert_one_line_error(run_script(scripts, "tiny.py", "--steps=10"), 2, "unrecognized arguments: --steps=10",
+                          usage=True)
     (tmp_path / "file").write_text("")
     assert run_main(tiny.main, [f"--out_dir={tmp_path / 'file'}"], monkeypatch, capsys) == (
         2, f"tool.py: error: --out_dir='{tmp_path / 'file'}' is a file, not a folder\n")

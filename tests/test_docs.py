@@ -17,22 +17,17 @@ backslash continues a line, `a && b` is two commands, `# ...` is a comment. Each
     micro Qwen2 with a byte-level BPE chat tokenizer saved to a folder (tests/test_real_models.py builds it);
   - `accelerate launch` with one process and without `--multi_gpu` (no GPUs here; tests/test_real_models.py
     runs 2 gloo processes against 1);
-  - `python script.py args` through a fork server: one process imports torch, transformers, accelerate,
-    datasets and reasoning-gym once and, per command, forks a child that runs the script as `__main__` with
-    that argv, cwd and sys.path[0], so each command costs its work and not ~5 s of imports. Scripts that start
-    processes of their own (compare.py's train.py runs, accelerate's launcher) start real interpreters.
+  - through conftest's `scripts` (a fork server that has imported torch, transformers, ... once), so each
+    command costs its work and not ~5 s of imports; what a script starts itself (compare.py's train.py runs,
+    accelerate's processes) are real interpreters. NANOPASSK_DEBUG=1: a failing command shows its traceback.
 
 EXCLUDED lists the commands that are not run, each with its reason; a program that is neither run nor excluded
 fails with a message saying to add it to one table or the other.
 """
-import json
 import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -52,7 +47,8 @@ SMALLEST = {  # script -> (FORCED, DEFAULTS)
     "evaluate.py": (["--n_mazes=1", "--max_new_tokens=8"], {}),
     "bench.py": (["--quick", "--steps=1", "--warmup=0", "--samplers=fast", "--threads=1"], {}),
     "plots.py": (["--out=figures-test"], {}),  # into the command's own folder, never over assets/
-    os.path.join("experiments", "maze.py"): (["--dry-run"], {}),  # prints the grid's train.py commands; a grid takes hours
+    # a grid takes hours: its dry run prints the grid's train.py commands
+    os.path.join("experiments", "maze.py"): (["--dry-run"], {}),
 }
 # tiny.py is absent on purpose: its warm start length is not an option, so `python tiny.py` cannot be made small
 EXCLUDED = {  # the first words of a command -> why it is not run
@@ -60,15 +56,11 @@ EXCLUDED = {  # the first words of a command -> why it is not run
     ("python", "-m", "pytest"): "the test suite itself",
     ("huggingface-cli", "download"): "downloads a model from the hub: needs the network",
 }
-PROGRAMS = ("python", "accelerate", "pip", "huggingface-cli", "time")  # what an indented code block of commands starts with
+PROGRAMS = ("python", "accelerate", "pip", "huggingface-cli", "time")  # what a command in an indented block starts with
 PLACEHOLDER_PATH = re.compile(r"(^|/)path(/to/|$)")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-       "TRANSFORMERS_OFFLINE": "1", "NANOPASSK_DEBUG": "1",  # a failing command shows its traceback here
+ENV = {"NANOPASSK_DEBUG": "1",  # a failing command shows its traceback here
        # oneDNN's AMX bf16 kernels die with "Illegal instruction" on some VMs that report AMX (bf16 configs)
        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")}
-PRELOAD = ("torch", "numpy", "transformers", "transformers.models.qwen2.modeling_qwen2", "accelerate",
-           "accelerate.commands.accelerate_cli", "datasets", "tokenizers", "safetensors.torch", "tqdm.auto",
-           "reasoning_gym", "matplotlib.pyplot")
 
 
 # -----------------------------------------------------------------------------
@@ -195,96 +187,9 @@ def runnable(argv, model_dir):
             elif option != "--multi_gpu":
                 launch.append(option)
         args = with_settings(script, substitute_models(argv[position + 1:], model_dir))
-        return "accelerate", ["launch", *launch, script, *args]
+        return "accelerate", ["accelerate", "launch", *launch, script, *args]
     raise LookupError(f"unknown program {argv[0]!r}: add it to SMALLEST (run) or EXCLUDED (with a reason) in "
                       "tests/test_docs.py")
-
-
-# -----------------------------------------------------------------------------
-# the fork server (module docstring): imports once, runs each command in a forked child
-def serve():
-    import importlib
-
-    for name in PRELOAD:  # imports only: no torch op runs here, so no thread pool exists to break in a fork
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    print("ready", flush=True)
-    for request in map(json.loads, sys.stdin):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(request)
-        deadline, status = time.time() + request["timeout"], None
-        while status is None:
-            done, raw = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = os.waitstatus_to_exitcode(raw)
-            elif time.time() > deadline:
-                os.killpg(pid, 9)  # the child and whatever it started
-                os.waitpid(pid, 0)
-                status = "timeout"
-            else:
-                time.sleep(0.05)
-        print(json.dumps({"status": status}), flush=True)
-
-
-def _child(request):
-    """Run the request as `python script args` (or the `accelerate` console script) would; never return."""
-    import atexit
-    import runpy
-    import traceback
-
-    code = 1
-    try:
-        os.setpgid(0, 0)
-        os.chdir(request["cwd"])
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        if request["kind"] == "accelerate":
-            from accelerate.commands.accelerate_cli import main
-
-            sys.argv = ["accelerate", *request["argv"]]
-            main()
-        else:
-            script = request["argv"][0]
-            sys.argv = list(request["argv"])
-            sys.path[0] = os.path.dirname(os.path.realpath(script))  # as python does for `python script.py`
-            runpy.run_path(script, run_name="__main__")
-        code = 0
-    except SystemExit as stop:  # as the interpreter: None -> 0, an int -> itself, anything else printed -> 1
-        if stop.code is None or isinstance(stop.code, int):
-            code = stop.code or 0
-        else:
-            print(stop.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        try:
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], cwd=ROOT, env=ENV, text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert process.stdout.readline().strip() == "ready", "the fork server did not start"
-
-    def run(kind, argv, cwd, log):
-        process.stdin.write(json.dumps(dict(kind=kind, argv=argv, cwd=str(cwd), log=str(log), timeout=TIMEOUT_S)) + "\n")
-        process.stdin.flush()
-        return json.loads(process.stdout.readline())["status"]
-    yield run
-    process.stdin.close()
-    process.wait(timeout=60)
 
 
 # -----------------------------------------------------------------------------
@@ -328,12 +233,12 @@ def command_folder(tree, path, seed_out=None):
 
 
 @pytest.fixture(scope="module")
-def seed_out(tree, server, tmp_path_factory):
+def seed_out(tree, scripts, tmp_path_factory):
     """out/ after one plain `python train.py` (smallest settings, one step): a checkpoint and the warm start."""
     folder = command_folder(tree, str(tmp_path_factory.mktemp("seed") / "run"))
     argv = ["train.py", *with_settings("train.py", []), "--max_steps=1"]
-    status = server("script", argv, folder, os.path.join(folder, "log.txt"))
-    assert status == 0, f"python {' '.join(argv)} failed:\n{open(os.path.join(folder, 'log.txt')).read()[-3000:]}"
+    result = scripts.run(argv, cwd=folder, env=ENV, timeout=TIMEOUT_S)
+    assert result.returncode == 0, f"python {' '.join(argv)} failed:\n{(result.stdout + result.stderr)[-3000:]}"
     return os.path.join(folder, "out")
 
 
@@ -346,25 +251,24 @@ def test_commands_are_read_from_the_documents():
     assert any(command.startswith("python train.py --task=rg:") for command in commands)
     assert split_commands("pip install -r r.txt && python a.py --x='{1: 2}'  # note") == [
         ["pip", "install", "-r", "r.txt"], ["python", "a.py", "--x={1: 2}"]]
-    markdown = "text\n\n    python a.py \\\n        --b=1\n\n    <|im_start|>\n\n```bash\nbash x.sh\n```\n```\nout\n```\n"
+    markdown = ("text\n\n    python a.py \\\n        --b=1\n\n    <|im_start|>\n\n"
+                "```bash\nbash x.sh\n```\n```\nout\n```\n")
     assert shell_lines(markdown) == [(3, "python a.py --b=1"), (9, "bash x.sh")]
 
 
 @pytest.mark.parametrize("doc, line, text, argv", collect())
-def test_documented_command_runs(doc, line, text, argv, tree, server, seed_out, chat_model_dir, tmp_path):
+def test_documented_command_runs(doc, line, text, argv, tree, scripts, seed_out, chat_model_dir, tmp_path):
     try:
         kind, run_argv = runnable(argv, chat_model_dir)
     except LookupError as error:
-        pytest.fail(f"{doc}:{line}: `{text}`: {error}")
+        pytest.fail(f"{doc}:{line}: `{text}`: {error}", pytrace=False)
     folder = command_folder(tree, str(tmp_path / "run"), seed_out)
-    log = os.path.join(folder, "log.txt")
-    status = server(kind, run_argv, folder, log)
-    if status != 0:
-        shown = " ".join(shlex.quote(arg) for arg in (["accelerate"] if kind == "accelerate" else ["python"]) + run_argv)
-        output = open(log, encoding="utf-8", errors="replace").read().strip()
-        pytest.fail(f"{doc}:{line}: `{text}` failed ({'timed out' if status == 'timeout' else f'exit status {status}'})"
-                    f", run with its smallest settings as\n    {shown}\nLast output:\n{output[-3000:]}", pytrace=False)
+    result = scripts.run(run_argv, cwd=folder, env=ENV, timeout=TIMEOUT_S)
+    if result.returncode != 0:
+        shown = " ".join(shlex.quote(arg) for arg in ([] if kind == "accelerate" else ["python"]) + run_argv)
+        status = f"timed out after {TIMEOUT_S} s" if result.returncode == -9 else f"exit status {result.returncode}"
+        output = (result.stdout.strip() + "\n" + result.stderr.strip()).strip()
+        pytest.fail(f"{doc}:{line}: `{text}` failed ({status}), run with its smallest settings as\n    {shown}\n"
+                    f"Last output:\n{output[-3000:]}", pytrace=False)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
-    serve()

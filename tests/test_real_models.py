@@ -3,8 +3,6 @@ ChatML chat template (built here with `tokenizers`, as a Qwen2.5-Instruct folder
 errors, bf16 weights with stochastic rounding, and data parallel (2 processes, gloo) against 1 process."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (BertConfig, BertModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
 
 from checkpoint import load_policy
-from evaluate import score_mazes, summarize
+from evaluate import score_items, summarize
+from tasks import MazeTask
 from mazes import format_prompt, make_mazes
 from optim import StochasticRoundingAdamW
 from rollout import chat_prompt, concat_rollouts, generate_rollouts, sequence_logprobs
@@ -27,9 +26,8 @@ ENGLISH = ["You are a helpful assistant. The quick brown fox jumps over the lazy
 FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=6", "--n_rollouts=4", "--k=2",
         "--max_new_tokens=12", "--eval_samples=4", "--eval_k=2", "--eval_every=1000", "--curve_samples=0", "--show_progress=False",
         "--threads=1", "--device=cpu"]
-ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-       # oneDNN's AMX bf16 kernels die with "Illegal instruction" on some VMs that report AMX; cap the ISA
-       "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")}
+# oneDNN's AMX bf16 kernels die with "Illegal instruction" on some VMs that report AMX; cap the ISA
+ENV = {"ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")}
 
 
 def build_bpe_tokenizer():
@@ -66,20 +64,21 @@ def chat_model_dir(tmp_path_factory):
     return path
 
 
-def run(command, check=True):
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+def run(scripts, command, check=True):
+    """`python *command` in the repository (conftest's scripts: without paying the imports again)."""
+    result = scripts.run(command, cwd=ROOT, env=ENV, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
 
 
-def accelerate_launch(n_processes, *args, check=True):
+def accelerate_launch(scripts, n_processes, *args, check=True):
     # `--cpu --num_processes 2` would start ONE process (accelerate's simple launcher); --multi_gpu starts
     # torchrun, which on a machine without GPUs gives gloo CPU processes (train.py --device=cpu)
     # through this interpreter, so the tests need no venv on PATH (`.venv/bin/python -m pytest` works)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_processes),
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_processes),
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return run([*launch, "train.py", *args], check=check)
+    return run(scripts, [*launch, "train.py", *args], check=check)
 
 
 def read_metrics(out_dir):
@@ -108,9 +107,9 @@ def test_bpe_chat_tokenizer_round_trips_and_wraps_prompts(chat_model_dir):
 
 
 @pytest.mark.parametrize("dtype", ["bf16-mixed", "bfloat16"])
-def test_train_through_the_chat_template(tmp_path, chat_model_dir, dtype):
+def test_train_through_the_chat_template(scripts, tmp_path, chat_model_dir, dtype):
     out = str(tmp_path / "run")
-    result = run([sys.executable, "train.py", *FAST, f"--model={chat_model_dir}", f"--out_dir={out}",
+    result = run(scripts, ["train.py", *FAST, f"--model={chat_model_dir}", f"--out_dir={out}",
                   "--prompt_template=paper", "--max_steps=2", "--prompt_batch=4", "--mini_batch=2",
                   "--rollout_batch=1", "--micro_batch=3", f"--dtype={dtype}", "--learning_rate=1e-3",
                   "--lr_warmup_steps=1"])
@@ -132,8 +131,8 @@ def test_train_through_the_chat_template(tmp_path, chat_model_dir, dtype):
     (["--rollout_batch=-1"], "rollout_batch=-1 must be >= 0"),
     (["--model=/models/Qwen2.5-7B-Instruct"], "weights must be on local disk"),
 ])
-def test_bad_real_model_config_is_a_clear_error(tmp_path, args, message):
-    result = run([sys.executable, "train.py", *FAST, f"--out_dir={tmp_path / 'bad'}", *args], check=False)
+def test_bad_real_model_config_is_a_clear_error(scripts, tmp_path, args, message):
+    result = run(scripts, ["train.py", *FAST, f"--out_dir={tmp_path / 'bad'}", *args], check=False)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
 
 
@@ -184,17 +183,21 @@ def test_bf16_stochastic_rounding_adamw_keeps_small_updates():
     torch.set_num_threads(1)  # small elementwise ops: 1 thread is faster, and immune to a busy machine
     try:
         exact = train(torch.optim.AdamW, torch.float32)
-        torch.testing.assert_close(train(StochasticRoundingAdamW, torch.float32), exact, rtol=1e-5, atol=1e-12)
+        # two implementations of one update: they may round a weight differently. A float32 weight of ~0.02-0.09
+        # has an ulp of 2e-9-7e-9, so the moved distance (~2e-5) is known to a few ulps after 20 steps: atol 3e-8
+        # (0.15% of it), while a wrong term of the update (lr, bias correction, eps) changes it by percents
+        torch.testing.assert_close(train(StochasticRoundingAdamW, torch.float32), exact, rtol=1e-5, atol=3e-8)
         drift = lambda moved: float((moved * exact.sign()).mean() / exact.abs().mean())  # noqa: E731
         assert drift(train(torch.optim.AdamW, torch.bfloat16)) < 0.1  # plain bf16: the updates are lost
         assert 0.95 < drift(train(StochasticRoundingAdamW, torch.bfloat16)) < 1.05
         again = train(StochasticRoundingAdamW, torch.bfloat16)  # the rounding noise is seeded, not global
+        # exact: the same elementwise computation twice in one process (no reduction whose order could vary)
         assert torch.equal(again, train(StochasticRoundingAdamW, torch.bfloat16))
     finally:
         torch.set_num_threads(threads)
 
 
-def test_data_parallel_equals_one_process(tmp_path, chat_model_dir):
+def test_data_parallel_equals_one_process(scripts, tmp_path, chat_model_dir):
     """2 processes (gloo), micro-batches of 3 rows and gradient checkpointing give the parameters of 1
     process with whole mini-batches per backward: the same rollouts (sampling is seeded per chunk of
     rollout_batch prompts), the same advantages and token-level loss over the global mini-batch."""
@@ -202,16 +205,23 @@ def test_data_parallel_equals_one_process(tmp_path, chat_model_dir):
               "--rollout_batch=2", "--max_steps=2", "--learning_rate=1e-3", "--lr_warmup_steps=1",
               "--eval_every=2", "--checkpoint_every=2"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    run([sys.executable, "train.py", *common, f"--out_dir={one}", "--micro_batch=16"])
-    accelerate_launch(2, *common, f"--out_dir={two}", "--micro_batch=3", "--gradient_checkpointing=True")
+    run(scripts, ["train.py", *common, f"--out_dir={one}", "--micro_batch=16"])
+    accelerate_launch(scripts, 2, *common, f"--out_dir={two}", "--micro_batch=3", "--gradient_checkpointing=True")
     start, a, b = params_of(chat_model_dir), params_of(os.path.join(one, "ckpt")), params_of(os.path.join(two, "ckpt"))
     assert max(float((a[name] - start[name]).abs().max()) for name in a) > 1e-3  # it trained, 100x the tolerance
     for name in a:  # float noise only (summation order; AdamW amplifies it where a gradient is ~0)
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=0, msg=name)
     steps_a = [r for r in read_metrics(one) if "reward" in r]
     steps_b = [r for r in read_metrics(two) if "reward" in r]
+    # Exact: the same tokens, so the same rewards and counts (and eta, a function of the rewards, on one machine).
+    # Step 1 samples from the same start weights with the same per-chunk seeds: the same tokens on any machine.
+    # Step 2 (and the last evaluation) samples from weights that differ by float noise (~1e-7, below): a token
+    # could change only if a uniform draw fell within ~1e-7 of a CDF boundary, ~1e-4 over the ~700 draws here.
     for key in ("reward", "pass@2", "zero_advantage_prompts", "eta", "generated_tokens", "trained_tokens"):
         assert [r[key] for r in steps_a] == [r[key] for r in steps_b], key  # the same global batch
+    # float32 means and norms summed in another order (micro-batches of 3 vs 16 rows, 2 processes): ~1e-6
+    # relative; 1e-4 leaves room for AdamW's amplification at step 2, far below a real difference (a wrong
+    # token count or a missing micro-batch changes them by percents)
     for key in ("entropy", "pg_loss", "grad_norm", "ratio_mean", "approx_kl"):  # ratio_mean: over trained tokens
         assert [r[key] for r in steps_a] == pytest.approx([r[key] for r in steps_b], rel=1e-4, abs=1e-7), key
     # at step 1 one prompt of 8 has a non-zero advantage: the process holding it does backward passes,
@@ -219,11 +229,12 @@ def test_data_parallel_equals_one_process(tmp_path, chat_model_dir):
     assert steps_a[0]["zero_advantage_prompts"] == 7 / 8 and steps_a[0]["trained_tokens"] > 0
     evals_a = [r["eval"] for r in read_metrics(one) if "eval" in r]
     evals_b = [r["eval"] for r in read_metrics(two) if "eval" in r]  # sharded, then gathered
-    assert [e["per_size"] for e in evals_a] == [e["per_size"] for e in evals_b] and len(evals_a) == 2
+    # per_group holds pass@k, curves and per-maze correct counts: functions of the sampled tokens only, exact as above
+    assert [e["per_group"] for e in evals_a] == [e["per_group"] for e in evals_b] and len(evals_a) == 2
 
 
-def test_data_parallel_batch_must_divide(tmp_path, chat_model_dir):
-    result = accelerate_launch(2, *FAST, f"--model={chat_model_dir}", f"--out_dir={tmp_path / 'bad'}",
+def test_data_parallel_batch_must_divide(scripts, tmp_path, chat_model_dir):
+    result = accelerate_launch(scripts, 2, *FAST, f"--model={chat_model_dir}", f"--out_dir={tmp_path / 'bad'}",
                                "--prompt_batch=6", "--mini_batch=3", check=False)
     assert result.returncode != 0
     assert result.stderr.count("must be multiples of the number of processes (2)") == 1  # said once, by rank 0
@@ -248,10 +259,12 @@ def test_chunked_rollouts_concatenate_exactly(micro_model, micro_tokenizer):
 
 
 def test_sharded_evaluation_equals_unsharded(micro_model, micro_tokenizer):
-    mazes = make_mazes((5,), {5: 1}, (5,), 5, seed=0)["test"]
+    mazes = MazeTask((5,), {5: 1}, (5,), 5, seed=0).make_splits()["test"]
     options = dict(template="compact", n_samples=4, ks=(1, 2), max_new_tokens=8, prompts_per_batch=2, seed=3,
                    show_progress=False)
-    whole = score_mazes(micro_model, micro_tokenizer, mazes, **options)
-    shards = [score_mazes(micro_model, micro_tokenizer, mazes, shard=(i, 2), **options) for i in (1, 0)]
+    whole = score_items(micro_model, micro_tokenizer, mazes, **options)
+    shards = [score_items(micro_model, micro_tokenizer, mazes, shard=(i, 2), **options) for i in (1, 0)]
+    # exact on any machine: each batch of prompts is sampled and scored by the same computation (same rows, same
+    # seed) whichever shard does it, and summarize sorts the records by index before it sums anything
     assert sorted(shards[0] + shards[1], key=lambda r: r["index"]) == whole
     assert summarize(shards[0] + shards[1], 4, 1.0, 0.95) == summarize(whole, 4, 1.0, 0.95)

@@ -74,7 +74,7 @@ def test_save_load_round_trip_through_auto_classes(tmp_path):
     assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
     for name in ("pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id"):
         assert getattr(loaded_tokenizer, name) == getattr(tokenizer, name)
-    with torch.no_grad():
+    with torch.no_grad():  # exact: bitwise the same weights through the same kernels, in one process
         assert torch.equal(model(torch.tensor([ids])).logits, loaded_model(torch.tensor([ids])).logits)
 
     resaved = tmp_path / "resaved"  # a checkpoint of a loaded tokenizer must load the same way
@@ -107,7 +107,7 @@ def test_warm_start_decreases_loss_and_is_deterministic():
         weights.append(model.state_dict())
         assert len(losses) == 30
         assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
-    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])  # same seed, process, kernels
     assert not all(torch.equal(weights[0][name], weights[2][name]) for name in weights[0])
 
 
