@@ -29,24 +29,60 @@ def train_command(overrides, *settings):
     return [sys.executable, os.path.join(ROOT, "train.py"), *overrides, *settings]
 
 
-def run_all(commands, workers, logs):
-    """Run the commands `workers` at a time, each writing to its log; raise if one fails."""
-    pending, running = list(zip(commands, logs)), []
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+def run_pool(jobs, workers, ready=None, starting=None, finished=None, poll=1.0):
+    """Run subprocesses `workers` at a time, each on one thread; the one pool of compare.py and experiments/maze.py.
+
+    jobs: dicts with "command" (argv, run from the repository root) and "log" (a file its output is appended to).
+    ready(job) says whether a pending job may start now (True), must wait (False), or is to be skipped (a string,
+    the reason, stored as job["skipped"]); starting(job) runs just before a job starts (make its folder, note its
+    command); finished(job, returncode, seconds) as each one ends. A job that nothing running can make ready is
+    skipped ("dependencies incomplete"). Returns the jobs that failed or were skipped, in that order."""
+    pending, running, failed = list(jobs), [], []
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     while pending or running:
-        while pending and len(running) < workers:
-            command, log = pending.pop(0)
-            running.append((subprocess.Popen(command, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                             env=env), command, log))
-        time.sleep(1)
+        for job in list(pending):
+            if len(running) >= workers:
+                break
+            state = True if ready is None else ready(job)
+            if state is False:
+                continue
+            pending.remove(job)
+            if state is not True:
+                job["skipped"] = state
+                failed.append(job)
+                continue
+            if starting:
+                starting(job)
+            with open(job["log"], "a") as log:
+                job["process"] = subprocess.Popen(job["command"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+            job["start"] = time.time()
+            running.append(job)
+        if not running and pending:  # nothing runs and nothing can start
+            for job in pending:
+                job["skipped"] = "dependencies incomplete"
+            failed += pending
+            break
+        time.sleep(poll)
         for job in list(running):
-            process, command, log = job
-            if process.poll() is not None:
-                running.remove(job)
-                if process.returncode:
-                    with open(log) as f:
-                        tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
-                    raise subprocess.CalledProcessError(process.returncode, command, output=tail[0])
+            returncode = job["process"].poll()
+            if returncode is None:
+                continue
+            running.remove(job)
+            if returncode:
+                failed.append(job)
+            if finished:
+                finished(job, returncode, time.time() - job["start"])
+    return failed
+
+
+def run_all(commands, workers, logs):
+    """Run the train.py commands `workers` at a time, each writing to its log; raise if one fails (with the
+    last line of its log: train.py's one-line reason)."""
+    failed = run_pool([dict(command=command, log=log) for command, log in zip(commands, logs)], workers)
+    if failed:
+        with open(failed[0]["log"]) as f:
+            tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
+        raise subprocess.CalledProcessError(failed[0]["process"].returncode, failed[0]["command"], output=tail[0])
 
 
 def side_by_side(evals):
@@ -57,7 +93,7 @@ def side_by_side(evals):
     start = evals[names[0]]["before"]
     results = {"start": start, **{f"{name} end": evals[name]["after"] for name in names}}
     lines = [format_table(results), "", format_curves(results), "",
-             "where each curve crosses the start policy's (k), and held-out mazes solved at all within n samples:"]
+             "where each curve crosses the start policy's (k), and held-out items solved at all within n samples:"]
     for name in names:
         after = evals[name]["after"]
         k, kind = crossing_k({int(k): v for k, v in after["average_pass@k_curve"].items()},
@@ -66,7 +102,7 @@ def side_by_side(evals):
         crossing = f"k = {k:.1f}" if kind == "cross" else {"above": "never (above at every k)",
                                                             "below": "below from k = 1"}[kind]
         lines.append(f"  {name:<20} crosses at {crossing:<26} solved: start {overlap['a']}, run {overlap['b']}, "
-                     f"both {overlap['both']} of {overlap['mazes']}")
+                     f"both {overlap['both']} of {overlap.get('items', overlap.get('mazes'))}")
     return "\n".join(lines)
 
 

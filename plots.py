@@ -1,18 +1,23 @@
-"""Figures and tables: advantage curves of every estimator, training curves and per-size tables of runs.
+"""Figures and tables: advantage curves of every estimator, training curves, per-group tables and verdicts of runs.
 
-    python plots.py experiments/runs/quick      # everything, into experiments/figures/ (+ tables.md)
-    python plots.py out                         # the curves of one train.py out_dir
-    python plots.py --advantages-only           # figures 9 and 18 only: no training needed
-    python plots.py --estimator-gradients       # what each estimator optimises (exact, Bernoulli policy)
+    python plots.py experiments/results/long.jsonl   # a grid's figures + tables from its records -> experiments/figures/
+    python plots.py experiments/runs/long --compact experiments/results/long.jsonl   # raw run folders -> records
+    python plots.py --verdicts experiments/results/long.jsonl experiments/results/tasks.jsonl --write RESULTS.md
+    python plots.py out                              # the curves of one train.py out_dir
+    python plots.py --advantages-only                # figures 9 and 18 only: no training needed
+    python plots.py --estimator-gradients            # what each estimator optimises (exact, Bernoulli policy)
 
-Runs are train.py out_dirs (metrics.jsonl: one line per step, plus {"step": s, "eval": {...}} lines
-with the held-out evaluation). A method is several seeds of one configuration,
-<runs_root>/<group>/<name>-seed<s>/, as experiments/maze.py lays them out; figures show the mean over
-seeds with the min-max band, tables mean +- std (sample std, ddof=1) over seeds; paired changes with
-their 95% t intervals.
+Runs are train.py out_dirs (metrics.jsonl: one line per step, plus {"step": s, "eval": {...}} lines with the
+held-out evaluation). A method is several seeds of one configuration, <runs_root>/<group>/<name>-seed<s>/, as
+experiments/maze.py lays them out. A grid's runs are kept as records, one JSON line per run (compact_runs):
+everything below reads records, so a results file redraws every figure and table without the run folders.
+Figures show the mean over seeds with the min-max band, tables mean +- std (sample std, ddof=1) over seeds,
+paired changes with their 95% t intervals; the verdict tables add a bootstrap over seeds and held-out items and
+corrected p-values (stats.py).
 """
 import argparse
-import glob
+import ast
+import gzip
 import json
 import math
 import os
@@ -27,15 +32,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from advantage import ADVANTAGES, advantage_curves, compute_advantages, expected_gradient  # noqa: E402
-from evaluate import crossing_k, solved_overlap  # noqa: E402
+import stats  # noqa: E402
+from evaluate import crossing_k  # noqa: E402
 
 FIGURES = os.path.join("experiments", "figures")
 SEEN_SIZES = (5, 7)  # the maze sizes every run of experiments/maze.py trains on; larger test sizes are unseen
 
 
 def held_out_groups(evaluation):
-    """The keys of an evaluation's per_size: maze sizes as ints, sorted; a reasoning-gym task's name as is."""
-    return sorted((int(key) if str(key).isdigit() else key for key in evaluation["per_size"]), key=group_order)
+    """The keys of an evaluation's per_group: maze sizes as ints, sorted; a reasoning-gym task's name as is."""
+    return sorted((int(key) if str(key).isdigit() else key for key in evaluation["per_group"]), key=group_order)
 
 
 def group_order(key):
@@ -44,6 +50,8 @@ def group_order(key):
 
 def group_label(key):
     return f"{key}x{key}{' (unseen)' if key not in SEEN_SIZES else ''}" if isinstance(key, int) else str(key)
+
+
 # estimators whose advantage depends on random draws or on the order of the responses (unlikeliness: on
 # the responses' likelihood ranks, here random): averaged
 DRAWS = {"passk_bootstrap": 200, "noise_rewards": 200, "passk_full": 200, "unlikeliness": 200}
@@ -180,12 +188,29 @@ def plot_estimator_gradients(path, n_rollouts=16, k=4, names=None, mu_values=Non
 
 
 # -----------------------------------------------------------------------------
-# runs
+# records: one dict per run, what every figure and table below reads
+#   {"grid", "run": "<group>/<name>", "seed", "command", "config", "wall_seconds", "start_step",
+#    "evals": [[step, evaluation], ...], "train_every", "train": {"step": [...], metric: [...]}}
+# A grid's records are one JSON line each in experiments/results/<grid>.jsonl (compact_runs writes them from the
+# raw run folders, which git ignores); start_step is where a run continued from (the continual group's second
+# half starts at the end of its first).
+RECORD_METRICS = ("reward", "entropy", "response_length", "zero_advantage_prompts", "eta", "grad_norm", "step_time")
+RENAMED = {"per_size": "per_group", "n_mazes": "n_items"}  # evaluate.py's earlier key names
 _WARNED = set()  # metrics files whose cut-off last line was already reported
 
 
+def normalise_eval(evaluation):
+    """An evaluation with evaluate.py's current keys: per_group (earlier per_size) and, in each group, n_items
+    (earlier n_mazes). The one place where the two vintages of eval.json meet."""
+    out = {RENAMED.get(key, key): value for key, value in evaluation.items()}
+    if "per_group" in out:
+        out["per_group"] = {group: {RENAMED.get(key, key): value for key, value in cell.items()}
+                            for group, cell in out["per_group"].items()}
+    return out
+
+
 def load_run(run_dir):
-    """(train records, [(step, eval)]) of one out_dir's metrics.jsonl.
+    """(train records, [(step, eval)]) of one out_dir's metrics.jsonl, evaluations normalised (normalise_eval).
 
     A last line that is not a complete record (cut off by a crash mid-write) is skipped with a one-line
     warning on stderr, so a run that crashed keeps its results readable; a bad line anywhere else is a
@@ -206,71 +231,157 @@ def load_run(run_dir):
                           f"crash?): {line.strip()[:40]!r}", file=sys.stderr)
                 continue
             raise ValueError(f"{path} line {number} is not a metrics record: {line.strip()[:60]!r}") from None
-        (evals.append((step, record["eval"])) if "eval" in record else train.append(record))
+        (evals.append((step, normalise_eval(record["eval"]))) if "eval" in record else train.append(record))
     return train, evals
 
 
-def seed_dirs(runs_root, run):
-    """The seed folders <runs_root>/<run>-seed<s> with a metrics.jsonl, by seed."""
-    found = glob.glob(os.path.join(runs_root, f"{run}-seed*", "metrics.jsonl"))
-    dirs = [os.path.dirname(path) for path in found if re.fullmatch(r"\d+", os.path.dirname(path).rsplit("-seed", 1)[1])]
-    return sorted(dirs, key=lambda path: int(path.rsplit("-seed", 1)[1]))
+def rounded(value, digits=6):
+    """Floats to `digits` significant digits, recursively (a record's size, not its meaning)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def thin(train, every):
+    """Per-step training records -> columns {"step": [...], metric: [...]}: the mean over each block of `every`
+    steps, labelled by the block's last step (every=1: every step as is)."""
+    keys = [key for key in RECORD_METRICS if any(key in r for r in train)]
+    keys += sorted({key for r in train for key in r if re.fullmatch(r"pass@\d+", key)})
+    blocks = {}
+    for r in train:
+        blocks.setdefault((r["step"] - 1) // every, []).append(r)
+    columns = {"step": [max(r["step"] for r in block) for _, block in sorted(blocks.items())]}
+    for key in keys:
+        columns[key] = [float(np.mean([r[key] for r in block if key in r])) if any(key in r for r in block) else None
+                        for _, block in sorted(blocks.items())]
+    return columns
+
+
+def parse_command(command):
+    """train.py's --key=value arguments of a command line, as a dict: numbers and booleans as such, the rest
+    (strings, tuples, dicts) as written."""
+    config = {}
+    for part in (" " + command.strip()).split(" --")[1:]:
+        key, _, value = part.partition("=")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        config[key] = parsed if isinstance(parsed, (int, float, bool)) else value
+    return config
+
+
+def run_record(run_dir, every=1, grid=None, run=None):
+    """One run's record (see above) from its out_dir: its command.txt, wall.json and metrics.jsonl."""
+    train, evals = load_run(run_dir)
+    seed = os.path.basename(os.path.normpath(run_dir)).rpartition("-seed")[2]
+    read = lambda name: open(os.path.join(run_dir, name)).read() if os.path.exists(os.path.join(run_dir, name)) else None  # noqa: E731
+    command = (read("command.txt") or "").strip() or None
+    wall = read("wall.json")
+    return dict(grid=grid, run=run, seed=int(seed) if seed.isdigit() else None, command=command,
+                config=parse_command(command) if command else {},
+                wall_seconds=rounded(json.loads(wall)["wall_seconds"], 4) if wall else None, start_step=0,
+                evals=[[step, rounded(evaluation)] for step, evaluation in evals], train_every=every,
+                train=rounded(thin(train, every), 5))
+
+
+def compact_runs(runs_root, every=10):
+    """The records of every <group>/<name>-seed<N> run folder under runs_root with a held-out evaluation, sorted
+    by run and seed, and {skipped folder: why}. A run initialised from another run's checkpoint (config
+    init_from) starts at that run's last step."""
+    usable, skipped = sort_runs(runs_root)
+    grid = os.path.basename(os.path.normpath(runs_root))
+    records = [run_record(folder, every, grid, os.path.relpath(folder, runs_root).replace(os.sep, "/").rpartition("-seed")[0])
+               for folder in usable]
+    by_folder = {(record["run"], record["seed"]): record for record in records}
+    for record in records:
+        init = str(record["config"].get("init_from", ""))
+        parent = os.path.dirname(os.path.normpath(init)) if init.endswith("ckpt") else ""
+        run, _, seed = os.path.relpath(parent, runs_root).replace(os.sep, "/").rpartition("-seed") if parent else ("", "", "")
+        source = by_folder.get((run, int(seed))) if seed.isdigit() else None
+        if source:
+            record["start_step"] = source["start_step"] + source["evals"][-1][0]
+    return sorted(records, key=lambda r: (r["run"], r["seed"])), skipped
+
+
+def write_records(records, path):
+    """One JSON line per record; gzip when the path ends in .gz."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "wt") as f:
+        for record in records:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def load_records(path):
+    """The records of a results file (.jsonl or .jsonl.gz), evaluations normalised."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    for record in records:
+        record["evals"] = [(step, normalise_eval(evaluation)) for step, evaluation in record["evals"]]
+    return records
 
 
 def eval_value(evaluation, metric):
-    """metric: 'avg:pass@1', '9:pass@8' (one size), or a top-level key such as 'negative_answer_diversity'."""
+    """metric: 'avg:pass@1', '9:pass@8' (one group), or a top-level key such as 'negative_answer_diversity'."""
     if ":" in metric:
         where, key = metric.split(":")
-        cell = evaluation["average"] if where == "avg" else evaluation["per_size"].get(where)
+        cell = evaluation["average"] if where == "avg" else evaluation["per_group"].get(where)
         return math.nan if cell is None else cell[key]
     value = evaluation.get(metric)
     return math.nan if value is None else value
 
 
-def eval_curves(run_dirs, metric, offset=0):
+def eval_curves(runs, metric):
     """steps (those all seeds have) and values (n_seeds, n_steps) of a held-out metric."""
-    per_seed = [{step + offset: eval_value(evaluation, metric) for step, evaluation in load_run(d)[1]} for d in run_dirs]
+    per_seed = [{step + run["start_step"]: eval_value(evaluation, metric) for step, evaluation in run["evals"]}
+                for run in runs]
     steps = sorted(set.intersection(*(set(curve) for curve in per_seed))) if per_seed else []
     return np.array(steps), np.array([[curve[s] for s in steps] for curve in per_seed])
 
 
-def train_curves(run_dirs, key="reward", offset=0, smooth=5):
-    """steps and (n_seeds, n_steps) of a per-step training metric, moving-averaged over `smooth` steps."""
-    per_seed = [{r["step"] + offset: r[key] for r in load_run(d)[0] if key in r} for d in run_dirs]
+def train_curves(runs, key="reward", smooth=None):
+    """steps and (n_seeds, n_steps) of a training metric; runs recorded at every step are moving-averaged over
+    `smooth` steps (default 5), thinned records (means over blocks of steps) are drawn as they are."""
+    per_seed = [{step + run["start_step"]: value for step, value in zip(run["train"]["step"], run["train"].get(key, []))
+                 if value is not None} for run in runs]
     steps = sorted(set.intersection(*(set(curve) for curve in per_seed))) if per_seed else []
     values = np.array([[curve[s] for s in steps] for curve in per_seed])
+    smooth = (5 if all(run["train_every"] == 1 for run in runs) else 1) if smooth is None else smooth
     if smooth > 1 and values.size:
         kernel = np.ones(smooth) / smooth
         values = np.array([np.convolve(np.pad(row, (smooth - 1, 0), mode="edge"), kernel, mode="valid") for row in values])
     return np.array(steps), values
 
 
-PANELS = [("avg:pass@1", "held-out pass@1 (avg over sizes)"), ("avg:pass@8", "held-out pass@8 (avg over sizes)"),
-          ("9:pass@8", "pass@8 on 9x9 (size unseen in training)"), ("reward", "train reward (5-step moving avg)"),
+PANELS = [("avg:pass@1", "held-out pass@1 (avg over groups)"), ("avg:pass@8", "held-out pass@8 (avg over groups)"),
+          ("9:pass@8", "pass@8 on 9x9 (size unseen in training)"), ("reward", "train reward"),
           ("negative_answer_diversity", "negative-answer diversity (held out)"), ("entropy", "policy entropy (held out, nats/token)")]
 
 
 def plot_comparison(methods, path, title=""):
-    """methods: [(label, run_dirs, step offset)]. A 2x3 figure of held-out and training curves (a task without
-    a 9x9 maze, e.g. a reasoning-gym task, gets its held-out response length in that panel)."""
+    """methods: [(label, runs)]. A 2x3 figure of held-out and training curves (a task without a 9x9 maze, e.g. a
+    reasoning-gym task, gets its held-out response length in that panel)."""
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
-    first = next((load_run(dirs[0])[1] for _, dirs, _ in methods if dirs), [])
-    mazes = not first or "9" in first[0][1]["per_size"] or 9 in first[0][1]["per_size"]
+    first = next((runs[0]["evals"] for _, runs in methods if runs), [])
+    mazes = not first or "9" in first[0][1]["per_group"]
     panels = PANELS if mazes else [panel if panel[0] != "9:pass@8" else
                                    ("response_length", "held-out response length (tokens)") for panel in PANELS]
-    for i, (label, run_dirs, offset) in enumerate(methods):
-        if not run_dirs:
+    for i, (label, runs) in enumerate(methods):
+        if not runs:
             continue
         for axis, (metric, _) in zip(axes.flat, panels):
-            if metric == "reward":
-                steps, values = train_curves(run_dirs, "reward", offset)
-            else:
-                steps, values = eval_curves(run_dirs, metric, offset)
+            steps, values = train_curves(runs, "reward") if metric == "reward" else eval_curves(runs, metric)
             if not len(steps):
                 continue
             axis.plot(steps, values.mean(0), marker="." if metric != "reward" else None, color=f"C{i}",
-                      label=f"{label} ({len(run_dirs)} seeds)")
-            if len(run_dirs) > 1:
+                      label=f"{label} ({len(runs)} seeds)")
+            if len(runs) > 1:
                 axis.fill_between(steps, values.min(0), values.max(0), color=f"C{i}", alpha=0.15)
     for axis, (_, name) in zip(axes.flat, panels):
         axis.set_title(name, fontsize=10)
@@ -283,10 +394,10 @@ def plot_comparison(methods, path, title=""):
     plt.close(fig)
 
 
-def final_eval(run_dir, offset=0):
+def final_eval(run):
     """(step, eval) of the last held-out evaluation of a run."""
-    step, evaluation = load_run(run_dir)[1][-1]
-    return step + offset, evaluation
+    step, evaluation = run["evals"][-1]
+    return step + run["start_step"], evaluation
 
 
 def mean_std(values):
@@ -303,57 +414,56 @@ def cell(values, scale=100.0, digits=1):
     return f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if not math.isnan(std) else "")
 
 
-# two-sided 95% quantile of Student's t with n - 1 degrees of freedom, for n = 2..10 paired seeds
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
-
-
 def delta_cell(deltas, scale=100.0, digits=1):
-    """Paired change over seeds: 'mean [lo, hi]', the 95% paired-t interval of the mean (t with n - 1 degrees
-    of freedom: mean ± t * std / sqrt(n)), marked ' *' when it excludes 0. One seed: the mean alone, no claim."""
-    mean, std = mean_std(deltas)
-    if math.isnan(mean):
+    """Paired change over seeds: 'mean [lo, hi]', the 95% paired-t interval of the mean (stats.paired_t), marked
+    ' *' when it excludes 0 (uncorrected: the verdict tables correct for multiplicity). One seed: the mean alone."""
+    result = stats.paired_t(deltas)
+    if math.isnan(result["mean"]):
         return "-"
-    n = len([d for d in deltas if not math.isnan(d)])
-    if n < 2 or math.isnan(std):
-        return f"{scale * mean:.{digits}f}"
-    half = T_975.get(n, 1.96) * std / math.sqrt(n)
-    text = f"{scale * mean:.{digits}f} [{scale * (mean - half):.{digits}f}, {scale * (mean + half):.{digits}f}]"
-    return text + (" *" if abs(mean) > half else "")
+    if math.isnan(result["lo"]):
+        return f"{scale * result['mean']:.{digits}f}"
+    text = f"{scale * result['mean']:.{digits}f} [{scale * result['lo']:.{digits}f}, {scale * result['hi']:.{digits}f}]"
+    return text + (" *" if result["lo"] > 0 or result["hi"] < 0 else "")
 
 
-def per_size_table(methods, baseline_dirs=None, reference=0):
-    """Markdown table of the final held-out evaluation: per maze size and averaged, pass@1 / pass@8 in %,
-    mean ± std over seeds; the negative-answer diversity (%) and policy entropy (nats/token); the paired (same seed) change in avg pass@1 and
-    pass@8 and diversity against methods[reference] (' *': significant, see delta_cell); baseline_dirs adds the step-0 evaluation (the starting policy)."""
+def by_seed(runs):
+    return {run["seed"]: run for run in runs}
+
+
+def per_size_table(methods, baseline_runs=None, reference=0):
+    """Markdown table of the final held-out evaluation: per held-out group and averaged, pass@1 / pass@8 in %,
+    mean ± std over seeds; the negative-answer diversity (%) and policy entropy (nats/token); the paired (same
+    seed) change in avg pass@1, pass@8, diversity and entropy against methods[reference] (see delta_cell);
+    baseline_runs adds their step-0 evaluation (the starting policy)."""
     rows = []
-    if baseline_dirs:
-        rows.append(("start (step 0)", [load_run(d)[1][0][1] for d in baseline_dirs], None, 0))
-    for label, run_dirs, offset in methods:
-        if run_dirs:
-            finals = [final_eval(d, offset) for d in run_dirs]
-            rows.append((label, [evaluation for _, evaluation in finals], run_dirs, max(step for step, _ in finals)))
+    if baseline_runs:
+        rows.append(("start (step 0)", [run["evals"][0][1] for run in baseline_runs], None, 0))
+    for label, runs in methods:
+        if runs:
+            finals = [final_eval(run) for run in runs]
+            rows.append((label, [evaluation for _, evaluation in finals], runs, max(step for step, _ in finals)))
     if not rows:
         return "(no runs)"
-    sizes = sorted({key for _, evals, _, _ in rows for e in evals for key in held_out_groups(e)}, key=group_order)
-    ref_label, ref_dirs, ref_offset = methods[reference] if methods else (None, None, 0)
-    ref_by_seed = {d.rsplit("-seed", 1)[1]: final_eval(d, ref_offset)[1] for d in (ref_dirs or [])}
-    header = (["method", "step", "seeds"] + [f"{group_label(s)} p@1 / p@8" for s in sizes]
+    groups = sorted({key for _, evals, _, _ in rows for e in evals for key in held_out_groups(e)}, key=group_order)
+    ref_label, ref_runs = methods[reference] if methods else (None, [])
+    ref_by_seed = {seed: final_eval(run)[1] for seed, run in by_seed(ref_runs or []).items()}
+    header = (["method", "step", "seeds"] + [f"{group_label(s)} p@1 / p@8" for s in groups]
               + ["avg p@1 / p@8", "neg. diversity", "entropy", f"Δ avg p@1 vs {ref_label}", f"Δ avg p@8 vs {ref_label}",
                  "Δ neg. diversity", "Δ entropy"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, evals, run_dirs, step in rows:
+    for label, evals, runs, step in rows:
         cells = [label, str(step), str(len(evals))]
-        for size in sizes:
-            cells.append(f"{cell([eval_value(e, f'{size}:pass@1') for e in evals])} / "
-                         f"{cell([eval_value(e, f'{size}:pass@8') for e in evals])}")
+        for group in groups:
+            cells.append(f"{cell([eval_value(e, f'{group}:pass@1') for e in evals])} / "
+                         f"{cell([eval_value(e, f'{group}:pass@8') for e in evals])}")
         cells.append(f"{cell([eval_value(e, 'avg:pass@1') for e in evals])} / {cell([eval_value(e, 'avg:pass@8') for e in evals])}")
         cells.append(cell([eval_value(e, "negative_answer_diversity") for e in evals]))
         cells.append(cell([eval_value(e, "entropy") for e in evals], scale=1.0, digits=3))
         for key, scale, digits in (("avg:pass@1", 100.0, 1), ("avg:pass@8", 100.0, 1),
                                    ("negative_answer_diversity", 100.0, 1), ("entropy", 1.0, 3)):
-            if run_dirs and label != ref_label and ref_by_seed:
-                deltas = [eval_value(e, key) - eval_value(ref_by_seed[d.rsplit("-seed", 1)[1]], key)
-                          for d, e in zip(run_dirs, evals) if d.rsplit("-seed", 1)[1] in ref_by_seed]
+            if runs and label != ref_label and ref_by_seed:
+                deltas = [eval_value(e, key) - eval_value(ref_by_seed[run["seed"]], key)
+                          for run, e in zip(runs, evals) if run["seed"] in ref_by_seed]
                 cells.append(delta_cell(deltas, scale, digits))
             else:
                 cells.append("")
@@ -361,54 +471,64 @@ def per_size_table(methods, baseline_dirs=None, reference=0):
     return "\n".join(lines)
 
 
-def curve_of(evaluation, sizes=None):
-    """{k: pass@k} of one evaluation: averaged over `sizes` (None: the eval's own average over all sizes)."""
-    if sizes is None:
+def group_cell(evaluation, group):
+    cells = evaluation["per_group"]
+    return cells[str(group)] if str(group) in cells else cells[group]
+
+
+def curve_of(evaluation, groups=None):
+    """{k: pass@k} of one evaluation: averaged over `groups` (None: the eval's own average over all groups)."""
+    if groups is None:
         return {int(k): value for k, value in evaluation["average_pass@k_curve"].items()}
-    curves = [evaluation["per_size"][str(s) if str(s) in evaluation["per_size"] else s]["pass@k_curve"] for s in sizes]
+    curves = [group_cell(evaluation, g)["pass@k_curve"] for g in groups]
     return {int(k): sum(curve[k] for curve in curves) / len(curves) for k in curves[0]}
 
 
-def correct_of(evaluation, sizes=None):
-    """{maze index: correct samples} of one evaluation, over `sizes` (None: every held-out maze)."""
-    if sizes is None:
+def correct_of(evaluation, groups=None):
+    """{item index: correct samples} of one evaluation, over `groups` (None: every held-out item)."""
+    if groups is None:
         return evaluation["correct"]
-    cells = evaluation["per_size"]
-    return {index: count for s in sizes for index, count in cells[str(s) if str(s) in cells else s]["correct"].items()}
+    return {index: count for g in groups for index, count in group_cell(evaluation, g)["correct"].items()}
 
 
-def curve_runs(run_dirs):
+def solved(counts_a, counts_b):
+    """Items solved (at least one correct sample) by a, by b and by both; and how many items there are."""
+    a = {index for index, count in counts_a.items() if count > 0}
+    b = {index for index, count in counts_b.items() if count > 0}
+    return dict(a=len(a), b=len(b), both=len(a & b), items=len(counts_a))
+
+
+def curve_runs(runs):
     """[(seed, start eval, final eval)] of the runs whose first and last evaluations have pass@k curves to the
     same n (a step-0 evaluation of its own; the last one is the run's end)."""
-    runs = []
-    for d in run_dirs:
-        evals = load_run(d)[1]
-        first, last = evals[0][1], evals[-1][1]
-        if evals[0][0] == 0 and "average_pass@k_curve" in first and "average_pass@k_curve" in last and \
+    found = []
+    for run in runs:
+        (first_step, first), (_, last) = run["evals"][0], run["evals"][-1]
+        if first_step == 0 and "average_pass@k_curve" in first and "average_pass@k_curve" in last and \
                 first["n_samples"] == last["n_samples"]:
-            runs.append((d.rsplit("-seed", 1)[1], first, last))
-    return runs
+            found.append((run["seed"], first, last))
+    return found
 
 
-def plot_passk_curves(methods, path, size_groups, title=""):
+def plot_passk_curves(methods, path, panels, title=""):
     """Pass@k curves on a log-k axis (Yue et al., 2025): the start policy (step 0, dashed) against each
-    method's final policy, mean over seeds with the min-max band; one panel per entry of size_groups
-    ({panel title: sizes or None for all})."""
-    fig, axes = plt.subplots(1, len(size_groups), figsize=(5.5 * len(size_groups), 4.2), squeeze=False)
-    for axis, (panel, sizes) in zip(axes[0], size_groups.items()):
+    method's final policy, mean over seeds with the min-max band; one panel per entry of panels
+    ({panel title: held-out groups, or None for all})."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for axis, (panel, groups) in zip(axes[0], panels.items()):
         start_drawn = False
-        for i, (label, run_dirs, _) in enumerate(methods):
-            runs = curve_runs(run_dirs)
-            if not runs:
+        for i, (label, runs) in enumerate(methods):
+            found = curve_runs(runs)
+            if not found:
                 continue
-            ks = sorted(curve_of(runs[0][2], sizes))
+            ks = sorted(curve_of(found[0][2], groups))
             if not start_drawn:
-                start = np.array([[curve_of(first, sizes)[k] for k in ks] for _, first, _ in runs])
+                start = np.array([[curve_of(first, groups)[k] for k in ks] for _, first, _ in found])
                 axis.plot(ks, 100 * start.mean(0), "k--", label="start (step 0)")
                 start_drawn = True
-            final = np.array([[curve_of(last, sizes)[k] for k in ks] for _, _, last in runs])
-            axis.plot(ks, 100 * final.mean(0), marker=".", color=f"C{i}", label=f"{label} ({len(runs)} seeds)")
-            if len(runs) > 1:
+            final = np.array([[curve_of(last, groups)[k] for k in ks] for _, _, last in found])
+            axis.plot(ks, 100 * final.mean(0), marker=".", color=f"C{i}", label=f"{label} ({len(found)} seeds)")
+            if len(found) > 1:
                 axis.fill_between(ks, 100 * final.min(0), 100 * final.max(0), color=f"C{i}", alpha=0.12)
         axis.set_xscale("log", base=2)
         axis.set_xlabel("k (samples)")
@@ -416,133 +536,190 @@ def plot_passk_curves(methods, path, size_groups, title=""):
         axis.set_title(panel, fontsize=10)
         axis.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(title + "  (unbiased pass@k from n samples per held-out maze)", fontsize=11)
+    fig.suptitle(title + "  (unbiased pass@k from n samples per held-out item)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def passk_curve_table(methods, reference=0, ks=(1, 8, 128), sizes=None):
+def mean_curve_crossing(starts, finals):
+    """Where the mean final curve (over seeds) crosses the mean start curve, as text: 'falls below at k = 3.2',
+    'rises above at k = 90.5' (below at k = 1, above later), 'above at every k' or 'below at every k'
+    (evaluate.crossing_k on the means, interpolated in log2 k; not a mean of per-seed crossings)."""
+    ks = sorted(finals[0])
+    final = {k: float(np.mean([f[k] for f in finals])) for k in ks}
+    start = {k: float(np.mean([s[k] for s in starts])) for k in ks}
+    k, kind = crossing_k(final, start)
+    if kind == "cross":
+        return f"falls below at k = {k:.1f}"
+    if kind == "above":
+        return "above at every k"
+    k, kind = crossing_k(start, final)  # below at k = 1: where the start's curve falls to the final one
+    return f"rises above at k = {k:.1f}" if kind == "cross" else "below at every k"
+
+
+def passk_curve_table(methods, reference=0, ks=(1, 8, 128), groups=None):
     """Markdown: each method's final pass@k at `ks` (mean ± std over seeds), its paired change from its own start
-    at the largest k, the paired change against methods[reference] at each k (' *' when the 95% paired-t
-    interval excludes 0), its final G-Pass@k at each tau (all sizes only), the k at which its curve falls to the
-    start's (mean over the seeds that cross; how many do), and the held-out mazes solved within n samples by the
-    start, the method, both (mean over seeds)."""
-    ref_label, ref_dirs, _ = methods[reference]
-    ref_by_seed = {seed: last for seed, _, last in curve_runs(ref_dirs)}
-    rows = [(label, curve_runs(dirs)) for label, dirs, _ in methods]
-    rows = [(label, runs) for label, runs in rows if runs]
+    at the largest k, the paired change against methods[reference] at each k (see delta_cell), its final
+    G-Pass@k at each tau (all groups only), the k at which its mean curve falls to the mean start curve (and how
+    many seeds' own curves cross at all), and the held-out items solved within n samples by the start, the
+    method, both (mean over seeds)."""
+    ref_label, ref_runs = methods[reference]
+    ref_by_seed = {seed: last for seed, _, last in curve_runs(ref_runs)}
+    rows = [(label, curve_runs(runs)) for label, runs in methods]
+    rows = [(label, found) for label, found in rows if found]
     if not rows:
         return "(no runs with pass@k curves)"
     n = rows[0][1][0][2]["n_samples"]
     ks = [k for k in ks if k <= n]
-    # G-Pass@k_tau (evaluate.g_pass_at_k) beside pass@k; eval.json holds it over all held-out sizes only
-    g_keys = sorted(rows[0][1][0][2].get("g_pass", {})) if sizes is None else []
+    # G-Pass@k_tau (evaluate.g_pass_at_k) beside pass@k; eval.json holds it over all held-out groups only
+    g_keys = sorted(rows[0][1][0][2].get("g_pass", {})) if groups is None else []
     header = (["method", "seeds"] + [f"p@{k}" for k in ks] + [f"Δ p@{ks[-1]} vs start"]
               + [f"Δ p@{k} vs {ref_label}" for k in ks]
               + ([" / ".join(key.replace("_", " τ=") for key in g_keys)] if g_keys else [])
-              + ["crosses start at k", f"solved of {{mazes}} at n={n}: start / method / both"])
+              + ["mean curve against the start's (seeds whose own curve falls below)", "solved: start / method / both"])
     lines = []
-    for label, runs in rows:
-        finals = [curve_of(last, sizes) for _, _, last in runs]
-        starts = [curve_of(first, sizes) for _, first, _ in runs]
-        cells = [label, str(len(runs))] + [cell([f[k] for f in finals]) for k in ks]
+    for label, found in rows:
+        finals = [curve_of(last, groups) for _, _, last in found]
+        starts = [curve_of(first, groups) for _, first, _ in found]
+        cells = [label, str(len(found))] + [cell([f[k] for f in finals]) for k in ks]
         cells.append(delta_cell([f[ks[-1]] - s[ks[-1]] for f, s in zip(finals, starts)]))
         for k in ks:
             if label == ref_label:
                 cells.append("")
                 continue
-            deltas = [curve_of(last, sizes)[k] - curve_of(ref_by_seed[seed], sizes)[k]
-                      for seed, _, last in runs if seed in ref_by_seed]
+            deltas = [curve_of(last, groups)[k] - curve_of(ref_by_seed[seed], groups)[k]
+                      for seed, _, last in found if seed in ref_by_seed]
             cells.append(delta_cell(deltas) if deltas else "-")
         if g_keys:
-            cells.append(" / ".join(cell([last.get("g_pass", {}).get(key, math.nan) for _, _, last in runs])
+            cells.append(" / ".join(cell([last.get("g_pass", {}).get(key, math.nan) for _, _, last in found])
                                     for key in g_keys))
-        crossings = [crossing_k(f, s) for f, s in zip(finals, starts)]
-        crossed = [k for k, kind in crossings if kind == "cross"]
-        kinds = sorted({kind for _, kind in crossings if kind != "cross"})
-        cells.append((f"{np.mean(crossed):.1f} ({len(crossed)}/{len(runs)})" if crossed else "none")
-                     + (f"; others {', '.join(kinds)}" if kinds else ""))
-        overlaps = [solved_overlap(correct_of(first, sizes), correct_of(last, sizes)) for _, first, last in runs]
-        mazes = overlaps[0]["mazes"]
-        header[-1] = f"solved of {mazes} at n={n}: start / method / both"
-        cells.append(" / ".join(f"{np.mean([o[key] for o in overlaps]):.1f}" for key in ("a", "b", "both")))
+        crossing = [crossing_k(f, s)[1] for f, s in zip(finals, starts)]
+        cells.append(f"{mean_curve_crossing(starts, finals)} ({crossing.count('cross')}/{len(found)})")
+        counts = [solved(correct_of(first, groups), correct_of(last, groups)) for _, first, last in found]
+        header[-1] = f"solved of {counts[0]['items']} at n={n}: start / method / both"
+        cells.append(" / ".join(f"{np.mean([c[key] for c in counts]):.1f}" for key in ("a", "b", "both")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + lines)
 
 
-def wall_seconds(run_dirs):
-    seconds = []
-    for d in run_dirs:
-        path = os.path.join(d, "wall.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                seconds.append(json.load(f)["wall_seconds"])
-    return seconds
+def wall_seconds(runs):
+    return [run["wall_seconds"] for run in runs if run.get("wall_seconds") is not None]
 
 
-def plot_experiments(runs_root, out_dir, steps, skip=()):
-    """Every comparison of experiments/maze.py found under runs_root: a figure and a table each; run folders
-    in `skip` are left out. Returns the markdown of the tables (also written to out_dir/tables.md)."""
-    from experiments.maze import comparisons
+# -----------------------------------------------------------------------------
+# what each grid of experiments/maze.py is drawn and tabulated as: {figure: [(label, run 'group/name')]}, the
+# first entry of each the reference of its paired changes
+NOISES, ENTROPY_COEFS = (0.1, 0.3, 0.5), (0.003, 0.01, 0.03)  # the short grids' baselines
+PRIMARY_METHODS = [("Pass@1", "pass1"), ("Pass@k analytical", "passk_analytical"), ("Pass@k bootstrap", "passk_bootstrap"),
+                   ("Exceeding Pass@k", "passk_exceeding"), ("PKPO k=4", "pkpo"), ("best-of-N", "best_of_n")]
+SHORT = {
+    "estimators": [("Pass@1", "estimators/pass1"), ("Pass@k full", "estimators/passk_full"),
+                   ("Pass@k bootstrap", "estimators/passk_bootstrap"), ("Pass@k analytical", "estimators/passk_analytical")],
+    "k": [("k=4", "estimators/passk_analytical"), ("k=2", "k/k2"), ("k=8", "k/k8"), ("k=8, 2x lr", "k/k8-lr2x"),
+          ("k=8, 4x lr", "k/k8-lr4x")],
+    "implicit": [("Pass@1", "estimators/pass1"), ("Pass@k analytical", "estimators/passk_analytical"),
+                 ("Exceeding Pass@k", "implicit/passk_exceeding"), ("Combination", "implicit/passk_combination"),
+                 ("Adaptive (entropy)", "implicit/passk_adaptive"), ("Pass@1 w/o easy", "implicit/pass1_no_easy")],
+    "baselines": [("Pass@1", "estimators/pass1"), ("Pass@k analytical", "estimators/passk_analytical")]
+                 + [(f"noise {noise}", f"baselines/noise{noise}") for noise in NOISES]
+                 + [(f"entropy {coef}", f"baselines/entropy{coef}") for coef in ENTROPY_COEFS],
+    "continual": [("Pass@1 2T", "continual/pass1-2T"), ("Pass@k 2T", "continual/passk-2T"),
+                  ("Pass@k T", "estimators/passk_analytical"), ("Pass@k T + Pass@1 T", "continual/passk-then-pass1")],
+}
+LONG = {
+    "estimators": SHORT["estimators"],
+    "k": SHORT["k"][:4],
+    "implicit": SHORT["implicit"],
+    "baselines": SHORT["baselines"][:2] + [("noise 0.3", "baselines/noise0.3"), ("entropy 0.01", "baselines/entropy0.01")],
+    "objectives": SHORT["implicit"][:2] + [
+        ("PKPO k=4", "objectives/pkpo"), ("PKPO k=8 then 1", "objectives/pkpo-anneal"),
+        ("risk-seeking", "objectives/risk_seeking"), ("best-of-N", "objectives/best_of_n"),
+        ("W-REINFORCE", "objectives/w_reinforce"), ("MaxRL", "objectives/maxrl"), ("unlikeliness", "objectives/unlikeliness")],
+    "continual": [("Pass@1 2T", "estimators/pass1"), ("Pass@k 2T", "estimators/passk_analytical"),
+                  ("Pass@k T", "continual/passk-T"), ("Pass@k T + Pass@1 T", "continual/passk-then-pass1")],
+}
 
-    mode = os.path.basename(os.path.normpath(runs_root))
-    skip = {os.path.normpath(path) for path in skip}
-    sections, all_dirs = [], set()
-    for name, entries in comparisons(steps, mode).items():
-        methods = [(label, [d for d in seed_dirs(runs_root, run) if os.path.normpath(d) not in skip], offset)
-                   for label, run, offset in entries]
-        if not any(dirs for _, dirs, _ in methods):
+
+def comparisons(grid, runs=()):
+    """The figures of a grid (experiments/maze.py's mode): {name: [(label, run)]}. runs: the run names the grid
+    holds; a tasks grid has one figure per task among them, an unknown grid one per group."""
+    if grid == "long":
+        return LONG
+    if grid == "horizon":
+        return {"estimators": [("Pass@1", "estimators/pass1"), ("Pass@k analytical", "estimators/passk_analytical")]}
+    if grid == "primary":
+        return {"primary": [(label, f"primary/{name}") for label, name in PRIMARY_METHODS]}
+    if grid == "tune":
+        return {"tune": [("Pass@1", "tune/pass1")] + [(f"entropy {c}", f"tune/entropy{c}") for c in (0.03, 0.1, 0.3)]
+                + [(f"noise {n}", f"tune/noise{n}") for n in (0.1, 0.5)]}
+    if grid in ("quick", "full", "smoke"):
+        return SHORT
+    groups = {}
+    for run in sorted(runs):
+        groups.setdefault(run.split("/")[0], []).append((run.split("/", 1)[1], run))
+    for group, entries in groups.items():  # Pass@1 first: the reference
+        entries.sort(key=lambda entry: (entry[0] != "pass1", entry[0]))
+        groups[group] = [({"pass1": "Pass@1", "passk_analytical": "Pass@k analytical"}.get(label, label), run)
+                         for label, run in entries]
+    return groups
+
+
+def plot_experiments(records, out_dir):
+    """Every comparison of the records' grid: a figure and a table each. Returns the markdown of the tables
+    (also written to out_dir/<grid>_tables.md)."""
+    grid = records[0]["grid"]
+    index = {}
+    for record in records:
+        index.setdefault(record["run"], []).append(record)
+    sections, used = [], []
+    for name, entries in comparisons(grid, index).items():
+        methods = [(label, sorted(index.get(run, []), key=lambda r: r["seed"])) for label, run in entries]
+        if not any(runs for _, runs in methods):
             continue
-        for _, dirs, _ in methods:
-            all_dirs.update(dirs)
-        figure = os.path.join(out_dir, f"{mode}_{name}.png")
-        plot_comparison(methods, figure, title=f"{name} ({mode})")
-        start = next((dirs for _, dirs, offset in methods if offset == 0 and dirs), [])  # one run per seed
+        used += [run for _, runs in methods for run in runs if run not in used]
+        figure = os.path.join(out_dir, f"{grid}_{name}.png")
+        plot_comparison(methods, figure, title=f"{name} ({grid})")
+        start = next((runs for _, runs in methods if runs and all(r["start_step"] == 0 for r in runs)), [])
         section = f"### {name}\n\n![{name}]({os.path.basename(figure)})\n\n" + per_size_table(methods, start)
-        # read once: a grid still running may change a run's metrics.jsonl between two reads
-        curves = {label: curve_runs(dirs) for label, dirs, _ in methods}
-        with_curves = [(label, dirs, offset) for label, dirs, offset in methods if curves[label]]
+        with_curves = [(label, runs) for label, runs in methods if curve_runs(runs)]
         if with_curves:  # pass@k curves (the long protocol): start vs each method, all / seen / unseen sizes
-            sizes = held_out_groups(curves[with_curves[0][0]][0][2])
-            seen = [s for s in sizes if s in SEEN_SIZES]
-            unseen = [s for s in sizes if isinstance(s, int) and s not in SEEN_SIZES]
-            groups = {"all held-out sizes" if seen or unseen else "held-out items": None,
+            groups = held_out_groups(curve_runs(with_curves[0][1])[0][2])
+            seen = [g for g in groups if g in SEEN_SIZES]
+            unseen = [g for g in groups if isinstance(g, int) and g not in SEEN_SIZES]
+            panels = {"all held-out sizes" if seen or unseen else "held-out items": None,
                       **({f"seen sizes {seen}": seen} if seen else {}), **({f"unseen sizes {unseen}": unseen} if unseen else {})}
-            curve_figure = os.path.join(out_dir, f"{mode}_{name}_passk.png")
-            plot_passk_curves(with_curves, curve_figure, groups, title=f"{name} ({mode})")
-            section += f"\n\n![{name} pass@k]({os.path.basename(curve_figure)})\n\n{'All held-out sizes' if seen or unseen else 'Held-out items'}:\n\n" + \
-                passk_curve_table(with_curves)
+            curve_figure = os.path.join(out_dir, f"{grid}_{name}_passk.png")
+            plot_passk_curves(with_curves, curve_figure, panels, title=f"{name} ({grid})")
+            section += (f"\n\n![{name} pass@k]({os.path.basename(curve_figure)})\n\n"
+                        f"{'All held-out sizes' if seen or unseen else 'Held-out items'}:\n\n" + passk_curve_table(with_curves))
             if unseen:
-                section += f"\n\nUnseen sizes {unseen} only:\n\n" + passk_curve_table(with_curves, sizes=unseen)
+                section += f"\n\nUnseen sizes {unseen} only:\n\n" + passk_curve_table(with_curves, groups=unseen)
         sections.append(section)
-    seconds = wall_seconds(sorted(all_dirs))
+    seconds = wall_seconds(used)
     if seconds:
         sections.append(f"{len(seconds)} runs with a recorded wall time: {sum(seconds) / 60:.1f} min in all "
                         f"(mean {np.mean(seconds):.0f} s, min {min(seconds):.0f} s, max {max(seconds):.0f} s a run)")
     text = "\n\n".join(sections) + "\n"
-    with open(os.path.join(out_dir, f"{mode}_tables.md"), "w") as f:
+    with open(os.path.join(out_dir, f"{grid}_tables.md"), "w") as f:
         f.write(text)
     return text
 
 
-def sort_runs(runs_root):
-    """Every folder under runs_root with a metrics.jsonl, sorted into those plot_experiments draws (a
-    <group>/<name>-seed<N> folder of a run in experiments/maze.py's comparisons, readable, with a held-out
-    evaluation) and the others: (usable folders, {skipped folder: why})."""
-    from experiments.maze import comparisons
-
-    known = {run for mode in ("full", "long", "horizon", "tasks") for entries in comparisons(2, mode).values() for _, run, _ in entries}
+def sort_runs(runs_root, known=None):
+    """Every folder under runs_root with a metrics.jsonl, sorted into usable runs (a <group>/<name>-seed<N> folder,
+    readable, with a held-out evaluation, and when `known` is given one of its runs) and the others: (usable
+    folders, {skipped folder: why})."""
     usable, skipped = [], {}
     for folder, _, files in sorted(os.walk(runs_root)):
         if "metrics.jsonl" not in files:
             continue
         run, _, seed = os.path.relpath(folder, runs_root).replace(os.sep, "/").rpartition("-seed")
-        if not re.fullmatch(r"\d+", seed):
+        if not re.fullmatch(r"\d+", seed) or "/" not in run:
             skipped[folder] = "not a <group>/<name>-seed<N> run folder as experiments/maze.py writes"
             continue
-        if run not in known:
-            skipped[folder] = f"{run!r} is not a run that experiments/maze.py compares"
+        if known is not None and run not in known:
+            skipped[folder] = f"{run!r} is not a run that plots.py compares"
             continue
         try:
             evaluations = load_run(folder)[1]
@@ -556,15 +733,202 @@ def sort_runs(runs_root):
     return usable, skipped
 
 
+# -----------------------------------------------------------------------------
+# verdicts: paired comparisons with both intervals and corrected p (stats.py), as RESULTS.md prints them
+# A comparison: (takeaway, grid, B, A, metric, groups, margin): B minus A paired by seed; B and A are runs
+# 'group/name' at their end, or 'start:group/name' for that run's step-0 policy; metric 'p@K' (pass@K, from the
+# per-item correct counts), 'entropy' or 'diversity' (no per-item values: seeds only); groups: held-out groups
+# to average over (None: all); margin: an equivalence margin (TOST) for a "no cost" claim, else None.
+METRICS = {"entropy": ("entropy", 1.0, 3), "diversity": ("negative_answer_diversity", 100.0, 1)}
+EQUIVALENCE_MARGIN = 0.02  # +-2 points of pass@1: "no pass@1 cost" means within it (TOST)
+
+
+def comparison_values(index, b, a, metric, groups=None):
+    """Per seed (seeds that both runs have): the paired difference of the scalar metric, and for pass@k the
+    per-item differences {group: (n_seeds, n_items)} for the hierarchical bootstrap. index: {run: {seed: record}}."""
+    def evaluation(name, record):
+        return record["evals"][0][1] if name.startswith("start:") else record["evals"][-1][1]
+
+    runs_b, runs_a = index.get(b.removeprefix("start:"), {}), index.get(a.removeprefix("start:"), {})
+    seeds = sorted(set(runs_b) & set(runs_a))
+    evals = [(evaluation(b, runs_b[s]), evaluation(a, runs_a[s])) for s in seeds]
+    if metric.startswith("p@"):
+        k = int(metric[2:])
+        deltas = [curve_of(eb, groups)[k] - curve_of(ea, groups)[k] for eb, ea in evals]
+        chosen = groups if groups is not None else held_out_groups(evals[0][0]) if evals else []
+        items = {}
+        for g in chosen:
+            order = sorted(group_cell(evals[0][0], g)["correct"], key=int)
+            counts = [([group_cell(eb, g)["correct"][i] for i in order], [group_cell(ea, g)["correct"][i] for i in order])
+                      for eb, ea in evals]
+            n = evals[0][0]["n_samples"]
+            items[g] = stats.item_differences({g: [c[1] for c in counts]}, {g: [c[0] for c in counts]}, n, k)[g]
+        return seeds, deltas, items
+    key, _, _ = METRICS[metric]
+    deltas = [eval_value(eb, key) - eval_value(ea, key) for eb, ea in evals]
+    return seeds, deltas, {"seeds": np.array(deltas, dtype=float)[:, None]} if deltas else {}
+
+
+def evaluate_comparisons(records, comparisons_list, replicates=4000, correction="bh"):
+    """Each comparison with its paired-t interval and p, its hierarchical bootstrap interval, its corrected p
+    (correction 'holm': a pre-declared family; 'bh': exploratory q-values) over the comparisons without a margin,
+    and, with a margin, its TOST. Returns a list of dicts."""
+    index = {}
+    for record in records:
+        index.setdefault((record["grid"], record["run"]), {})[record["seed"]] = record
+    results = []
+    for number, (takeaway, grid, b, a, metric, groups, margin) in enumerate(comparisons_list):
+        runs = {run: seeds for (g, run), seeds in index.items() if g == grid}
+        seeds, deltas, items = comparison_values(runs, b, a, metric, groups)
+        result = dict(takeaway=takeaway, grid=grid, b=b, a=a, metric=metric, groups=groups, margin=margin,
+                      seeds=len(seeds), t=stats.paired_t(deltas))
+        if items:
+            result["boot"] = stats.hierarchical_bootstrap(items, replicates, seed=number)
+            if margin is not None:
+                result["boot90"] = stats.hierarchical_bootstrap(items, replicates, level=0.90, seed=number)
+        if margin is not None:
+            result["tost"] = stats.tost(deltas, margin)
+        results.append(result)
+    tested = [r for r in results if r["margin"] is None]
+    adjust = stats.holm if correction == "holm" else stats.benjamini_hochberg
+    for result, p in zip(tested, adjust([r["t"]["p"] for r in tested])):
+        result["p_adjusted"] = float(p)
+    return results
+
+
+def verdict(result, alpha=0.05):
+    """'shown' when the corrected p < alpha and the bootstrap interval excludes 0 on the same side; for a margin
+    claim 'equivalent' when TOST p < alpha and the 90% bootstrap interval lies inside the margin."""
+    if result["margin"] is not None:
+        boot, margin = result.get("boot90"), result["margin"]
+        inside = boot is None or (-margin < boot["lo"] and boot["hi"] < margin)
+        return f"within ±{100 * margin:.0f}" if result["tost"]["equivalent"] and inside else "not shown"
+    boot, t = result.get("boot"), result["t"]
+    side = (boot is None or boot["lo"] > 0 or boot["hi"] < 0) and not math.isnan(result.get("p_adjusted", math.nan))
+    if side and result["p_adjusted"] < alpha:
+        return "shown (+)" if t["mean"] > 0 else "shown (-)"
+    return "not shown"
+
+
+def run_label(name):
+    return f"start of {name.removeprefix('start:').split('/')[-1]}" if name.startswith("start:") else name.split("/")[-1]
+
+
+def verdict_table(results, correction="bh"):
+    """Markdown: one row per comparison, effect and intervals in points (pass@k, diversity) or nats (entropy)."""
+    p_name = "Holm p" if correction == "holm" else "BH q"
+    lines = [f"| takeaway | comparison (B - A) | metric | seeds | effect | paired-t 95% | hier. bootstrap 95% | "
+             f"{p_name} / TOST p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        scale, digits = (100.0, 1) if r["metric"].startswith("p@") else METRICS[r["metric"]][1:]
+        interval = lambda x: "-" if x is None or math.isnan(x["lo"]) else f"[{scale * x['lo']:.{digits}f}, {scale * x['hi']:.{digits}f}]"  # noqa: E731
+        where = "" if r["groups"] is None else f" ({', '.join(map(str, r['groups']))})"
+        boot = interval(r.get("boot")) + (" (seeds only)" if r["metric"] in METRICS else "")
+        p = f"TOST {r['tost']['p']:.3f} (±{100 * r['margin']:.0f})" if r["margin"] is not None else f"{r['p_adjusted']:.3f}"
+        lines.append(f"| {r['takeaway']} | {run_label(r['b'])} - {run_label(r['a'])} | {r['metric']}{where} | {r['seeds']} | "
+                     f"{scale * r['t']['mean']:+.{digits}f} | {interval(r['t'])} | {boot} | {p} | {verdict(r)} |")
+    return "\n".join(lines)
+
+
+UNSEEN = [9, 11]
+P1, AN, BS, FU = "estimators/pass1", "estimators/passk_analytical", "estimators/passk_bootstrap", "estimators/passk_full"
+EX, PK, BN = "implicit/passk_exceeding", "objectives/pkpo", "objectives/best_of_n"
+# the comparisons RESULTS.md's verdicts rest on, on the 5-seed long and tasks grids: exploratory (BH)
+VERDICTS = [
+    ("2.2 Pass@1 narrows", "long", P1, "start:" + P1, "p@128", None, None),
+    ("2.2 Pass@1 narrows", "long", P1, "start:" + P1, "entropy", None, None),
+    *[("2.2 Pass@k keeps pass@k", "long", run, P1, metric, None, None) for run in (AN, BS, FU) for metric in ("p@8", "p@128")],
+    *[("2.2 at no pass@1 cost", "long", run, P1, "p@1", None, EQUIVALENCE_MARGIN) for run in (AN, BS)],
+    ("2.2 at no pass@1 cost", "long", FU, P1, "p@1", None, None),
+    ("2.3 bootstrap > full", "long", BS, FU, "p@1", None, None),
+    ("2.4 analytical vs bootstrap", "long", AN, BS, "p@1", None, None),
+    ("2.4 analytical vs bootstrap", "long", AN, BS, "p@128", None, None),
+    ("3.1 baselines moved?", "long", "baselines/entropy0.01", P1, "entropy", None, None),
+    ("3.1 baselines moved?", "long", "baselines/noise0.3", P1, "p@8", None, None),
+    ("3.1 Pass@k > baselines", "long", AN, "baselines/noise0.3", "p@8", None, None),
+    ("3.1 Pass@k > baselines", "long", AN, "baselines/entropy0.01", "p@8", None, None),
+    ("3.2 explores more", "long", AN, P1, "entropy", None, None),
+    ("3.2 explores more", "long", AN, P1, "diversity", None, None),
+    *[("3.3 unseen sizes", "long", run, P1, "p@128", UNSEEN, None) for run in (AN, BS, FU)],
+    ("3.4 larger k", "long", "k/k8", AN, "p@1", None, None),
+    ("3.4 larger k", "long", "k/k8", AN, "p@128", None, None),
+    ("3.4 larger lr fixes k=8", "long", "k/k8-lr2x", "k/k8", "p@1", None, None),
+    ("3.5 continual", "long", "continual/passk-then-pass1", P1, "p@1", None, None),
+    ("3.5 continual", "long", "continual/passk-then-pass1", P1, "p@8", None, None),
+    ("4.2 exceeding", "long", EX, P1, "p@128", None, None),
+    ("4.2 exceeding", "long", EX, AN, "p@128", None, None),
+    ("4.2 exceeding strongest?", "long", BN, EX, "p@128", None, None),
+    ("4.2 exceeding strongest?", "long", BN, EX, "p@1", None, None),
+    ("objectives: PKPO", "long", PK, P1, "p@128", None, None),
+    ("objectives: PKPO", "long", PK, P1, "p@1", None, EQUIVALENCE_MARGIN),
+    ("objectives: PKPO", "long", PK, AN, "p@128", None, None),
+    ("objectives: best-of-N", "long", BN, P1, "p@128", None, None),
+    ("objectives: best-of-N", "long", BN, P1, "p@1", None, None),
+    ("countdown", "tasks", "countdown/passk_analytical", "countdown/pass1", "p@1", None, None),
+    ("countdown", "tasks", "countdown/passk_analytical", "countdown/pass1", "p@8", None, None),
+    ("countdown", "tasks", "countdown/passk_analytical", "countdown/pass1", "p@128", None, None),
+    ("chain_sum", "tasks", "chain_sum/passk_analytical", "chain_sum/pass1", "p@1", None, None),
+    ("chain_sum", "tasks", "chain_sum/passk_analytical", "chain_sum/pass1", "p@128", None, None),
+]
+
+
+def exploratory_family():
+    """VERDICTS plus every other method of the long grid against Pass@1 on pass@1, pass@8, pass@128 and entropy:
+    the family the BH q-values are computed over (a comparison is in it whether or not a verdict names it)."""
+    family = list(VERDICTS)
+    named = {(b, a, m, tuple(g) if g else None) for _, _, b, a, m, g, margin in VERDICTS if margin is None}
+    for entries in LONG.values():
+        for _, run in entries:
+            for metric in ("p@1", "p@8", "p@128", "entropy"):
+                if run != P1 and (run, P1, metric, None) not in named:
+                    named.add((run, P1, metric, None))
+                    family.append(("(all vs Pass@1)", "long", run, P1, metric, None, None))
+    return family
+
+
+def verdict_tables(records, replicates=4000):
+    """(verdict table, full family table) markdown for RESULTS.md, from the records alone."""
+    results = evaluate_comparisons(records, exploratory_family(), replicates)
+    named = results[:len(VERDICTS)]
+    return verdict_table(named), verdict_table(results[len(VERDICTS):]), results
+
+
+def replace_block(path, name, text):
+    """Replace what lies between '<!-- NAME -->' and '<!-- /NAME -->' in a markdown file with text."""
+    with open(path) as f:
+        page = f.read()
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if begin not in page or end not in page:
+        raise ValueError(f"{path} has no {begin} ... {end} block")
+    head, rest = page.split(begin, 1)
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + text.strip() + "\n" + end + rest.split(end, 1)[1])
+
+
+def read_source(path):
+    """Records from a results file, or from a grid's raw run folders (compacted here): (records, {skipped: why})."""
+    if os.path.isfile(path):
+        return load_records(path), {}
+    records, skipped = compact_runs(path)
+    known = {run for entries in comparisons(records[0]["grid"] if records else "", {r["run"] for r in records}).values()
+             for _, run in entries}
+    for record in [r for r in records if r["run"] not in known]:
+        skipped[os.path.join(path, f"{record['run']}-seed{record['seed']}")] = f"{record['run']!r} is not a run that plots.py compares"
+    return [r for r in records if r["run"] in known], skipped
+
+
 def main(argv=None):
-    """Exit status 2 for a runs folder that does not exist or bad options, 1 if it holds no usable run.
-    Runs that cannot be plotted are named on stderr with the reason and skipped; the others are drawn."""
+    """Exit status 2 for a path that does not exist or bad options, 1 if it holds no usable run. Runs that
+    cannot be plotted are named on stderr with the reason and skipped; the others are drawn."""
     from cli import CommandError, add_debug_option, usage_error
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="?", help="experiments/runs/<mode> or one train.py out_dir")
+    parser.add_argument("runs", nargs="*", help="experiments/results/<grid>.jsonl, a grid's run folder "
+                                                "experiments/runs/<grid>, or one train.py out_dir")
     parser.add_argument("--out", default=FIGURES)
-    parser.add_argument("--steps", type=int, default=None, help="steps of a run (default: the mode's, maze.py)")
+    parser.add_argument("--compact", metavar="PATH", help="write the runs folder's records to PATH (.jsonl or .jsonl.gz)")
+    parser.add_argument("--verdicts", action="store_true", help="print the verdict tables of the records (RESULTS.md)")
+    parser.add_argument("--write", metavar="MARKDOWN", help="with --verdicts: put them into MARKDOWN's verdict blocks")
     parser.add_argument("--n_rollouts", type=int, default=16)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--advantages-only", action="store_true")
@@ -575,35 +939,45 @@ def main(argv=None):
     # check the options and read every run before drawing anything
     if not 1 <= args.k <= args.n_rollouts:
         usage_error(f"--k={args.k} must be between 1 and --n_rollouts={args.n_rollouts}")
-    if args.steps is not None and args.steps < 1:
-        usage_error(f"--steps={args.steps} must be >= 1")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         usage_error(f"--out={args.out!r} is a file, not a folder")
-    runs = None if args.advantages_only else args.runs
-    if runs and not os.path.isdir(runs):
-        usage_error(f"runs folder {runs!r} {'is a file, not a folder' if os.path.exists(runs) else 'does not exist'}")
-    single = bool(runs) and os.path.exists(os.path.join(runs, "metrics.jsonl"))  # one train.py out_dir
+    paths = [] if args.advantages_only else args.runs
+    for path in paths:
+        if not os.path.exists(path):
+            usage_error(f"runs {path!r} does not exist")
+    if args.compact and (len(paths) != 1 or not os.path.isdir(paths[0])):
+        usage_error("--compact needs exactly one runs folder (experiments/runs/<grid>)")
+    if args.verdicts:
+        records = [record for path in paths for record in read_source(path)[0]]
+        if not records:
+            usage_error("--verdicts needs the records of the long and tasks grids (experiments/results/*.jsonl)")
+        verdicts, family, _ = verdict_tables(records)
+        if args.write:
+            replace_block(args.write, "verdicts", verdicts)
+            replace_block(args.write, "family", family)
+            print(f"wrote the verdict tables into {args.write}")
+        else:
+            print(verdicts + "\n\n" + family)
+        return
+    single = len(paths) == 1 and os.path.exists(os.path.join(paths[0], "metrics.jsonl"))  # one train.py out_dir
+    sources = []
     if single:
-        train, evaluations = load_run(runs)
+        train, evaluations = load_run(paths[0])
         if not train and not evaluations:
-            raise CommandError(f"{os.path.join(runs, 'metrics.jsonl')} holds no complete record yet")
-    elif runs:
-        usable, skipped = sort_runs(runs)
-        for folder, why in skipped.items():
-            print(f"warning: skipped {folder}: {why}", file=sys.stderr)
-        if not usable:
-            raise CommandError(f"no run to plot in {runs!r}{f' ({len(skipped)} skipped, see above)' if skipped else ''}"
-                               ": expected <group>/<name>-seed<N>/metrics.jsonl as experiments/maze.py writes "
-                               "them under experiments/runs/<mode>, or one train.py out_dir")
-        steps = args.steps
-        if steps is None:
-            from experiments.maze import MODES
-
-            mode = os.path.basename(os.path.normpath(runs))
-            if mode not in MODES:
-                usage_error(f"cannot tell the steps of a run in {runs!r}: its name is not a mode of "
-                            f"experiments/maze.py ({', '.join(MODES)}); pass --steps")
-            steps = MODES[mode]["steps"]
+            raise CommandError(f"{os.path.join(paths[0], 'metrics.jsonl')} holds no complete record yet")
+    else:
+        for path in paths:
+            records, skipped = read_source(path)
+            for folder, why in skipped.items():
+                print(f"warning: skipped {folder}: {why}", file=sys.stderr)
+            if not records:
+                raise CommandError(f"no run to plot in {path!r}{f' ({len(skipped)} skipped, see above)' if skipped else ''}"
+                                   ": expected a results file, <group>/<name>-seed<N>/metrics.jsonl as experiments/maze.py "
+                                   "writes them under experiments/runs/<grid>, or one train.py out_dir")
+            sources.append(records)
+        if args.compact:
+            write_records(compact_runs(paths[0])[0], args.compact)
+            print(f"wrote {args.compact} ({os.path.getsize(args.compact) / 1e6:.2f} MB)")
 
     os.makedirs(args.out, exist_ok=True)
     if args.estimator_gradients:
@@ -614,17 +988,17 @@ def main(argv=None):
     plot_advantage_k(os.path.join(args.out, "advantage_curves_k.png"), args.n_rollouts,
                      ks=tuple(k for k in (2, 4, 8) if k <= args.n_rollouts))
     print(f"wrote {args.out}/advantage_curves.png, advantage_curves_k.png")
-    if not runs:
-        return
     if single:
-        name = os.path.basename(os.path.normpath(runs))
-        plot_comparison([(name, [runs], 0)], os.path.join(args.out, f"{name}_curves.png"), title=name)
-        if evaluations:
-            print(per_size_table([(name, [runs], 0)], [runs]))
+        name = os.path.basename(os.path.normpath(paths[0]))
+        record = run_record(paths[0], grid=name, run=name)
+        plot_comparison([(name, [record])], os.path.join(args.out, f"{name}_curves.png"), title=name)
+        if record["evals"]:
+            print(per_size_table([(name, [record])], [record]))
         else:
-            print(f"warning: {runs} has no held-out evaluation yet: curves only, no table", file=sys.stderr)
+            print(f"warning: {paths[0]} has no held-out evaluation yet: curves only, no table", file=sys.stderr)
         return
-    print(plot_experiments(runs, args.out, steps, skip=skipped))
+    for records in sources:
+        print(plot_experiments(records, args.out))
 
 
 if __name__ == "__main__":

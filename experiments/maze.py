@@ -1,30 +1,34 @@
-"""Reproduce the paper's maze findings at small scale: the whole grid of issue #6, seeds included.
+"""Reproduce the paper's maze findings at small scale: grids of train.py runs, seeds included.
 
-    python experiments/maze.py --quick                 # the whole grid, 3 seeds: 21 min on 2 cores (measured)
-    python experiments/maze.py --quick --only k         # one group (and the runs it depends on)
-    python experiments/maze.py --full --only estimators/pass1,estimators/passk_analytical   # single runs
-    python experiments/maze.py --full                   # 150 steps, 32 eval samples: about 1 h on 2 cores (RESULTS.md)
-    python experiments/maze.py --quick --dry-run        # print the commands, run nothing
-    python plots.py experiments/runs/quick              # figures + tables of whatever has finished
+    python experiments/maze.py --primary --dry-run      # the pre-declared primary family (RESULTS.md): 60 runs
+    python experiments/maze.py --primary                # run it: about 3 hours on 2 cores (estimated, RESULTS.md)
+    python experiments/maze.py --tune                   # tune the entropy and noise baselines first (2 seeds)
+    python experiments/maze.py --long                   # the 5-seed long-protocol grid (110 runs, exploratory)
+    python experiments/maze.py --long --only k          # one group (and the runs it depends on)
+    python experiments/maze.py --tasks                  # Pass@1 vs Pass@k on reasoning-gym tasks
+    python plots.py experiments/results/long.jsonl      # figures + tables of a grid's record
 
 Every run is one `python train.py ...` subprocess with its own out_dir,
 experiments/runs/<mode>/<group>/<name>-seed<s>/ (metrics.jsonl, eval.json, ckpt/, log.txt,
-command.txt, wall.json). The grid runs a copy of the code taken when it first starts,
-experiments/runs/<mode>/code/ (VERSION says which commit), so edits made meanwhile change no run. A run whose eval.json exists is complete and skipped, an unfinished one is continued from
-its last checkpoint (--resume=True): stop the script any time and start it again. Runs go two at a time
-(--workers), each on one thread (--threads=1).
+command.txt, wall.json), run by compare.run_pool, two at a time (--workers), each on one thread. Those folders
+stay out of git: when the grid ends, its record, one line per run (plots.compact_runs), is written to
+experiments/results/<mode>.jsonl, and plots.py redraws every figure and table from it. The grid runs a copy of
+the code taken when it first starts, experiments/runs/<mode>/code/ (VERSION says which commit), so edits made
+meanwhile change no run. A run whose eval.json exists is complete and skipped, an unfinished one is continued
+from its last checkpoint (--resume=True): stop the script any time and start it again.
 
-What is fixed and what varies: every run starts from the same warm-started tiny model (tiny.py; copied
-from out/tiny-warmstart, or built once with train.py's default maze split) and uses the same train and
-test mazes (maze_seed=0). The seed (train.py --seed) changes the prompt order, the rollout sampling, the
-bootstrap groups / noise flips and the evaluation's sampling; seeds 0, 1, 2 by default.
+What is fixed and what varies: every run of a grid starts from the same warm-started tiny model (tiny.py;
+copied from out/tiny-warmstart, or built once with train.py's default split; the primary family builds its own
+on its own split) and uses the same train and test items (split seed 0). The seed (train.py --seed) changes
+the prompt order, the rollout sampling, the bootstrap groups / noise flips and the evaluation's sampling.
 
-Groups (paper figures in brackets):
+Groups of the short grids (--quick 40 steps, --full 150; paper figures in brackets; docs/history.md):
   estimators  pass1, passk_full, passk_bootstrap, passk_analytical at N=16 rollouts, k=4   [fig 3-5, tab 7]
   k           passk_analytical with k=2, 8 (k=4 is estimators/passk_analytical), and k=8 with 2x, 4x lr [fig 8]
   implicit    passk_exceeding, passk_combination, passk_adaptive, pass1_no_easy          [fig 10-13]
   baselines   noise_rewards 0.1/0.3/0.5, pass1 + entropy regularisation                  [fig 6]
   continual   passk_analytical T steps then pass1 T steps, against pass1 (and passk) 2T [tab 2]
+The long grid adds the objectives group (issue 13's estimators); plots.py holds what each grid is drawn as.
 """
 import argparse
 import json
@@ -55,6 +59,10 @@ def read_config(path):
 
 
 LONG = read_config(os.path.join("config", "maze_tiny_long.py"))
+PRIMARY = ("pass1", "passk_analytical", "passk_bootstrap", "passk_exceeding", "pkpo", "best_of_n")
+PRIMARY_TEST = {5: 30, 7: 200, 9: 300, 11: 100}  # held-out mazes per size of the primary family
+PRIMARY_WARMSTART = os.path.join(RUNS, "warmstart", "tiny-warmstart-primary", "tiny-warmstart")
+TUNE_ENTROPY, TUNE_NOISE = (0.03, 0.1, 0.3), (0.1, 0.5)
 # steps: RL steps of a run (the continual group's parts are `steps` each, so 2x steps in all)
 MODES = {
     "quick": dict(steps=40, train=dict(n_test=30, eval_samples=16, eval_every=20, checkpoint_every=20)),
@@ -73,6 +81,19 @@ MODES = {
         {key: value for key, value in LONG.items() if key not in ("model", "max_steps", "train_sizes", "test_sizes",
                                                                     "n_train", "n_test")},
         n_train=2000, n_test=100, eval_cache=os.path.join(RUNS, "tasks", "eval-cache"))),
+    # the pre-declared primary family (RESULTS.md): Pass@1 against five pass@k methods, 10 seeds, a held-out set
+    # large enough that item noise is no larger than seed noise (5x5: the split has room for 30 only) and the
+    # unseen sizes hold >= 40 mazes the start policy solves; its own warm start, built on this split, so that no
+    # held-out maze was a warm-start training maze. Start and end evaluations only.
+    "primary": dict(steps=LONG["max_steps"], seeds=tuple(range(10)), warmstart=PRIMARY_WARMSTART, train=dict(
+        {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
+        n_test=PRIMARY_TEST, eval_every=LONG["max_steps"], model=PRIMARY_WARMSTART,
+        eval_cache=os.path.join(RUNS, "primary", "eval-cache"))),
+    # the baselines tuned before they are compared (3.1): which entropy coefficient measurably raises held-out
+    # entropy over Pass@1, and which noise rate measurably moves anything; 2 seeds, the long protocol
+    "tune": dict(steps=LONG["max_steps"], seeds=(0, 1), train=dict(
+        {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
+        eval_every=LONG["max_steps"], eval_cache=os.path.join(RUNS, "tune", "eval-cache"))),
     # the plumbing test: a couple of steps on 2 test mazes per size
     "smoke": dict(steps=2, train=dict(n_test=2, eval_samples=8, eval_every=1, checkpoint_every=2,
                                       n_rollouts=8, prompt_batch=4, mini_batch=4)),
@@ -89,6 +110,13 @@ def grid(steps, mode="full"):
         return long_grid(steps)
     if mode == "tasks":
         return task_grid()
+    if mode == "primary":
+        return [("primary", advantage, dict(advantage=advantage), ()) for advantage in PRIMARY]
+    if mode == "tune":
+        return ([("tune", "pass1", dict(advantage="pass1"), ())]
+                + [("tune", f"entropy{coef}", dict(advantage="pass1", entropy_coef=coef), ()) for coef in TUNE_ENTROPY]
+                + [("tune", f"noise{noise}", dict(advantage="noise_rewards", advantage_options={"noise": noise}), ())
+                   for noise in TUNE_NOISE])
     runs = []
     for advantage in ("pass1", "passk_full", "passk_bootstrap", "passk_analytical"):
         runs.append(("estimators", advantage, dict(advantage=advantage), ()))
@@ -151,61 +179,6 @@ def task_grid():
             runs.append((task.split(":", 1)[1], advantage,
                          dict(task=task, task_options=options, advantage=advantage, model=task_warmstart(task)), ()))
     return runs
-
-
-# what plots.py draws and tabulates: one figure per entry, lines = (label, run 'group/name', step offset)
-def comparisons(steps, mode="full"):
-    if mode == "horizon":
-        return {"estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0)]}
-    if mode == "tasks":
-        from tasks import TASK_PRESETS
-
-        return {task.split(":", 1)[1]: [("Pass@1", f"{task.split(':', 1)[1]}/pass1", 0),
-                                        ("Pass@k analytical", f"{task.split(':', 1)[1]}/passk_analytical", 0)]
-                for task in TASK_PRESETS}
-    if mode == "long":
-        half = steps // 2
-        found = {name for _, name, _, _ in long_grid(steps)}
-        groups = {name: [entry for entry in entries if entry[1].split("/")[1] in found]
-                  for name, entries in comparisons(steps).items() if name != "continual"}
-        groups["objectives"] = [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0),
-                                ("PKPO k=4", "objectives/pkpo", 0), ("PKPO k=8 -> 1", "objectives/pkpo-anneal", 0),
-                                ("risk-seeking", "objectives/risk_seeking", 0), ("best-of-N", "objectives/best_of_n", 0),
-                                ("W-REINFORCE", "objectives/w_reinforce", 0), ("MaxRL", "objectives/maxrl", 0),
-                                ("unlikeliness", "objectives/unlikeliness", 0)]
-        groups["continual"] = [("Pass@1 2T", "estimators/pass1", 0), ("Pass@k 2T", "estimators/passk_analytical", 0),
-                               ("Pass@k T", "continual/passk-T", 0), ("Pass@k T + Pass@1 T", "continual/passk-then-pass1", half)]
-        # the takeaways' other paired comparisons (RESULTS.md): the first entry is the reference
-        groups.update({f"pair-{name}": pair for name, pair in [
-            ("bootstrap-vs-full", [("Pass@k full", "estimators/passk_full", 0), ("Pass@k bootstrap", "estimators/passk_bootstrap", 0)]),
-            ("analytical-vs-bootstrap", [("Pass@k bootstrap", "estimators/passk_bootstrap", 0),
-                                         ("Pass@k analytical", "estimators/passk_analytical", 0)]),
-            ("k8-lr2x-vs-k8", [("k=8", "k/k8", 0), ("k=8, 2x lr", "k/k8-lr2x", 0)]),
-            ("passk-vs-noise", [("noise 0.3", "baselines/noise0.3", 0), ("Pass@k analytical", "estimators/passk_analytical", 0)]),
-            ("passk-vs-entropy", [("entropy 0.01", "baselines/entropy0.01", 0),
-                                  ("Pass@k analytical", "estimators/passk_analytical", 0)]),
-            ("exceeding-vs-analytical", [("Pass@k analytical", "estimators/passk_analytical", 0),
-                                         ("Exceeding Pass@k", "implicit/passk_exceeding", 0)]),
-            ("pkpo-vs-analytical", [("Pass@k analytical", "estimators/passk_analytical", 0), ("PKPO k=4", "objectives/pkpo", 0)]),
-        ]})
-        return groups
-    return {
-        "estimators": [("Pass@1", "estimators/pass1", 0), ("Pass@k full", "estimators/passk_full", 0),
-                       ("Pass@k bootstrap", "estimators/passk_bootstrap", 0),
-                       ("Pass@k analytical", "estimators/passk_analytical", 0)],
-        "k": [("k=4", "estimators/passk_analytical", 0), ("k=2", "k/k2", 0), ("k=8", "k/k8", 0),
-              ("k=8, 2x lr", "k/k8-lr2x", 0), ("k=8, 4x lr", "k/k8-lr4x", 0)],
-        "implicit": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0),
-                     ("Exceeding Pass@k", "implicit/passk_exceeding", 0),
-                     ("Combination", "implicit/passk_combination", 0), ("Adaptive (entropy)", "implicit/passk_adaptive", 0),
-                     ("Pass@1 w/o easy", "implicit/pass1_no_easy", 0)],
-        "baselines": [("Pass@1", "estimators/pass1", 0), ("Pass@k analytical", "estimators/passk_analytical", 0)]
-                     + [(f"noise {noise}", f"baselines/noise{noise}", 0) for noise in NOISES]
-                     + [(f"entropy {coef}", f"baselines/entropy{coef}", 0) for coef in ENTROPY_COEFS],
-        "continual": [("Pass@1 2T", "continual/pass1-2T", 0), ("Pass@k 2T", "continual/passk-2T", 0),
-                      ("Pass@k T", "estimators/passk_analytical", 0),
-                      ("Pass@k T + Pass@1 T", "continual/passk-then-pass1", steps)],
-    }
 
 
 def run_dir(mode, run, seed):
@@ -280,6 +253,15 @@ def ensure_warmstart(mode=None):
                                 f"--n_train={train['n_train']}", f"--n_test={train['n_test']}", "--max_steps=0",
                                 "--eval_every=0", "--show_progress=False"], cwd=ROOT, check=True)
         return
+    if mode in MODES and "warmstart" in MODES[mode]:  # a warm start of its own, on the mode's own split
+        folder, train = MODES[mode]["warmstart"], MODES[mode]["train"]
+        if not os.path.exists(os.path.join(folder, "config.json")):
+            print(f"warm start for {mode}: building it on its split (a few minutes)", flush=True)
+            split = [f"--{key}={train[key]!r}" if isinstance(train[key], (dict, tuple)) else f"--{key}={train[key]}"
+                     for key in ("train_sizes", "n_train", "test_sizes", "n_test") if key in train]
+            subprocess.run([sys.executable, "train.py", f"--out_dir={os.path.dirname(folder)}", *split, "--max_steps=0",
+                            "--eval_every=0", "--show_progress=False"], cwd=ROOT, check=True)
+        return
     if os.path.exists(os.path.join(WARMSTART, "config.json")):
         return
     existing = os.path.join("out", "tiny-warmstart")
@@ -324,7 +306,10 @@ def summary_line(path):
 
 
 def run_grid(jobs, workers, dry_run=False):
-    """Run the jobs `workers` at a time (dependencies first); skip complete ones. Returns failed job keys."""
+    """Run the jobs `workers` at a time (dependencies first) with compare.run_pool; skip complete ones. Returns
+    the run folders that failed or were skipped."""
+    from compare import run_pool
+
     done = [job for job in jobs if is_complete(job["dir"])]
     todo = [job for job in jobs if not is_complete(job["dir"])]
     print(f"{len(jobs)} runs: {len(done)} complete (skipped), {len(todo)} to run, {workers} at a time")
@@ -332,60 +317,47 @@ def run_grid(jobs, workers, dry_run=False):
         for job in todo:
             print(" ".join(["python", job.get("script", "train.py"), *job["args"]]))
         return []
-    running, failed, finished, durations = [], [], 0, []
-    grid_start = time.time()
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    while todo or running:
-        for job in list(todo):
-            if len(running) >= workers:
-                break
-            if any(dep in failed for dep in job["deps"]):
-                print(f"skip {job['key']}-seed{job['seed']}: a run it needs failed", flush=True)
-                todo.remove(job)
-                failed.append(job["dir"])
-                continue
-            if not all(is_complete(dep) for dep in job["deps"]):
-                continue
-            os.makedirs(job["dir"], exist_ok=True)
-            command = [sys.executable, job.get("script", "train.py"), *job["args"]]
-            with open(os.path.join(job["dir"], "command.txt"), "w") as f:
-                f.write(" ".join(["python", *command[1:]]) + "\n")
-            log = open(os.path.join(job["dir"], "log.txt"), "a")
-            job["process"] = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-            job["log"], job["start"] = log, time.time()
-            todo.remove(job)
-            running.append(job)
-            print(f"start {job['key']}-seed{job['seed']}", flush=True)
-        if not running and todo:  # nothing can start: only jobs whose dependencies are not there
-            for job in todo:
-                print(f"skip {job['key']}-seed{job['seed']}: dependencies incomplete", flush=True)
-                failed.append(job["dir"])
-            break
-        time.sleep(1)
-        for job in list(running):
-            rc = job["process"].poll()
-            if rc is None:
-                continue
-            job["log"].close()
-            running.remove(job)
-            seconds = time.time() - job["start"]
-            finished += 1
-            name = f"{job['key']}-seed{job['seed']}"
-            if rc == 0 and is_complete(job["dir"]):
-                durations.append(seconds)
-                with open(os.path.join(job["dir"], "wall.json"), "w") as f:
-                    json.dump({"wall_seconds": seconds}, f)
-                left = len(todo) + len(running)
-                eta = sum(durations) / len(durations) * left / workers / 60
-                print(f"[{finished}/{finished + left}] done {name} in {seconds:.0f}s: {summary_line(job['dir'])}  "
-                      f"(elapsed {(time.time() - grid_start) / 60:.1f} min, about {eta:.0f} min left)", flush=True)
-            else:
-                failed.append(job["dir"])
-                with open(os.path.join(job["dir"], "log.txt")) as f:
-                    tail = f.read()[-1500:]
-                print(f"FAILED {name} (exit {rc}); log tail:\n{tail}", flush=True)
+    failed, finished, durations, grid_start = set(), [0], [], time.time()
+    for job in todo:
+        job["command"] = [sys.executable, job.get("script", "train.py"), *job["args"]]
+        job["log"] = os.path.join(job["dir"], "log.txt")
+        job["name"] = f"{job['key']}-seed{job['seed']}"
+
+    def ready(job):
+        if any(dep in failed for dep in job["deps"]):
+            failed.add(job["dir"])
+            print(f"skip {job['name']}: a run it needs failed", flush=True)
+            return "a run it needs failed"
+        return all(is_complete(dep) for dep in job["deps"])
+
+    def starting(job):
+        os.makedirs(job["dir"], exist_ok=True)
+        with open(os.path.join(job["dir"], "command.txt"), "w") as f:
+            f.write(" ".join(["python", *job["command"][1:]]) + "\n")
+        print(f"start {job['name']}", flush=True)
+
+    def on_finished(job, returncode, seconds):
+        finished[0] += 1
+        if returncode == 0 and is_complete(job["dir"]):
+            durations.append(seconds)
+            with open(os.path.join(job["dir"], "wall.json"), "w") as f:
+                json.dump({"wall_seconds": seconds}, f)
+            left = len(todo) - finished[0]
+            eta = sum(durations) / len(durations) * left / workers / 60
+            print(f"[{finished[0]}/{len(todo)}] done {job['name']} in {seconds:.0f}s: {summary_line(job['dir'])}  "
+                  f"(elapsed {(time.time() - grid_start) / 60:.1f} min, about {eta:.0f} min left)", flush=True)
+            return
+        failed.add(job["dir"])
+        with open(job["log"]) as f:
+            tail = f.read()[-1500:]
+        print(f"FAILED {job['name']} (exit {returncode}); log tail:\n{tail}", flush=True)
+
+    for job in run_pool(todo, workers, ready, starting, on_finished):
+        failed.add(job["dir"])
+        if job.get("skipped") == "dependencies incomplete":
+            print(f"skip {job['name']}: dependencies incomplete", flush=True)
     print(f"grid wall time {(time.time() - grid_start) / 60:.1f} min; {len(failed)} failed/skipped", flush=True)
-    return failed
+    return sorted(failed)
 
 
 def main(argv=None):
@@ -398,6 +370,8 @@ def main(argv=None):
     parser.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
     parser.add_argument("--long", dest="mode", action="store_const", const="long")
     parser.add_argument("--tasks", dest="mode", action="store_const", const="tasks")
+    parser.add_argument("--primary", dest="mode", action="store_const", const="primary")
+    parser.add_argument("--tune", dest="mode", action="store_const", const="tune")
     parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,objectives,continual) "
                                                    "or runs (estimators/pass1)")
     parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
@@ -424,6 +398,13 @@ def main(argv=None):
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)
     failed = run_grid(jobs, args.workers, args.dry_run)
+    if not args.dry_run:  # the grid's record, the file plots.py and RESULTS.md read (the run folders stay out of git)
+        import plots
+
+        results = os.path.join("experiments", "results", f"{args.mode}.jsonl")
+        records, _ = plots.compact_runs(os.path.join(RUNS, args.mode))
+        plots.write_records(records, results)
+        print(f"{len(records)} runs recorded in {results}; figures and tables: python plots.py {results}")
     return 1 if failed else 0
 
 

@@ -40,3 +40,31 @@ def test_bad_input_is_one_line(tmp_path):
     result = run_compare(f"--out={tmp_path / 'run'}", "--k=99")  # train.py's own check, before any compute
     assert result.returncode == 1 and "train.py stopped with exit status 1: bad config: k=99" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_pool_runs_in_dependency_order_skips_what_cannot_run_and_reports_failures(tmp_path):
+    from compare import run_pool
+
+    done, order = set(), []
+    python = lambda code: [sys.executable, "-c", code]  # noqa: E731
+    jobs = [dict(name="needs-b", deps=["b"], command=python("print('c')"), log=str(tmp_path / "c.log")),
+            dict(name="b", deps=[], command=python("print('b')"), log=str(tmp_path / "b.log")),
+            dict(name="fails", deps=[], command=python("raise SystemExit(3)"), log=str(tmp_path / "f.log")),
+            dict(name="after-fail", deps=["fails"], command=python("print('x')"), log=str(tmp_path / "x.log")),
+            dict(name="never", deps=["missing"], command=python("print('n')"), log=str(tmp_path / "n.log"))]
+    failed_names = set()
+
+    def ready(job):
+        if any(dep in failed_names for dep in job["deps"]):
+            return "a run it needs failed"
+        return all(dep in done for dep in job["deps"])
+
+    def finished(job, returncode, seconds):
+        order.append(job["name"])
+        (done if returncode == 0 else failed_names).add(job["name"])
+
+    failed = run_pool(jobs, 2, ready, finished=finished, poll=0.05)
+    assert [job["name"] for job in failed] == ["fails", "after-fail", "never"]
+    assert failed[1]["skipped"] == "a run it needs failed" and failed[2]["skipped"] == "dependencies incomplete"
+    assert order.index("b") < order.index("needs-b") and (tmp_path / "c.log").read_text() == "c\n"
+    assert failed[0]["process"].returncode == 3

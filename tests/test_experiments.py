@@ -27,12 +27,34 @@ def test_every_run_uses_known_config_keys():
                 assert key in known, (job["key"], key)
 
 
-def test_comparisons_name_runs_of_the_grid():
-    steps = maze.MODES["quick"]["steps"]
-    runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(steps)}
-    for entries in maze.comparisons(steps).values():
-        for _, run, offset in entries:
-            assert run in runs and offset in (0, steps)
+def test_plots_comparisons_name_runs_of_each_grid():
+    import plots
+
+    for mode in ("quick", "long", "primary", "tune", "horizon"):
+        runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(maze.MODES[mode]["steps"], mode)}
+        for entries in plots.comparisons(mode, runs).values():
+            for _, run in entries:
+                assert run in runs, (mode, run)
+
+
+def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(maze, "RUNS", str(tmp_path))
+    assert maze.main(["--primary", "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("python train.py")]
+    assert len(lines) == 60
+    advantages = {line.split("--advantage=")[1].split()[0] for line in lines}
+    assert advantages == set(maze.PRIMARY) == {"pass1", "passk_analytical", "passk_bootstrap", "passk_exceeding",
+                                               "pkpo", "best_of_n"}
+    assert {line.split("--seed=")[1].split()[0] for line in lines} == {str(seed) for seed in range(10)}
+    for line in lines:
+        assert f"--model={maze.PRIMARY_WARMSTART} " in line and "--max_steps=600 " in line
+        assert f"--n_test={maze.PRIMARY_TEST} " in line and "--curve_samples=128 " in line
+
+
+def test_the_tune_grid_tries_stronger_baselines_than_the_long_grid():
+    runs = {name: overrides for _, name, overrides, _ in maze.grid(600, "tune")}
+    assert max(overrides.get("entropy_coef", 0) for overrides in runs.values()) > 0.01  # 0.01 did not move entropy
+    assert runs["pass1"] == {"advantage": "pass1"}
 
 
 def test_only_a_group_brings_its_dependencies_first():
@@ -72,8 +94,12 @@ def test_tasks_mode_runs_pass1_and_passk_on_every_preset_from_its_own_warm_start
     jobs = maze.select("tasks", None, [0, 1])
     assert len(jobs) == 2 * 2 * len(TASK_PRESETS)
     runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(600, "tasks")}
-    for entries in maze.comparisons(600, "tasks").values():
-        assert {run for _, run, _ in entries} <= runs
+    import plots
+
+    figures = plots.comparisons("tasks", runs)
+    assert set(figures) == {task.split(":", 1)[1] for task in TASK_PRESETS}
+    for entries in figures.values():
+        assert {run for _, run in entries} <= runs and entries[0][0] == "Pass@1"
     for job in jobs:
         args = dict(arg[2:].split("=", 1) for arg in job["args"])
         task = args["task"]
