@@ -419,7 +419,7 @@ def rollout_logprobs(model, rollout, rows, with_entropy=False, max_chunks=MAX_CH
                                 rollout.attention_mask[chunk_rows, :columns].to(device), rollout.prompt_length,
                                 rollout.temperature, with_entropy, prompt_index=prompt_index[chunk].to(device))
         outputs.append(out if with_entropy else (out,))
-    if len(chunks) == 1:
+    if len(chunks) == 1 and torch.equal(chunks[0], torch.arange(len(rows))):  # one chunk, in the order of `rows`
         return outputs[0] if with_entropy else outputs[0][0]
     order = torch.cat(chunks).to(device)  # the output rows of the chunks, in chunk order
     joined = []
