@@ -58,18 +58,40 @@ def load_policy(path, dtype=torch.float32):
     return model, tokenizer
 
 
-def save_checkpoint(path, model, tokenizer, trainer_state):
-    """Write model + tokenizer (HF format) + trainer_state atomically to the folder `path`."""
-    tmp, old = path + ".tmp", path + ".old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    torch.save(trainer_state, os.path.join(tmp, TRAINER_STATE))
-    if os.path.exists(path):
+def save_checkpoint(path, accelerator, policy, optimizer, tokenizer, trainer_state):
+    """Write the policy (HF format), tokenizer and trainer_state (+ the optimizer's full state) atomically to the
+    folder `path`. Every process calls it: under FSDP the full weights and optimizer state are gathered from the
+    shards (get_state_dict, get_optimizer_state_dict: collectives); the main process writes."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    weights = accelerator.get_state_dict(policy)
+    optimizer_state = get_optimizer_state_dict(accelerator.unwrap_model(policy), optimizer,
+                                               options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if accelerator.is_main_process:
+        tmp, old = path + ".tmp", path + ".old"
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(policy).save_pretrained(tmp, state_dict=weights)
+        tokenizer.save_pretrained(tmp)
+        torch.save({**trainer_state, "optimizer": optimizer_state}, os.path.join(tmp, TRAINER_STATE))
+        if os.path.exists(path):
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def load_optimizer_state(policy, optimizer, trainer_state):
+    """Restore the optimizer state that save_checkpoint wrote (full; sharded again under FSDP) into `optimizer`
+    of the unwrapped `policy`."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    grads = [param.grad for param in policy.parameters()]
+    for param in policy.parameters():  # torch initialises a fresh optimizer's state only for parameters without grads
+        param.grad = None
+    set_optimizer_state_dict(policy, optimizer, trainer_state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    for param, grad in zip(policy.parameters(), grads):
+        param.grad = grad
 
 
 def latest_checkpoint(path):
@@ -86,3 +108,10 @@ def load_trainer_state(path):
         return torch.load(os.path.join(path, TRAINER_STATE), weights_only=False)
     except Exception as error:
         raise ValueError(f"unreadable checkpoint {path!r}: {error}") from error
+
+
+def load_checkpoint(path):
+    """(folder, trainer state) of the latest complete checkpoint at `path`, or (None, None) if there is none;
+    ValueError if it cannot be read."""
+    folder = latest_checkpoint(path)
+    return (folder, load_trainer_state(folder)) if folder else (None, None)

@@ -19,9 +19,10 @@ cannot be read (a truncated checkpoint), a subprocess that failed, nothing usabl
     if __name__ == "__main__":
         run(main)
 
-train.py has its own nanoGPT-style --key=value parsing and answers a bad config with `bad config: ...`
-(exit status 1).
+train.py has its own nanoGPT-style parsing (`apply_overrides`: a config file, then --key=value) and answers a
+bad config with `bad config: ...` (exit status 1).
 """
+import ast
 import os
 import subprocess
 import sys
@@ -86,3 +87,37 @@ def run(main, argv=None):
         message, status = describe(error)
         print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
         sys.exit(status)
+
+
+def apply_overrides(argv, scope, keys):
+    """nanoGPT-style configuration of a script's globals `scope`: each positional argument is a config file
+    (python assignments), each --key=value an override (a python literal, else a bare string); later ones win.
+    Only `keys` can be set, and a value must have its default's type (an int where a float is expected is
+    taken; a list or int where a tuple is; an int where a dict is, e.g. n_train=2000). SystemExit says what
+    is wrong in one line."""
+    for arg in argv:
+        if not arg.startswith("--"):
+            if not os.path.isfile(arg):
+                raise SystemExit(f"config file {arg!r} not found")
+            exec(open(arg).read(), {}, overrides := {})
+            pairs = overrides.items()
+        else:
+            if "=" not in arg:
+                raise SystemExit(f"bad argument {arg!r}: use --key=value")
+            key, raw = arg[2:].split("=", 1)
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw  # a bare string
+            pairs = [(key, value)]
+        for key, value in pairs:
+            if key not in keys:
+                raise SystemExit(f"unknown config key {key!r}; known: {', '.join(keys)}")
+            default = scope[key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if isinstance(default, tuple) and isinstance(value, (list, int)):
+                value = tuple(value) if isinstance(value, list) else (value,)
+            if type(value) is not type(default) and not (isinstance(default, dict) and isinstance(value, int)):
+                raise SystemExit(f"config {key}={value!r}: expected {type(default).__name__} like {default!r}")
+            scope[key] = value

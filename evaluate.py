@@ -1,20 +1,19 @@
-"""Evaluation: the unbiased pass@k estimator (Chen et al., 2021), as the paper uses it (appendix A.2).
+"""Evaluation with the unbiased pass@k estimator (Chen et al., 2021), as the paper uses it (appendix A.2).
 
-pass@k = 1 - C(n - c, k) / C(n, k): the chance that k of the n samples, c of them correct, drawn
-without replacement, contain a correct one. It is also eq. 11 of the paper: the mean group reward
-over all C(N, k) groups of k rollouts, so advantage.py reuses it. `g_pass_at_k` is G-Pass@k_tau
+pass@k = 1 - C(n - c, k) / C(n, k) (`pass_at_k`, in advantage.py since it is also the paper's eq. 11): the
+chance that k of the n samples, c of them correct, contain a correct one. `g_pass_at_k` is G-Pass@k_tau
 (arXiv 2412.13147): at least ceil(tau k) of the k samples correct, a stability-aware pass@k.
 
-`evaluate` is the evaluation loop of appendix A.2 (temperature 1.0, top_p 0.95, 32 samples per maze):
-unbiased pass@1 and pass@k per maze size and averaged (table 7), the answer diversity of negative
-responses (figure 7a) and the mean policy entropy. It reuses rollout.py and verify.py. It is
-`score_mazes` (per-maze records, optionally of one data-parallel shard) then `summarize`.
-`python evaluate.py PATH` evaluates any checkpoint or HF folder and writes JSON.
+`evaluate` is the evaluation loop of appendix A.2 (temperature 1.0, top_p 0.95, 32 samples per item) on any
+task's held-out items (tasks.py): unbiased pass@1 and pass@k per group (a maze size, or a reasoning-gym task)
+and averaged over groups (table 7), the answer diversity of negative responses (figure 7a) and the mean policy
+entropy. It is `score_items` (per-item records, optionally of one data-parallel shard) then `summarize`.
+`python evaluate.py PATH` evaluates any checkpoint or HF folder on held-out mazes and writes JSON.
 
 Pass@k curves (Yue et al., 2025, "Does Reinforcement Learning Really Incentivize Reasoning Capacity in
 LLMs Beyond the Base Model?"): `summarize` also gives unbiased pass@k for k = 1, 2, 4, ..., n from the
-same n samples per maze, and the per-maze correct counts, so two policies can be compared by where their
-curves cross (`crossing_k`) and by which mazes each solves at all within n samples (`solved_overlap`).
+same n samples per item, and the per-item correct counts, so two policies can be compared by where their
+curves cross (`crossing_k`) and by which items each solves at all within n samples (`solved_overlap`).
 """
 import math
 from collections import defaultdict
@@ -22,30 +21,46 @@ from collections import defaultdict
 import torch
 from tqdm.auto import tqdm
 
+from advantage import pass_at_k  # noqa: F401  (re-exported: the estimator lives with the advantages, eq. 11)
 from rollout import chat_prompt, generate_rollouts
 from tasks import MazeTask
 from verify import extract_answer
 
 
-def pass_at_k(n, c, k):
-    """Unbiased pass@k for n samples with c correct (c an int or a tensor of counts), k in 0..n.
+def group_order(group):
+    """Groups sort as maze sizes (numbers) first, then task names: 5 < 7 < 11 < "countdown"."""
+    return (not str(group).isdigit(), int(group) if str(group).isdigit() else str(group))
 
-    Computed as the product prod_{i=0}^{k-1} (n - c - i) / (n - i) = C(n-c, k) / C(n, k), which never
-    forms a large binomial and is exact to float precision; a factor that would go negative means
-    fewer than k failures exist, so the product is 0 and pass@k is 1. pass@0 is 0 (empty product).
-    """
-    for name, value in (("n", n), ("k", k)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not 0 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= k <= n, got k={k} with n={n} samples")
-    counts = torch.as_tensor(c, dtype=torch.float64)
-    if ((counts < 0) | (counts > n) | (counts != counts.round())).any():
-        raise ValueError(f"the number of correct samples c must be an integer in [0, n={n}], got {c}")
-    steps = torch.arange(k, dtype=torch.float64)  # (k,)
-    all_wrong = ((n - counts[..., None] - steps) / (n - steps)).clamp_min(0).prod(-1)
-    result = 1 - all_wrong
-    return result.item() if not isinstance(c, torch.Tensor) else result
+
+def cached_evaluation(cache_dir, key, weights_dir, write, evaluate_now):
+    """(result, path) of an evaluation that depends only on `key` (settings, items; JSON-able) and the weight
+    files in `weights_dir`: read from cache_dir if evaluated before (path: the file read), else evaluate_now()
+    (path: None), stored there by the process with `write` (atomically: runs of a grid share the folder).
+    cache_dir "": no cache."""
+    import hashlib
+    import json
+    import os
+
+    if not cache_dir:
+        return evaluate_now(), None
+    digest = hashlib.sha256(json.dumps(key).encode())
+    for name in sorted(os.listdir(weights_dir)):  # the starting weights: every weight file's bytes
+        if name.endswith((".safetensors", ".bin")):
+            with open(os.path.join(weights_dir, name), "rb") as f:
+                digest.update(f.read())
+    path = os.path.join(cache_dir, digest.hexdigest()[:16] + ".json")
+    if os.path.exists(path):
+        with open(path) as f:
+            result = json.load(f)
+        result["per_group"] = {int(g) if g.isdigit() else g: value for g, value in result["per_group"].items()}
+        return result, path
+    result = evaluate_now()
+    if write:
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(path + f".tmp{os.getpid()}", "w") as f:
+            json.dump(result, f)
+        os.replace(path + f".tmp{os.getpid()}", path)
+    return result, None
 
 
 def curve_ks(n):
@@ -54,7 +69,7 @@ def curve_ks(n):
 
 
 def pass_at_k_curve(n, counts):
-    """{k: mean over mazes of unbiased pass@k} for k in curve_ks(n); counts = correct samples per maze."""
+    """{k: mean over items of unbiased pass@k} for k in curve_ks(n); counts = correct samples per item."""
     counts = torch.as_tensor(counts, dtype=torch.float64)
     return {k: float(pass_at_k(n, counts, k).mean()) for k in curve_ks(n)}
 
@@ -80,15 +95,15 @@ def crossing_k(curve, reference):
 
 
 def solved_overlap(counts_a, counts_b):
-    """Mazes solved (at least one correct of n samples) by a only, b only, both and neither.
-    counts_*: {maze index: correct samples}, over the same mazes."""
+    """Items solved (at least one correct of n samples) by a only, b only, both and neither.
+    counts_*: {item index: correct samples}, over the same items."""
     if set(counts_a) != set(counts_b):
-        raise ValueError("solved_overlap needs the correct counts of the same mazes for both policies")
+        raise ValueError("solved_overlap needs the correct counts of the same items for both policies")
     solved_a = {index for index, count in counts_a.items() if count > 0}
     solved_b = {index for index, count in counts_b.items() if count > 0}
     return {"a": len(solved_a), "b": len(solved_b), "both": len(solved_a & solved_b),
             "only_a": len(solved_a - solved_b), "only_b": len(solved_b - solved_a),
-            "neither": len(set(counts_a) - solved_a - solved_b), "mazes": len(counts_a)}
+            "neither": len(set(counts_a) - solved_a - solved_b), "items": len(counts_a)}
 
 
 def g_pass_at_k(n, c, k, tau):
@@ -115,20 +130,20 @@ def g_pass_at_k(n, c, k, tau):
 
 
 def distinct_negative_share(answers, rewards):
-    """Figure 7a: the number of distinct answers among a maze's negative responses divided by their
+    """Figure 7a: the number of distinct answers among an item's negative responses divided by their
     count (1 = every wrong answer differs, small = the model repeats the same mistake); None if none."""
     wrong = [answer for answer, reward in zip(answers, rewards) if reward == 0]
     return len(set(wrong)) / len(wrong) if wrong else None
 
 
-def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
+def score_items(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
                 temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True,
                 sampler="fast", task=None):
-    """Sample n_samples responses per maze of `dataset` (columns maze, size); one record per maze.
-    `task` (tasks.py; default the maze) makes the prompts and rewards: any task's test split works, its
-    `size` column naming each item's group, so "maze" below reads "item" for other tasks.
+    """Sample n_samples responses per item of `dataset` (a task's split: its `group` column names the group
+    each item is reported under); one record per item. `task` (tasks.py; default the maze) makes the
+    prompts and rewards.
 
-    The mazes go in batches of prompts_per_batch, batch b sampled after torch.manual_seed(seed *
+    The items go in batches of prompts_per_batch, batch b sampled after torch.manual_seed(seed *
     1_000_003 + b). shard=(i, n) scores only batches b with b % n == i, so n data-parallel processes
     each score a share and the gathered records are exactly those of one process scoring all.
     """
@@ -155,7 +170,7 @@ def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=
             texts = rollout.texts[responses]
             rewards = [task.reward(text, row) for text in texts]
             records.append({
-                "index": start + i, "size": row["size"], "correct": int(sum(rewards)),
+                "index": start + i, "group": row["group"], "correct": int(sum(rewards)),
                 **{f"pass@{k}": pass_at_k(n_samples, int(sum(rewards)), k) for k in ks},
                 "negative_answer_diversity": distinct_negative_share([extract_answer(t) or t for t in texts], rewards),
                 "entropy_sum": float(entropies[responses].sum()),
@@ -167,28 +182,28 @@ def score_mazes(model, tokenizer, dataset, template="compact", n_samples=32, ks=
 
 
 def summarize(records, n_samples, temperature, top_p):
-    """The result dict of `evaluate` from per-maze records (from any number of shards, in any order)."""
+    """The result dict of `evaluate` from per-item records (from any number of shards, in any order)."""
     records = sorted(records, key=lambda record: record["index"])
     ks = sorted(int(key[5:]) for key in records[0] if key.startswith("pass@"))
-    by_size = defaultdict(list)
+    by_group = defaultdict(list)
     for record in records:
-        by_size[record["size"]].append(record)
-    per_size = {size: {**{f"pass@{k}": sum(r[f"pass@{k}"] for r in rows) / len(rows) for k in ks},
-                       "n_mazes": len(rows)} for size, rows in sorted(by_size.items())}
-    average = {f"pass@{k}": sum(per_size[s][f"pass@{k}"] for s in per_size) / len(per_size) for k in ks}
-    # the pass@k curve, k = 1, 2, 4, ... n, per size and averaged over sizes (JSON keys are strings)
-    curves = {size: pass_at_k_curve(n_samples, [r["correct"] for r in rows]) for size, rows in by_size.items()}
+        by_group[record["group"]].append(record)
+    per_group = {group: {**{f"pass@{k}": sum(r[f"pass@{k}"] for r in rows) / len(rows) for k in ks},
+                         "n_items": len(rows)} for group, rows in sorted(by_group.items(), key=lambda item: group_order(item[0]))}
+    average = {f"pass@{k}": sum(per_group[g][f"pass@{k}"] for g in per_group) / len(per_group) for k in ks}
+    # the pass@k curve, k = 1, 2, 4, ... n, per group and averaged over groups (JSON keys are strings)
+    curves = {group: pass_at_k_curve(n_samples, [r["correct"] for r in rows]) for group, rows in by_group.items()}
     average_curve = {str(k): sum(curves[s][k] for s in curves) / len(curves) for k in curve_ks(n_samples)}
     diversity = [r["negative_answer_diversity"] for r in records if r["negative_answer_diversity"] is not None]
     tokens = sum(r["tokens"] for r in records)
-    for size in per_size:
-        per_size[size]["pass@k_curve"] = {str(k): value for k, value in curves[size].items()}
-        per_size[size]["correct"] = {str(r["index"]): r["correct"] for r in by_size[size]}  # per maze, of n_samples
-    # G-Pass@k_tau (tau 0.5 and 1) at the largest k, averaged over sizes like "average"
+    for group in per_group:
+        per_group[group]["pass@k_curve"] = {str(k): value for k, value in curves[group].items()}
+        per_group[group]["correct"] = {str(r["index"]): r["correct"] for r in by_group[group]}  # per item, of n_samples
+    # G-Pass@k_tau (tau 0.5 and 1) at the largest k, averaged over groups like "average"
     g_pass = {f"G-pass@{ks[-1]}_{tau}": sum(sum(g_pass_at_k(n_samples, r["correct"], ks[-1], tau) for r in rows)
-                                            / len(rows) for rows in by_size.values()) / len(by_size) for tau in (0.5, 1.0)}
-    return {"per_size": per_size, "average": average, "average_pass@k_curve": average_curve, "g_pass": g_pass,
-            "correct": {str(r["index"]): r["correct"] for r in records},  # per held-out maze, of n_samples
+                                            / len(rows) for rows in by_group.values()) / len(by_group) for tau in (0.5, 1.0)}
+    return {"per_group": per_group, "average": average, "average_pass@k_curve": average_curve, "g_pass": g_pass,
+            "correct": {str(r["index"]): r["correct"] for r in records},  # per held-out item, of n_samples
             "negative_answer_diversity": sum(diversity) / len(diversity) if diversity else None,
             "entropy": sum(r["entropy_sum"] for r in records) / max(tokens, 1),
             "response_length": sum(r["length_sum"] for r in records) / sum(r["responses"] for r in records),
@@ -197,32 +212,30 @@ def summarize(records, n_samples, temperature, top_p):
 
 def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
              temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, task=None):
-    """Sample n_samples responses per maze of `dataset` (columns maze, size) and score them (any task's
-    test split with `task`, see score_mazes).
+    """Sample n_samples responses per item of `dataset` (a task's split, see score_items) and score them.
 
-    Returns {"per_size": {size: {"pass@k": ..., "n_mazes": ...}}, "average": {"pass@k": ...} (the mean
-    over sizes, like table 7's Avg. column), "negative_answer_diversity", "entropy", "response_length"}.
-    Defaults follow appendix A.2: temperature 1.0, top_p 0.95, 32 samples per maze.
-    Data-parallel: each process calls `score_mazes` with its shard, then `summarize` on the gathered records.
+    Returns {"per_group": {group: {"pass@k": ..., "n_items": ...}}, "average": {"pass@k": ...} (the mean
+    over groups, like table 7's Avg. column), "negative_answer_diversity", "entropy", "response_length"}.
+    Defaults follow appendix A.2: temperature 1.0, top_p 0.95, 32 samples per item.
+    Data-parallel: each process calls `score_items` with its shard, then `summarize` on the gathered records.
     """
-    records = score_mazes(model, tokenizer, dataset, template, n_samples, ks, max_new_tokens, temperature, top_p,
+    records = score_items(model, tokenizer, dataset, template, n_samples, ks, max_new_tokens, temperature, top_p,
                           prompts_per_batch, seed, show_progress=show_progress, task=task)
     return summarize(records, n_samples, temperature, top_p)
 
 
 def format_table(results_by_name):
-    """A table like the paper's table 7: rows = runs, columns = maze sizes and Avg., cells pass@1/pass@k."""
+    """A table like the paper's table 7: rows = runs, columns = groups (maze sizes) and Avg., cells pass@1/pass@k."""
     names = list(results_by_name)
-    sizes = sorted({size for result in results_by_name.values() for size in result["per_size"]},
-                   key=lambda size: (not str(size).isdigit(), int(size) if str(size).isdigit() else str(size)))
+    groups = sorted({group for result in results_by_name.values() for group in result["per_group"]}, key=group_order)
     ks = sorted(int(key[5:]) for key in next(iter(results_by_name.values()))["average"])
-    label = lambda size: f"{size}x{size}" if str(size).isdigit() else str(size)[:13]  # noqa: E731 maze size or group
+    label = lambda group: f"{group}x{group}" if str(group).isdigit() else str(group)[:13]  # noqa: E731 a maze size
     width = max(14, 2 + max(len(name) for name in names))
-    header = f"{'':<{width}}" + "".join(f"{label(s):>14}" for s in sizes) + f"{'Avg.':>14}"
+    header = f"{'':<{width}}" + "".join(f"{label(g):>14}" for g in groups) + f"{'Avg.':>14}"
     lines = [f"pass@{ks[0]}/pass@{ks[-1]} (%)", header]
     for name in names:
         result = results_by_name[name]
-        cells = [result["per_size"].get(s) for s in sizes] + [result["average"]]
+        cells = [result["per_group"].get(g) for g in groups] + [result["average"]]
         lines.append(f"{name:<{width}}" + "".join(
             f"{100 * c[f'pass@{ks[0]}']:>7.1f}/{100 * c[f'pass@{ks[-1]}']:<6.1f}" if c else f"{'-':>14}" for c in cells))
     return "\n".join(lines)
@@ -236,7 +249,7 @@ def format_curves(results_by_name):
         return ""
     ks = sorted({int(k) for curve in rows.values() for k in curve})
     width = max(14, 2 + max(len(name) for name in rows))
-    lines = ["pass@k (%), average over sizes (task groups); policy entropy (nats/token); wrong-answer diversity (%)",
+    lines = ["pass@k (%), average over groups; policy entropy (nats/token); wrong-answer diversity (%)",
              f"{'':<{width}}" + "".join(f"{f'k={k}':>7}" for k in ks) + f"{'entropy':>9}{'diversity':>10}"]
     for name, curve in rows.items():
         diversity = results_by_name[name]["negative_answer_diversity"]
@@ -253,7 +266,7 @@ def main(argv=None):
 
     from checkpoint import load_policy
     from cli import add_debug_option, usage_error
-    from mazes import PROMPT_TEMPLATES, make_mazes
+    from mazes import PROMPT_TEMPLATES
 
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint or HF folder on held-out mazes.")
     parser.add_argument("path", help="a local Hugging Face model folder (a train.py ckpt/ is one)")
@@ -288,7 +301,7 @@ def main(argv=None):
     if args.out and (os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(args.out) or ".")):
         usage_error(f"--out={args.out!r} must be a file in an existing folder")
     try:
-        test = make_mazes(train_sizes=(), n_train=0, test_sizes=sizes, n_test=args.n_mazes, seed=args.maze_seed)["test"]
+        test = MazeTask(train_sizes=(), n_train=0, test_sizes=sizes, n_test=args.n_mazes, seed=args.maze_seed).make_splits()["test"]
     except ValueError as error:  # e.g. more mazes of a size than exist
         usage_error(str(error))
 

@@ -19,9 +19,12 @@ Two optional extras, both off by default:
   - entropy regularisation (the baseline of section 3.1): loss -= entropy_coef * token-mean entropy;
   - a KL penalty to a reference policy, k3 estimator (GRPO): loss += kl_coef * token-mean k3.
 """
+import contextlib
 import math
 
 import torch
+
+from rollout import rollout_logprobs
 
 
 def _check_token_tensor(name, tensor, shape):
@@ -127,3 +130,86 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
         loss = loss + kl_coef * kl_ref
         stats["kl_ref"] = kl_ref.detach()
     return loss, stats
+
+
+def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows, *, accelerator, micro_batch,
+                  eps_low=0.2, eps_high=0.28, grad_clip=1.0, entropy_coef=0.0, kl_coef=0.0, reference=None):
+    """One RL step's policy update: DAPO's clipped token-level loss (eq. 4) on each mini-batch, one AdamW step
+    per mini-batch. Returns {stat: value} (floats) of the step over ALL processes.
+
+    rollout      this process's rows (a `rollout.Rollout`): its share of every mini-batch, mini-batch-major,
+                 so rows j*R .. (j+1)*R - 1 (R = rows // n_minis) belong to mini-batch j
+    advantages   (rows,) the advantage of each of those rows (one per response, from advantage.py)
+    mini_tokens  (n_minis,) the response-token count of each GLOBAL mini-batch (every process's rows): the
+                 divisor of the token-level mean, so a mini-batch's loss is its token sum over all
+                 processes / its token count, however its rows are split into processes and micro-batches
+    mini_rows    (n_minis,) how many rows EVERY process runs in mini-batch j: at least the most rows with a
+                 gradient (advantage != 0) any process has. Each process runs its rows with advantage != 0
+                 first, then pads with its own rows of advantage 0, masked out of the loss and the stats, up
+                 to mini_rows[j]: every process runs the same forward and backward passes, so no collective
+                 waits. One process: mini_rows = its rows with a gradient; the others are skipped. The cost:
+                 each process runs as many rows as the busiest one.
+
+    pi_old is the sampling policy. The first mini-batch is trained before any optimizer step of this RL
+    step, so there pi_old IS the policy: old logprobs = logprobs.detach() and the ratio is exactly 1. The
+    rows of later mini-batches are scored first, under no_grad, before the first optimizer step.
+
+    Data parallel (DDP or FSDP through `accelerator.prepare`) averages the gradients over processes; each
+    process's loss is scaled by the number of processes so that the step's gradient is the SUM over
+    processes of (token sum / global token count): exactly the single-process gradient. Gradients are
+    synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before).
+    """
+    n_minis = len(mini_tokens)
+    rows_per_mini = len(advantages) // n_minis
+    device = accelerator.device
+    has_gradient = (advantages != 0) | (entropy_coef != 0 or kl_coef != 0)  # (rows,)
+    micro_batches = []  # per mini-batch: its rows to run, rows with a gradient first, in micro-batches
+    for mini in range(n_minis):
+        rows = torch.arange(mini * rows_per_mini, (mini + 1) * rows_per_mini)
+        run = rows[torch.argsort((~has_gradient[rows]).int(), stable=True)][:int(mini_rows[mini])]
+        micro_batches.append(list(run.split(micro_batch)) if len(run) else [])
+    old_logprobs = rollout.logprobs.clone()  # (rows, R) the sampling policy's; exact for mini-batch 0
+    with torch.no_grad(), accelerator.autocast():
+        for micro in (micro for micros in micro_batches[1:] for micro in micros):
+            scored = rollout_logprobs(policy, rollout, micro)  # (rows, length)
+            old_logprobs[micro, :scored.shape[1]] = scored.float().cpu()
+
+    policy.train()
+    sums = {}  # token sums of every stat (stat * mini_tokens), over this process's run rows
+    run_tokens, grad_norms = 0.0, []
+    for mini, micros in enumerate(micro_batches):
+        n_tokens = mini_tokens[mini].clamp_min(1).to(device)
+        for index, micro in enumerate(micros):
+            length = int(rollout.response_lengths[micro].max())  # trim padding beyond the longest response
+            # a padding row (no gradient) keeps its forward and backward but is masked out of the loss and stats
+            response_mask = (rollout.response_mask[micro, :length] * has_gradient[micro, None]).to(device)
+            last = index == len(micros) - 1
+            with (contextlib.nullcontext() if last else accelerator.no_sync(policy)), accelerator.autocast():
+                out = rollout_logprobs(policy, rollout, micro, with_entropy=entropy_coef != 0)
+                logprobs, entropies = out if entropy_coef != 0 else (out, None)
+                old = logprobs.detach() if mini == 0 else old_logprobs[micro, :length].to(device)
+                ref_logprobs = None
+                if reference is not None:
+                    with torch.no_grad():
+                        ref_logprobs = rollout_logprobs(reference, rollout, micro)
+                loss, stats = policy_loss(logprobs, old, advantages[micro].to(device), response_mask, eps_low,
+                                          eps_high, n_tokens=n_tokens, entropies=entropies,
+                                          entropy_coef=entropy_coef, ref_logprobs=ref_logprobs, kl_coef=kl_coef)
+                accelerator.backward(loss * accelerator.num_processes)  # DDP/FSDP average: x processes = sum
+            for name, value in stats.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * float(n_tokens)
+            run_tokens += float(response_mask.sum())
+        norm = accelerator.clip_grad_norm_(policy.parameters(), grad_clip)
+        grad_norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))  # FSDP: a DTensor
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+
+    # one reduction: every stat's token sum, the run tokens, over the processes
+    names = sorted(sums)
+    totals = torch.tensor([sums[name] for name in names] + [run_tokens], dtype=torch.float64, device=device)
+    totals = accelerator.reduce(totals, "sum").cpu().tolist() if accelerator.num_processes > 1 else totals.tolist()
+    total_tokens = float(mini_tokens.sum())
+    result = {"grad_norm": sum(grad_norms) / n_minis}
+    for name, total in zip(names, totals):  # the loss terms per token of the step; diagnostics per trained token
+        result[name] = total / max(totals[-1], 1.0) if name in DIAGNOSTIC_STATS else total / max(total_tokens, 1.0)
+    return result

@@ -70,20 +70,20 @@ def test_distinct_negative_share():
     assert distinct_negative_share(["UU", "DD"], [1, 1]) is None
 
 
-def test_summarize_per_size_and_average():
+def test_summarize_per_group_and_average():
     from evaluate import summarize
     records = [
-        {"index": 1, "size": 5, "correct": 2, "pass@1": 0.5, "pass@4": 1.0, "negative_answer_diversity": 1.0,
+        {"index": 1, "group": 5, "correct": 2, "pass@1": 0.5, "pass@4": 1.0, "negative_answer_diversity": 1.0,
          "entropy_sum": 2.0, "tokens": 4.0, "length_sum": 4.0, "responses": 4},
-        {"index": 0, "size": 5, "correct": 0, "pass@1": 0.0, "pass@4": 0.0, "negative_answer_diversity": 0.5,
+        {"index": 0, "group": 5, "correct": 0, "pass@1": 0.0, "pass@4": 0.0, "negative_answer_diversity": 0.5,
          "entropy_sum": 2.0, "tokens": 4.0, "length_sum": 8.0, "responses": 4},
-        {"index": 2, "size": 7, "correct": 4, "pass@1": 1.0, "pass@4": 1.0, "negative_answer_diversity": None,
+        {"index": 2, "group": 7, "correct": 4, "pass@1": 1.0, "pass@4": 1.0, "negative_answer_diversity": None,
          "entropy_sum": 0.0, "tokens": 8.0, "length_sum": 8.0, "responses": 4},
     ]
     result = summarize(records, n_samples=4, temperature=1.0, top_p=0.95)
-    curve_5 = result["per_size"][5].pop("pass@k_curve")
-    assert result["per_size"][5].pop("correct") == {"0": 0, "1": 2} and result["per_size"][7]["correct"] == {"2": 4}
-    assert result["per_size"][5] == {"pass@1": 0.25, "pass@4": 0.5, "n_mazes": 2}
+    curve_5 = result["per_group"][5].pop("pass@k_curve")
+    assert result["per_group"][5].pop("correct") == {"0": 0, "1": 2} and result["per_group"][7]["correct"] == {"2": 4}
+    assert result["per_group"][5] == {"pass@1": 0.25, "pass@4": 0.5, "n_items": 2}
     # pass@2 of a maze with 2 of 4 correct: 1 - C(2,2)/C(4,2) = 5/6; the other maze solves nothing
     assert curve_5 == pytest.approx({"1": 0.25, "2": 5 / 12, "4": 0.5})
     assert result["average_pass@k_curve"] == pytest.approx({"1": (0.25 + 1) / 2, "2": (5 / 12 + 1) / 2, "4": 0.75})
@@ -103,17 +103,17 @@ def test_evaluate_loop_and_cli(tmp_path):
     import sys
 
     from evaluate import evaluate, format_table
-    from mazes import make_mazes
+    from tasks import MazeTask
     from tiny import build_model, build_tokenizer
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-    test = make_mazes((), 0, (5, 7), 2, seed=0)["test"]
+    test = MazeTask((), 0, (5, 7), 2, seed=0).make_splits()["test"]
     run = lambda: evaluate(model, tokenizer, test, "compact", n_samples=4, ks=(1, 2), max_new_tokens=8,
                            prompts_per_batch=3, show_progress=False)
     result = run()
     assert result == run()  # seeded
-    assert set(result["per_size"]) == {5, 7} and all(v["n_mazes"] == 2 for v in result["per_size"].values())
+    assert set(result["per_group"]) == {5, 7} and all(v["n_items"] == 2 for v in result["per_group"].values())
     assert all(0 <= v <= 1 for v in result["average"].values())
     assert result["average"]["pass@1"] <= result["average"]["pass@2"]
     assert result["entropy"] > 0 and 1 <= result["response_length"] <= 8
@@ -161,6 +161,6 @@ def test_crossing_k():
 def test_solved_overlap():
     from evaluate import solved_overlap
     overlap = solved_overlap({"0": 3, "1": 0, "2": 1, "3": 0}, {"0": 0, "1": 2, "2": 5, "3": 0})
-    assert overlap == {"a": 2, "b": 2, "both": 1, "only_a": 1, "only_b": 1, "neither": 1, "mazes": 4}
-    with pytest.raises(ValueError, match="same mazes"):
+    assert overlap == {"a": 2, "b": 2, "both": 1, "only_a": 1, "only_b": 1, "neither": 1, "items": 4}
+    with pytest.raises(ValueError, match="same items"):
         solved_overlap({"0": 1}, {"1": 1})
