@@ -121,7 +121,7 @@ def test_plots_bad_input(scripts, tmp_path, monkeypatch, capsys):
 
     out = tmp_path / "figures"
     assert_one_line_error(run_script(scripts, "plots.py", tmp_path / "nonexistent", "--out", out), 2,
-                          f"runs folder '{tmp_path / 'nonexistent'}' does not exist")
+                          f"'{tmp_path / 'nonexistent'}' does not exist")
     stray = tmp_path / "quick" / "stray" / "run"  # a train.py out_dir, but not where experiments/maze.py puts runs
     stray.mkdir(parents=True)
     (stray / "metrics.jsonl").write_text('{"step": 1, "reward": 0.5}\n')
