@@ -56,6 +56,7 @@ from transformers import DynamicCache, GenerationConfig, LogitsProcessor, Logits
 
 SAMPLERS = ("fast", "generate")
 COMPACT_AT = 0.25  # the fast loop drops ended rows from its batch once they are this fraction of it
+FUSE_PARAMETERS = 100_000_000  # DirectDecoder concatenates the q/k/v and gate/up weights of models up to this size
 MAX_CHUNKS = 4  # rollout_logprobs runs its rows in at most this many chunks of similar response length
 
 
@@ -176,12 +177,6 @@ def sampling_step(logits, temperature, top_p):
     return log_probs, entropies, scores
 
 
-def rotate_half(x):
-    """Rotary embedding's half rotation (HF's): (x1, x2) -> (-x2, x1) on the last dimension."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class HFDecoder:
     """`DirectDecoder`'s interface over HF's forward and a DynamicCache: any architecture transformers runs."""
 
@@ -204,13 +199,17 @@ class HFDecoder:
 class DirectDecoder:
     """Decode steps of a Qwen2 model run layer by layer on our own preallocated KV cache, for `sample_responses`.
 
-    HF's forward spends ~10x the step's arithmetic on Python (mask and position building, a DynamicCache that
-    concatenates every layer's keys at every step, decorators, output records). Here one step is the bare
-    computation of Qwen2DecoderLayer, from the model's own weights: embedding, per layer RMSNorm, q/k/v
-    projections (with bias), rotary embedding (a cos/sin table built once by the model's rotary module), the
-    new key/value written into the cache, attention (below), o_proj, residual, RMSNorm, SwiGLU MLP, residual;
-    the final norm and lm_head. The same arithmetic as HF's eager attention path, so the same logits up to
-    float rounding (tests/test_rollout.py compares both samplers and a full forward).
+    HF's forward spends most of a small model's decode step on Python (mask and position building, a
+    DynamicCache that concatenates every layer's keys at every step, decorators, output records). Here one
+    step is the bare computation of Qwen2DecoderLayer, from the model's own weights, in ~45 tensor ops per
+    layer: RMSNorm, the q/k/v projections (with bias), rotary embedding (cos/sin tables built once by the
+    model's rotary module; rotate_half(x) = roll(x, D/2) * (-1 on the first half), folded into the sin table),
+    the new key/value written into the cache, attention (below), o_proj, residual, RMSNorm, SwiGLU MLP,
+    residual; then the final norm and lm_head. The same arithmetic as HF's eager attention path, so the same
+    logits up to float rounding (tests/test_rollout.py compares both samplers and a full forward). For models
+    of at most FUSE_PARAMETERS parameters the q/k/v weights are concatenated into one matrix and gate/up into
+    another (copies made once per call: two matmuls fewer per layer); for larger ones the matmuls dominate
+    and the copies would only cost memory.
 
     Shared-prompt attention: the n rollouts of a prompt attend to the same prompt keys, so the prompt part
     of the cache is kept once per prompt, (U, kv_heads, P, head_dim), and each prompt's rows are scored
@@ -224,20 +223,34 @@ class DirectDecoder:
 
     def __init__(self, model, prefill_cache, prompt_mask, n_rollouts, max_new_tokens):
         inner, config = model.model, model.config
-        self.model, self.layers, self.eps, self.n_rollouts = model, inner.layers, config.rms_norm_eps, n_rollouts
+        self.model, self.eps, self.n_rollouts = model, config.rms_norm_eps, n_rollouts
         self.prompt_keys = [layer.keys for layer in prefill_cache.layers]  # (U, kv_heads, P, head_dim) each
         self.prompt_values = [layer.values for layer in prefill_cache.layers]
         n_prompts, self.kv_heads, prompt_length, self.head_dim = self.prompt_keys[0].shape
+        self.heads = config.num_attention_heads
         batch, like = n_prompts * n_rollouts, self.prompt_keys[0]
-        self.keys = like.new_empty(len(self.layers), batch, self.kv_heads, max_new_tokens, self.head_dim)
+        self.keys = like.new_empty(len(inner.layers), batch, self.kv_heads, max_new_tokens, self.head_dim)
         self.values = torch.empty_like(self.keys)
         self.prompt_bias = like.new_zeros(batch, prompt_length).masked_fill_(  # added to the prompt scores
             prompt_mask.repeat_interleave(n_rollouts, dim=0) == 0, torch.finfo(like.dtype).min)  # (rows, P)
         positions = torch.arange(prompt_length + max_new_tokens, device=like.device)[None]
         cos, sin = inner.rotary_emb(like, positions)  # (1, positions, head_dim) each: every position a row reaches
-        self.cos, self.sin = cos[0], sin[0]
+        half = self.head_dim // 2
+        sign = torch.cat([-torch.ones(half), torch.ones(half)]).to(like)  # rotate_half(x) = roll(x, half) * sign
+        self.cos, self.sin = cos[0], sin[0] * sign
         self.rows = torch.arange(batch, device=like.device)  # the batch row of each row still generating
         self.step = 0  # the response column of the next token
+        fuse = model.num_parameters() <= FUSE_PARAMETERS
+        self.layers = []  # per layer: its module, then the q/k/v and gate/up weights (fused: one matrix each)
+        for layer in inner.layers:
+            attention, mlp = layer.self_attn, layer.mlp
+            qkv = [(attention.q_proj.weight, attention.q_proj.bias), (attention.k_proj.weight, attention.k_proj.bias),
+                   (attention.v_proj.weight, attention.v_proj.bias)]
+            gate_up = [(mlp.gate_proj.weight, None), (mlp.up_proj.weight, None)]
+            if fuse:
+                qkv = [(torch.cat([w for w, _ in qkv]), torch.cat([b for _, b in qkv]))]
+                gate_up = [(torch.cat([w for w, _ in gate_up]), None)]
+            self.layers.append((layer, qkv, gate_up))
 
     @staticmethod
     def supports(model):
@@ -257,7 +270,15 @@ class DirectDecoder:
         self.prompt_bias, self.rows = self.prompt_bias[keep], self.rows[keep]
 
     def rms_norm(self, x, weight):
-        return weight * torch.nn.functional.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
+        if x.dtype == torch.float32:
+            return torch.nn.functional.rms_norm(x, x.shape[-1:], weight, eps=self.eps)
+        return weight * torch.nn.functional.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)  # HF's order
+
+    @staticmethod
+    def linears(x, weights):
+        """x through the (weight, bias) pairs, outputs side by side."""
+        outputs = [torch.nn.functional.linear(x, weight, bias) for weight, bias in weights]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
 
     def grouped(self, x, per_prompt):
         """x (rows, kv_heads, G, k) -> per_prompt(y) with y (U, kv_heads, n * G, k), the rows of a prompt side by
@@ -273,18 +294,17 @@ class DirectDecoder:
 
     def __call__(self, tokens, positions):
         """Logits (rows, V) after feeding tokens (rows,) at positions (rows,) to the rows still generating."""
-        linear, t, rows, head_dim = torch.nn.functional.linear, self.step, len(tokens), self.head_dim
+        t, rows, heads, kv_heads, head_dim = self.step, len(tokens), self.heads, self.kv_heads, self.head_dim
         x = self.model.model.embed_tokens(tokens)  # (rows, hidden)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (rows, 1, head_dim)
         prompt_bias = self.prompt_bias[:, None, None, :]  # (rows, 1, 1, P)
-        for i, layer in enumerate(self.layers):
-            attention, mlp = layer.self_attn, layer.mlp
-            h = self.rms_norm(x, layer.input_layernorm.weight)
-            q = linear(h, attention.q_proj.weight, attention.q_proj.bias).view(rows, -1, head_dim)
-            k = linear(h, attention.k_proj.weight, attention.k_proj.bias).view(rows, -1, head_dim)
-            self.values[i, :, :, t] = linear(h, attention.v_proj.weight, attention.v_proj.bias).view_as(k)
-            self.keys[i, :, :, t] = k * cos + rotate_half(k) * sin
-            q = (q * cos + rotate_half(q) * sin).view(rows, self.kv_heads, -1, head_dim) * attention.scaling
+        for i, (layer, qkv, gate_up) in enumerate(self.layers):
+            attention = layer.self_attn
+            qkv = self.linears(self.rms_norm(x, layer.input_layernorm.weight), qkv).view(rows, -1, head_dim)
+            qk = qkv[:, :heads + kv_heads]  # (rows, heads + kv_heads, head_dim): rotary embedding of both at once
+            qk = qk * cos + qk.roll(head_dim // 2, dims=-1) * sin
+            self.keys[i, :, :, t], self.values[i, :, :, t] = qk[:, heads:], qkv[:, heads + kv_heads:]
+            q = qk[:, :heads].view(rows, kv_heads, -1, head_dim) * attention.scaling  # (rows, kv_heads, G, head_dim)
             keys, values = self.keys[i, :, :, :t + 1], self.values[i, :, :, :t + 1]  # (rows, kv_heads, t + 1, D)
             prompt_scores = self.grouped(q, lambda y: torch.matmul(y, self.prompt_keys[i].transpose(-1, -2)))
             scores = torch.cat([prompt_scores + prompt_bias, torch.matmul(q, keys.transpose(-1, -2))], dim=-1)
@@ -292,10 +312,9 @@ class DirectDecoder:
             prompt_weights, response_weights = weights.split([prompt_bias.shape[-1], t + 1], dim=-1)
             out = self.grouped(prompt_weights, lambda y: torch.matmul(y, self.prompt_values[i]))
             out = out + torch.matmul(response_weights, values)  # (rows, kv_heads, G, head_dim)
-            x = x + linear(out.view(rows, -1), attention.o_proj.weight)
-            h = self.rms_norm(x, layer.post_attention_layernorm.weight)
-            x = x + linear(torch.nn.functional.silu(linear(h, mlp.gate_proj.weight)) * linear(h, mlp.up_proj.weight),
-                           mlp.down_proj.weight)
+            x = x + torch.nn.functional.linear(out.reshape(rows, -1), attention.o_proj.weight)
+            gate, up = self.linears(self.rms_norm(x, layer.post_attention_layernorm.weight), gate_up).chunk(2, dim=-1)
+            x = x + torch.nn.functional.linear(torch.nn.functional.silu(gate) * up, layer.mlp.down_proj.weight)
         self.step += 1
         return self.model.lm_head(self.rms_norm(x, self.model.model.norm.weight))
 
@@ -373,6 +392,13 @@ class SamplingPolicy(LogitsProcessor):
         return torch.stack(self.logprobs + [last], dim=1), torch.stack(self.entropies, dim=1)
 
 
+def is_sharded(model):
+    """A model sharded over processes (FSDP2): each forward gathers weights from all of them."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return torch.distributed.is_initialized() and any(isinstance(module, FSDPModule) for module in model.modules())
+
+
 def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
                        temperature=1.0, top_p=1.0):
     """The "generate" sampler: `sample_responses`'s contract (same tokens for the same seed, module doc)
@@ -386,7 +412,8 @@ def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_token
     model_config, model.generation_config = model.generation_config, GenerationConfig()
     try:
         sequences = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config,
-                                   logits_processor=LogitsProcessorList([policy]))  # (B, P + R), prompt-major
+                                   logits_processor=LogitsProcessorList([policy]),  # (B, P + R), prompt-major
+                                   synced_gpus=is_sharded(model))  # FSDP: every process steps until all are done
     finally:
         model.generation_config = model_config
     response_ids = sequences[:, prompt_ids.shape[1]:]  # (B, R) pad after each row's first eos

@@ -125,25 +125,26 @@ def assert_same_rollouts(fast, generate):
     torch.testing.assert_close(fast.entropies, generate.entropies, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("direct, compact_at", [(True, 0.0), (True, 0.5), (True, 2.0), (False, 0.25)])
-def test_fast_loop_variants_draw_the_same(micro_model, micro_tokenizer, direct, compact_at):
+@pytest.mark.parametrize("direct, compact_at, prompts", [(True, 0.0, PROMPTS), (True, 0.5, PROMPTS), (True, 2.0, PROMPTS),
+                                                     (False, 0.25, PROMPTS), (True, 0.25, PROMPTS[1:2])])
+def test_fast_loop_variants_draw_the_same(micro_model, micro_tokenizer, direct, compact_at, prompts):
     """The fast loop's decoders (our Qwen2 layers on a preallocated cache, or HF's forward with a DynamicCache) and
     any batch compaction (at every step, once half the rows ended, never) draw generate's tokens and record its
     numbers. Tolerance 1e-5: float rounding of different op orders on values of size ~1."""
     from rollout import DirectDecoder, sample_responses
 
     assert DirectDecoder.supports(micro_model)
-    encoded = micro_tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    encoded = micro_tokenizer(prompts, padding=True, return_tensors="pt")
     eos, pad = [micro_tokenizer.eos_token_id], micro_tokenizer.pad_token_id
     torch.manual_seed(4)
-    reference = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 6, 16, 1.2, 0.9, sampler="generate")
+    reference = generate_rollouts(micro_model, micro_tokenizer, prompts, 6, 16, 1.2, 0.9, sampler="generate")
     torch.manual_seed(4)
     with torch.no_grad():
         response_ids, logprobs, entropies = sample_responses(
             micro_model, encoded["input_ids"], encoded["attention_mask"], 6, 16, eos, pad, 1.2, 0.9,
             direct=direct, compact_at=compact_at)
     lengths = reference.response_lengths
-    assert (lengths < reference.response_ids.shape[1]).sum() >= 4 and lengths.min() < lengths.max()
+    assert (lengths < reference.response_ids.shape[1]).sum() >= 2 and lengths.min() < lengths.max()
     assert torch.equal(response_ids, reference.response_ids)
     torch.testing.assert_close(logprobs, reference.logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(entropies, reference.entropies, atol=1e-5, rtol=0)
