@@ -737,15 +737,18 @@ def sort_runs(runs_root, known=None):
 # verdicts: paired comparisons with both intervals and corrected p (stats.py), as RESULTS.md prints them
 # A comparison: (takeaway, grid, B, A, metric, groups, margin): B minus A paired by seed; B and A are runs
 # 'group/name' at their end, or 'start:group/name' for that run's step-0 policy; metric 'p@K' (pass@K, from the
-# per-item correct counts), 'entropy' or 'diversity' (no per-item values: seeds only); groups: held-out groups
-# to average over (None: all); margin: an equivalence margin (TOST) for a "no cost" claim, else None.
+# per-item correct counts), 'entropy' or 'diversity' (no per-item values: seeds only); groups: the held-out
+# groups to average over (None: all, each group alike; 'pooled': all, each item alike); margin: an equivalence
+# margin (TOST) for a "no cost" claim, else None.
 METRICS = {"entropy": ("entropy", 1.0, 3), "diversity": ("negative_answer_diversity", 100.0, 1)}
 EQUIVALENCE_MARGIN = 0.02  # +-2 points of pass@1: "no pass@1 cost" means within it (TOST)
 
 
 def comparison_values(index, b, a, metric, groups=None):
-    """Per seed (seeds that both runs have): the paired difference of the scalar metric, and for pass@k the
-    per-item differences {group: (n_seeds, n_items)} for the hierarchical bootstrap. index: {run: {seed: record}}."""
+    """Per seed (seeds that both runs have): the paired difference of the scalar metric, for pass@k the per-item
+    differences {group: (n_seeds, n_items)} for the hierarchical bootstrap, and the groups' weights (None: equal,
+    the eval's average over groups; groups="pooled": by item count, the mean over every held-out item).
+    index: {run: {seed: record}}. Returns (seeds, deltas, items, weights)."""
     def evaluation(name, record):
         return record["evals"][0][1] if name.startswith("start:") else record["evals"][-1][1]
 
@@ -753,20 +756,22 @@ def comparison_values(index, b, a, metric, groups=None):
     seeds = sorted(set(runs_b) & set(runs_a))
     evals = [(evaluation(b, runs_b[s]), evaluation(a, runs_a[s])) for s in seeds]
     if metric.startswith("p@"):
-        k = int(metric[2:])
-        deltas = [curve_of(eb, groups)[k] - curve_of(ea, groups)[k] for eb, ea in evals]
-        chosen = groups if groups is not None else held_out_groups(evals[0][0]) if evals else []
-        items = {}
+        k, pooled = int(metric[2:]), groups == "pooled"
+        chosen = (held_out_groups(evals[0][0]) if evals else []) if groups is None or pooled else groups
+        n, items = (evals[0][0]["n_samples"] if evals else 0), {}
         for g in chosen:
             order = sorted(group_cell(evals[0][0], g)["correct"], key=int)
-            counts = [([group_cell(eb, g)["correct"][i] for i in order], [group_cell(ea, g)["correct"][i] for i in order])
-                      for eb, ea in evals]
-            n = evals[0][0]["n_samples"]
-            items[g] = stats.item_differences({g: [c[1] for c in counts]}, {g: [c[0] for c in counts]}, n, k)[g]
-        return seeds, deltas, items
+            counts_b = [[group_cell(eb, g)["correct"][i] for i in order] for eb, _ in evals]
+            counts_a = [[group_cell(ea, g)["correct"][i] for i in order] for _, ea in evals]
+            items[g] = stats.item_differences({g: counts_a}, {g: counts_b}, n, k)[g]
+        if pooled:  # every held-out item weighs the same
+            weights = {g: items[g].shape[1] for g in items}
+            deltas = list(sum(w * items[g].mean(1) for g, w in weights.items()) / sum(weights.values()))
+            return seeds, deltas, items, weights
+        return seeds, [curve_of(eb, groups)[k] - curve_of(ea, groups)[k] for eb, ea in evals], items, None
     key, _, _ = METRICS[metric]
     deltas = [eval_value(eb, key) - eval_value(ea, key) for eb, ea in evals]
-    return seeds, deltas, {"seeds": np.array(deltas, dtype=float)[:, None]} if deltas else {}
+    return seeds, deltas, ({"seeds": np.array(deltas, dtype=float)[:, None]} if deltas else {}), None
 
 
 def evaluate_comparisons(records, comparisons_list, replicates=4000, correction="bh"):
@@ -779,13 +784,13 @@ def evaluate_comparisons(records, comparisons_list, replicates=4000, correction=
     results = []
     for number, (takeaway, grid, b, a, metric, groups, margin) in enumerate(comparisons_list):
         runs = {run: seeds for (g, run), seeds in index.items() if g == grid}
-        seeds, deltas, items = comparison_values(runs, b, a, metric, groups)
+        seeds, deltas, items, weights = comparison_values(runs, b, a, metric, groups)
         result = dict(takeaway=takeaway, grid=grid, b=b, a=a, metric=metric, groups=groups, margin=margin,
                       seeds=len(seeds), t=stats.paired_t(deltas))
         if items:
-            result["boot"] = stats.hierarchical_bootstrap(items, replicates, seed=number)
+            result["boot"] = stats.hierarchical_bootstrap(items, replicates, seed=number, weights=weights)
             if margin is not None:
-                result["boot90"] = stats.hierarchical_bootstrap(items, replicates, level=0.90, seed=number)
+                result["boot90"] = stats.hierarchical_bootstrap(items, replicates, level=0.90, seed=number, weights=weights)
         if margin is not None:
             result["tost"] = stats.tost(deltas, margin)
         results.append(result)
@@ -793,6 +798,10 @@ def evaluate_comparisons(records, comparisons_list, replicates=4000, correction=
     adjust = stats.holm if correction == "holm" else stats.benjamini_hochberg
     for result, p in zip(tested, adjust([r["t"]["p"] for r in tested])):
         result["p_adjusted"] = float(p)
+    if correction == "holm":  # a declared family's equivalence claims are a family of their own
+        equivalences = [r for r in results if r["margin"] is not None]
+        for result, p in zip(equivalences, stats.holm([r["tost"]["p"] for r in equivalences])):
+            result["tost"]["p_adjusted"] = float(p)
     return results
 
 
@@ -802,7 +811,8 @@ def verdict(result, alpha=0.05):
     if result["margin"] is not None:
         boot, margin = result.get("boot90"), result["margin"]
         inside = boot is None or (-margin < boot["lo"] and boot["hi"] < margin)
-        return f"within ±{100 * margin:.0f}" if result["tost"]["equivalent"] and inside else "not shown"
+        p = result["tost"].get("p_adjusted", result["tost"]["p"])
+        return f"within ±{100 * margin:.0f}" if p < alpha and inside else "not shown"
     boot, t = result.get("boot"), result["t"]
     side = (boot is None or boot["lo"] > 0 or boot["hi"] < 0) and not math.isnan(result.get("p_adjusted", math.nan))
     if side and result["p_adjusted"] < alpha:
@@ -822,9 +832,11 @@ def verdict_table(results, correction="bh"):
     for r in results:
         scale, digits = (100.0, 1) if r["metric"].startswith("p@") else METRICS[r["metric"]][1:]
         interval = lambda x: "-" if x is None or math.isnan(x["lo"]) else f"[{scale * x['lo']:.{digits}f}, {scale * x['hi']:.{digits}f}]"  # noqa: E731
-        where = "" if r["groups"] is None else f" ({', '.join(map(str, r['groups']))})"
+        where = {None: "", "pooled": " (all items)"}.get(r["groups"]) if not isinstance(r["groups"], list) else \
+            f" ({', '.join(map(str, r['groups']))})"
         boot = interval(r.get("boot")) + (" (seeds only)" if r["metric"] in METRICS else "")
-        p = f"TOST {r['tost']['p']:.3f} (±{100 * r['margin']:.0f})" if r["margin"] is not None else f"{r['p_adjusted']:.3f}"
+        p = (f"TOST {r['tost'].get('p_adjusted', r['tost']['p']):.3f} (±{100 * r['margin']:.0f})" if r["margin"] is not None
+             else f"{r['p_adjusted']:.3f}")
         lines.append(f"| {r['takeaway']} | {run_label(r['b'])} - {run_label(r['a'])} | {r['metric']}{where} | {r['seeds']} | "
                      f"{scale * r['t']['mean']:+.{digits}f} | {interval(r['t'])} | {boot} | {p} | {verdict(r)} |")
     return "\n".join(lines)
@@ -872,6 +884,18 @@ VERDICTS = [
 ]
 
 
+# the pre-declared primary family (RESULTS.md), on experiments/maze.py --primary: Holm over H1-H15, and over E1-E5
+PRIMARY_FAMILY = (
+    [(f"H{i + 1}", "primary", f"primary/{name}", "primary/pass1", "p@8", "pooled", None)
+     for i, (_, name) in enumerate(PRIMARY_METHODS[1:])]
+    + [(f"H{i + 6}", "primary", f"primary/{name}", "primary/pass1", "p@128", "pooled", None)
+       for i, (_, name) in enumerate(PRIMARY_METHODS[1:])]
+    + [(f"H{i + 11}", "primary", f"primary/{name}", "primary/pass1", "p@128", UNSEEN, None)
+       for i, (_, name) in enumerate(PRIMARY_METHODS[1:])]
+    + [(f"E{i + 1}", "primary", f"primary/{name}", "primary/pass1", "p@1", "pooled", EQUIVALENCE_MARGIN)
+       for i, (_, name) in enumerate(PRIMARY_METHODS[1:])])
+
+
 def exploratory_family():
     """VERDICTS plus every other method of the long grid against Pass@1 on pass@1, pass@8, pass@128 and entropy:
     the family the BH q-values are computed over (a comparison is in it whether or not a verdict names it)."""
@@ -887,10 +911,16 @@ def exploratory_family():
 
 
 def verdict_tables(records, replicates=4000):
-    """(verdict table, full family table) markdown for RESULTS.md, from the records alone."""
-    results = evaluate_comparisons(records, exploratory_family(), replicates)
-    named = results[:len(VERDICTS)]
-    return verdict_table(named), verdict_table(results[len(VERDICTS):]), results
+    """{block name: markdown} for RESULTS.md, from the records alone: 'verdicts' and 'family' (the exploratory
+    comparisons of the long and tasks grids, BH), and 'primary' (Holm) when the records hold the primary grid."""
+    tables = {}
+    if any(record["grid"] in ("long", "tasks") for record in records):
+        results = evaluate_comparisons(records, exploratory_family(), replicates)
+        tables["verdicts"] = verdict_table(results[:len(VERDICTS)])
+        tables["family"] = verdict_table(results[len(VERDICTS):])
+    if any(record["grid"] == "primary" for record in records):
+        tables["primary"] = verdict_table(evaluate_comparisons(records, PRIMARY_FAMILY, replicates, "holm"), "holm")
+    return tables
 
 
 def replace_block(path, name, text):
@@ -951,13 +981,14 @@ def main(argv=None):
         records = [record for path in paths for record in read_source(path)[0]]
         if not records:
             usage_error("--verdicts needs the records of the long and tasks grids (experiments/results/*.jsonl)")
-        verdicts, family, _ = verdict_tables(records)
+        tables = verdict_tables(records)
+        for name, table in tables.items():
+            if args.write:
+                replace_block(args.write, name, table)
+            else:
+                print(f"{name}:\n\n{table}\n")
         if args.write:
-            replace_block(args.write, "verdicts", verdicts)
-            replace_block(args.write, "family", family)
-            print(f"wrote the verdict tables into {args.write}")
-        else:
-            print(verdicts + "\n\n" + family)
+            print(f"wrote the {', '.join(tables)} tables into {args.write}")
         return
     single = len(paths) == 1 and os.path.exists(os.path.join(paths[0], "metrics.jsonl"))  # one train.py out_dir
     sources = []

@@ -158,11 +158,13 @@ def item_differences(a, b, n, k):
     return out
 
 
-def hierarchical_bootstrap(differences, replicates=4000, level=0.95, seed=0):
+def hierarchical_bootstrap(differences, replicates=4000, level=0.95, seed=0, weights=None):
     """Percentile interval of the mean paired difference over seeds and items.
 
-    differences: {group: (n_seeds, n_items) array}, e.g. from item_differences. The statistic is the mean over
-    groups of the mean over seeds and items (the 'average over sizes' of the tables). Each replicate draws the
+    differences: {group: (n_seeds, n_items) array}, e.g. from item_differences. The statistic is the weighted mean
+    over groups of the mean over seeds and items: weights {group: w} (normalised here), by default equal (the
+    'average over sizes' of the tables); weights proportional to the item counts give the mean over all items
+    (every item weighs the same). Each replicate draws the
     seeds with replacement (one draw for all groups: a seed is one run) and, in each group, its items with
     replacement (one draw for all seeds: every seed saw the same items). Returns dict(mean, lo, hi, p): p is the
     two-sided bootstrap p of 0 (twice the smaller share of replicates on either side of 0, at least 1/replicates)."""
@@ -171,15 +173,16 @@ def hierarchical_bootstrap(differences, replicates=4000, level=0.95, seed=0):
     n_seeds = arrays[0].shape[0]
     if any(array.shape[0] != n_seeds for array in arrays):
         raise ValueError("every group needs the same seeds")
+    w = np.array([1.0 if weights is None else float(weights[g]) for g in groups])
+    w = w / w.sum()
     rng = np.random.default_rng(seed)
     seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=replicates) / n_seeds
     stats = np.zeros(replicates)
-    for array in arrays:
+    for weight, array in zip(w, arrays):
         n_items = array.shape[1]
         item_weights = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=replicates) / n_items
-        stats += np.einsum("rs,si,ri->r", seed_weights, array, item_weights)
-    stats /= len(arrays)
-    mean = float(np.mean([array.mean() for array in arrays]))
+        stats += weight * np.einsum("rs,si,ri->r", seed_weights, array, item_weights)
+    mean = float(sum(weight * array.mean() for weight, array in zip(w, arrays)))
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     p = min(1.0, max(2 * min((stats <= 0).mean(), (stats >= 0).mean()), 1.0 / replicates))
     return dict(mean=mean, lo=float(lo), hi=float(hi), p=float(p))

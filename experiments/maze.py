@@ -60,7 +60,7 @@ def read_config(path):
 
 LONG = read_config(os.path.join("config", "maze_tiny_long.py"))
 PRIMARY = ("pass1", "passk_analytical", "passk_bootstrap", "passk_exceeding", "pkpo", "best_of_n")
-PRIMARY_TEST = {5: 30, 7: 200, 9: 300, 11: 100}  # held-out mazes per size of the primary family
+PRIMARY_TEST = {5: 30, 7: 200, 9: 300, 11: 120}  # held-out mazes per size of the primary family
 PRIMARY_WARMSTART = os.path.join(RUNS, "warmstart", "tiny-warmstart-primary", "tiny-warmstart")
 TUNE_ENTROPY, TUNE_NOISE = (0.03, 0.1, 0.3), (0.1, 0.5)
 # steps: RL steps of a run (the continual group's parts are `steps` each, so 2x steps in all)

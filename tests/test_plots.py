@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -259,11 +260,13 @@ def fake_record(run, seed, start, end, n=8, grid="g", entropy=0.3):
     """A record with per-item correct counts (two groups of items) at step 0 and at its end."""
     from evaluate import pass_at_k
 
+    ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+
     def evaluation(counts):
         groups = {g: {"correct": {str(10 * i + j): c for j, c in enumerate(cs)},
-                      "pass@k_curve": {str(k): sum(pass_at_k(n, c, k) for c in cs) / len(cs) for k in (1, 2, 4, 8)}}
+                      "pass@k_curve": {str(k): sum(pass_at_k(n, c, k) for c in cs) / len(cs) for k in ks}}
                   for i, (g, cs) in enumerate(counts.items())}
-        curve = {k: sum(g["pass@k_curve"][k] for g in groups.values()) / len(groups) for k in ("1", "2", "4", "8")}
+        curve = {str(k): sum(g["pass@k_curve"][str(k)] for g in groups.values()) / len(groups) for k in ks}
         return {"per_group": groups, "average_pass@k_curve": curve, "n_samples": n, "entropy": entropy,
                 "negative_answer_diversity": 0.2}
 
@@ -313,3 +316,28 @@ def test_the_verdict_families_name_runs_of_the_committed_records():
         if grid == "long":
             assert b.removeprefix("start:") in runs["long"] and a.removeprefix("start:") in runs["long"]
         assert metric in ("p@1", "p@8", "p@128") or metric in plots.METRICS
+
+
+def test_the_primary_family_is_holm_corrected_and_pools_items():
+    start = {"5": [2, 2], "9": [0, 1, 0, 0, 0, 0], "11": [0, 0]}
+    records = []
+    for seed in range(4):
+        for _, name in plots.PRIMARY_METHODS:
+            better = name != "pass1"
+            end = {"5": [2, 2 + seed % 2], "9": [int(better) + seed % 2, 1, 0, 0, int(better), 0], "11": [0, int(better)]}
+            records.append(fake_record(f"primary/{name}", seed, start, end, n=128, grid="primary"))
+    tables = plots.verdict_tables(records, replicates=200)
+    assert set(tables) == {"primary"}
+    rows = tables["primary"].splitlines()[2:]
+    assert len(rows) == 20 and rows[0].startswith("| H1 | passk_analytical - pass1 | p@8 (all items) | 4 |")
+    assert "Holm p" in tables["primary"] and rows[10].startswith("| H11 |") and "p@128 (9, 11)" in rows[10]
+    results = plots.evaluate_comparisons(records, plots.PRIMARY_FAMILY, replicates=200, correction="holm")
+    index = {}
+    for record in records:
+        index.setdefault(record["run"], {})[record["seed"]] = record
+    seeds, deltas, items, weights = plots.comparison_values(index, "primary/pkpo", "primary/pass1", "p@8", "pooled")
+    assert weights == {5: 2, 9: 6, 11: 2}  # items per group: the mean over every held-out item
+    per_item = np.concatenate([items[g] for g in (5, 9, 11)], axis=1)
+    assert deltas == pytest.approx(list(per_item.mean(1)))
+    assert results[3]["t"]["mean"] == pytest.approx(np.mean(deltas))  # H4 is PKPO's pass@8
+    assert all("p_adjusted" in r["tost"] for r in results[15:])

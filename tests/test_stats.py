@@ -100,3 +100,10 @@ def test_hierarchical_bootstrap_covers_the_truth():
         result = stats.hierarchical_bootstrap(data, replicates=1000, seed=trial)
         covered += result["lo"] <= truth <= result["hi"]
     assert covered >= 51  # >= 85 %
+
+
+def test_hierarchical_bootstrap_weights_groups():
+    differences = {"a": np.full((3, 10), 0.1), "b": np.full((3, 30), 0.5)}
+    assert stats.hierarchical_bootstrap(differences, replicates=50)["mean"] == pytest.approx(0.3)
+    pooled = stats.hierarchical_bootstrap(differences, replicates=50, weights={"a": 10, "b": 30})
+    assert pooled["mean"] == pytest.approx((10 * 0.1 + 30 * 0.5) / 40) and pooled["lo"] == pytest.approx(pooled["mean"])
