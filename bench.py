@@ -16,7 +16,9 @@
    the linear layers alone. Median of `repeats` runs of 16 steps each (t = 0..15), all rows generating.
 2. The samplers end to end (`sampler_times`): rollout.generate_rollouts on the same 8 prompts x 16 rollouts,
    at most 32 new tokens, with the fast loop (DirectDecoder; rows leave the batch when they end), the fast
-   loop through HF's forward, and HF generate; the same seed, so the same tokens (checked, printed).
+   loop through HF's forward, HF generate, and HF generate with a static cache (which transformers compiles on
+   a GPU: the first call, compile included, is printed apart); the best of 2 calls after a first one; the
+   same seed, so the same tokens (checked, printed).
 3. The RL step: train.py on the default workload (our issue #5, benchmarks/trl_grpo.py is TRL's side):
    8 prompts x 16 rollouts, at most 32 new tokens, the shipped warm-started tiny model (assets/tiny-maze), 2
    threads, fp32, one update per step (mini_batch = prompt_batch), clip-higher DAPO loss, no KL, no
@@ -25,8 +27,8 @@
    sampler of --samplers (both draw the same tokens, so only the times differ). TRL's s/step on the same
    workload is measured when trl is importable (benchmarks/trl_grpo.py), else the ratio is taken against
    --trl_seconds (default: 2.9 s/step, TRL 1.16 measured in issue 21 on a 2-core x86 machine; not this one).
-The last line printed is one JSON object with every figure. Nothing here is compiled (no torch.compile), so
-there is no compile time to count.
+The last line printed is one JSON object with every figure. Nothing on CPU is compiled (no torch.compile);
+on a GPU, generate_static's first call includes transformers' compile of the decode step.
 """
 import argparse
 import json
@@ -222,24 +224,29 @@ def sampler_times(model, tokenizer, n_rollouts=16, max_new_tokens=32, seed=0):
 
     import rollout
 
-    now = timer(next(model.parameters()).device.type)
-    mazes = bench_prompts(model, tokenizer)  # only for the prompt texts' count
     from mazes import format_prompt, make_mazes
-    prompts = [format_prompt(maze, "compact") for maze in make_mazes((7,), {7: len(mazes[0])}, (5,), 1, seed=0)["train"]["maze"]]
+
+    now = timer(next(model.parameters()).device.type)
+    prompts = [format_prompt(maze, "compact") for maze in make_mazes((7,), {7: 8}, (5,), 1, seed=0)["train"]["maze"]]
     result, drawn = {}, {}
     real_sample = rollout.sample_responses
-    for name, sampler, direct in (("fast", "fast", None), ("fast_hf_forward", "fast", False), ("generate", "generate", None)):
+    for name, sampler, direct, cache in (("fast", "fast", None, None), ("fast_hf_forward", "fast", False, None),
+                                         ("generate", "generate", None, None),
+                                         ("generate_static", "generate", None, "static")):
         rollout.sample_responses = lambda *args, direct=direct, **kwargs: real_sample(*args, direct=direct, **kwargs)
         try:
-            for repeat in range(2):  # the first call warms up
+            times = []
+            for repeat in range(3):  # the first call warms up (and compiles, where generate compiles: counted apart)
                 torch.manual_seed(seed)
                 start = now()
-                out = rollout.generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, sampler=sampler)
-                seconds = now() - start
+                out = rollout.generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, sampler=sampler,
+                                                cache_implementation=cache)
+                times.append(now() - start)
+            seconds = min(times[1:])
         finally:
             rollout.sample_responses = real_sample
         drawn[name] = out.response_ids
-        result[name] = dict(seconds=round(seconds, 4), steps=out.response_ids.shape[1],
+        result[name] = dict(seconds=round(seconds, 4), first_call_seconds=round(times[0], 4), steps=out.response_ids.shape[1],
                             tokens=int(out.response_lengths.sum()),
                             ms_per_step=round(1000 * seconds / out.response_ids.shape[1], 2))
     result["same_tokens"] = all(torch.equal(drawn["fast"], ids) for ids in drawn.values())
@@ -322,7 +329,9 @@ def main(argv=None):
             s = results[f"samplers_{shape}"] = sampler_times(model, tokenizer)
             print("samplers, 8 prompts x 16 rollouts, <= 32 new tokens (s): " + ", ".join(
                 f"{name} {s[name]['seconds']:.3f} ({s[name]['ms_per_step']:.1f} ms/step)"
-                for name in ("fast", "fast_hf_forward", "generate")) + f"; same tokens: {s['same_tokens']}", flush=True)
+                for name in ("fast", "fast_hf_forward", "generate", "generate_static"))
+                + f"; same tokens: {s['same_tokens']}; first call of generate_static (compiles on a GPU): "
+                f"{s['generate_static']['first_call_seconds']:.3f}", flush=True)
         del model
     results["peak_memory_mb_decode"] = peak_memory_mb(args.device)
     print(f"peak memory of the decode benchmarks: {results['peak_memory_mb_decode']} MB", flush=True)

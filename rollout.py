@@ -400,14 +400,17 @@ def is_sharded(model):
 
 
 def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
-                       temperature=1.0, top_p=1.0):
+                       temperature=1.0, top_p=1.0, cache_implementation=None):
     """The "generate" sampler: `sample_responses`'s contract (same tokens for the same seed, module doc)
     with HF `model.generate` doing the decoding. Pure sampling: the model's own generation_config
-    (top_k, repetition_penalty, min_p, suppressed tokens...) is set aside for the call."""
+    (top_k, repetition_penalty, min_p, suppressed tokens...) is set aside for the call.
+    cache_implementation: None (a DynamicCache) or "static": a preallocated cache, with which transformers
+    also torch.compiles the decode step on a GPU (its auto-compile; the first calls pay the compile time)."""
     policy = SamplingPolicy(prompt_ids.shape[1], temperature, top_p)
     config = GenerationConfig(do_sample=True, num_beams=1, num_return_sequences=n_rollouts,
                               max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
-                              eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id)  # T and top_p: the policy's
+                              eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id,
+                              cache_implementation=cache_implementation)  # T and top_p: the policy's
     # generate fills what `config` leaves unset from model.generation_config: a blank one during the call
     model_config, model.generation_config = model.generation_config, GenerationConfig()
     try:
@@ -502,13 +505,15 @@ def chat_prompt(tokenizer, text):
 
 
 def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0,
-                      sampler="fast"):
+                      sampler="fast", cache_implementation=None):
     """Sample n_rollouts responses for each prompt in one batch, with `sampler` "fast" (`sample_responses`)
     or "generate" (`generate_responses`, HF generate): the same rollouts for the same seed; see `Rollout`.
 
     Prompts are complete texts and are tokenized without adding special tokens (a chat template, see
     `chat_prompt`, already holds them; add a bos yourself if your model wants one). Pure sampling: no
-    top-k, repetition penalty or other option of the model's generation_config is applied."""
+    top-k, repetition penalty or other option of the model's generation_config is applied.
+    cache_implementation: "static" for sampler="generate" (`generate_responses`; on a GPU transformers then
+    compiles the decode step), None for HF's dynamic cache; the fast loop has its own cache."""
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
     if not (isinstance(n_rollouts, int) and n_rollouts >= 1):
@@ -521,6 +526,8 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if cache_implementation not in (None, "static"):
+        raise ValueError(f"cache_implementation must be None or 'static', got {cache_implementation!r}")
     eos_token_ids = _eos_ids(tokenizer)
 
     device = next(model.parameters()).device
@@ -534,10 +541,11 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
     model.eval()
     try:
         with torch.no_grad():
+            options = {} if sampler == "fast" else dict(cache_implementation=cache_implementation)
             sample = sample_responses if sampler == "fast" else generate_responses
             response_ids, logprobs, entropies = sample(
                 model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, tokenizer.pad_token_id,
-                temperature, top_p)  # (B, R) each
+                temperature, top_p, **options)  # (B, R) each
     finally:
         model.train(was_training)
     response_mask, response_lengths = response_mask_from_eos(response_ids, eos_token_ids)

@@ -150,6 +150,19 @@ def test_fast_loop_variants_draw_the_same(micro_model, micro_tokenizer, direct, 
     torch.testing.assert_close(entropies, reference.entropies, atol=1e-5, rtol=0)
 
 
+def test_generate_with_a_static_cache_draws_the_same(micro_model, micro_tokenizer):
+    """sampler="generate" with cache_implementation="static" (no compile on CPU): generate's tokens and numbers.
+    Tolerance 1e-5: float rounding of a differently shaped attention."""
+    rollouts = []
+    for cache_implementation in (None, "static"):
+        torch.manual_seed(6)
+        rollouts.append(generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 12, 1.1, 0.9, sampler="generate",
+                                          cache_implementation=cache_implementation))
+    assert_same_rollouts(*rollouts)
+    with pytest.raises(ValueError, match="cache_implementation"):
+        generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 2, 4, sampler="generate", cache_implementation="x")
+
+
 def test_direct_decoder_only_for_plain_qwen2(micro_model):
     from transformers import LlamaConfig, LlamaForCausalLM
 
