@@ -341,3 +341,10 @@ def test_the_primary_family_is_holm_corrected_and_pools_items():
     assert deltas == pytest.approx(list(per_item.mean(1)))
     assert results[3]["t"]["mean"] == pytest.approx(np.mean(deltas))  # H4 is PKPO's pass@8
     assert all("p_adjusted" in r["tost"] for r in results[15:])
+
+
+def test_plots_main_on_one_out_dir(tmp_path, capsys):
+    write_run(tmp_path / "out", 4, 2)
+    plots.main([str(tmp_path / "out"), "--out", str(tmp_path / "figures"), "--n_rollouts", "8"])
+    assert (tmp_path / "figures" / "out_curves.png").stat().st_size > 10_000
+    assert "| start (step 0) | 0 | 1 |" in capsys.readouterr().out
