@@ -1,5 +1,6 @@
-"""Shared test fixtures: a micro char-level tokenizer and a micro Qwen2ForCausalLM (no hub access), and
-`scripts`, which runs the project's scripts as `python script.py args` does, without paying their imports.
+"""Shared test fixtures: a micro char-level tokenizer and a micro Qwen2ForCausalLM (no hub access), a micro chat
+model folder (byte-level BPE, ChatML: a Qwen2.5-Instruct folder in miniature), and `scripts`, which runs the
+project's scripts as `python script.py args` does, without paying their imports.
 
 The tokenizer has the special tokens the project uses (`<pad>`, `<eos>`, `<bos>`) and also makes
 `<answer>` / `</answer>` special tokens, so tests can check that decoding keeps them.
@@ -22,7 +23,7 @@ import time
 
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +64,50 @@ def make_micro_model(tokenizer, seed=0, initializer_range=0.2):
     return Qwen2ForCausalLM(config).eval()
 
 
+# Qwen2.5-Instruct's template without the default system turn
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+ENGLISH = ["You are a helpful assistant. The quick brown fox jumps over the lazy dog.",
+           "Think step by step, then write the final path in the answer tags: <answer> RRDDLU </answer>"]
+
+
+def build_bpe_tokenizer():
+    """Byte-level BPE trained on maze prompts and English, ChatML special tokens, eos <|im_end|>, pad
+    <|endoftext|>: the layout of Qwen2.5-Instruct's tokenizer, small."""
+    from mazes import format_prompt, make_mazes
+
+    mazes = make_mazes((5, 7), {5: 20, 7: 20}, (5,), 2, seed=1)["train"]["maze"]
+    texts = [format_prompt(maze, "paper") for maze in mazes] + ENGLISH
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=CHATML, clean_up_tokenization_spaces=False)
+
+
+def build_chat_model(tokenizer, seed=0):
+    """A random 1-layer Qwen2 over the BPE tokenizer (Qwen2.5-Instruct's layout at micro size)."""
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    return Qwen2ForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(tmp_path_factory):
+    """A saved micro chat model folder, as a --model=/path/to/Qwen2.5-Instruct would be."""
+    path = str(tmp_path_factory.mktemp("chat_qwen2"))
+    tokenizer = build_bpe_tokenizer()
+    build_chat_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def micro_tokenizer():
     return make_micro_tokenizer()
@@ -83,7 +128,9 @@ SCRIPT_ENV = {"OMP_NUM_THREADS": "1",  # scripts run beside the suite, on the sa
 
 
 def serve():
+    """Read requests (JSON lines) from stdin, fork a child for each at once, answer {"id", "status"} as each ends."""
     import importlib
+    import select
 
     for name in PRELOAD:  # imports only: no torch op runs here, so no thread pool exists to break in a fork
         try:
@@ -91,22 +138,29 @@ def serve():
         except ImportError:
             pass
     print("ready", flush=True)
-    for request in map(json.loads, sys.stdin):
-        pid = os.fork()
-        if pid == 0:
-            _child(request)
-        deadline, status = time.time() + request["timeout"], None
-        while status is None:
+    running, pending, reading = {}, b"", True  # running: pid -> (request id, deadline)
+    while reading or running:
+        if reading and select.select([0], [], [], 0.02 if running else None)[0]:
+            data = os.read(0, 1 << 16)
+            reading, pending = bool(data), pending + data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _child(request)
+                running[pid] = (request["id"], time.time() + request["timeout"])
+        elif not reading:
+            time.sleep(0.02)
+        for pid, (request_id, deadline) in list(running.items()):
             done, raw = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = os.waitstatus_to_exitcode(raw)
-            elif time.time() > deadline:
+            if not done and time.time() > deadline:
                 os.killpg(pid, 9)  # the child and whatever it started
                 os.waitpid(pid, 0)
-                status = -9
-            else:
-                time.sleep(0.02)
-        print(json.dumps({"status": status}), flush=True)
+            if done or time.time() > deadline:
+                del running[pid]
+                print(json.dumps({"id": request_id, "status": os.waitstatus_to_exitcode(raw) if done else -9}),
+                      flush=True)
 
 
 def _child(request):
@@ -159,30 +213,48 @@ def _child(request):
 
 
 class Scripts:
+    """The client of the server: run() one script and wait; submit() several, then wait() for each (they run at
+    once: parallel commands on the shared cores are the caller's choice)."""
+
     def __init__(self):
         self.folder = tempfile.mkdtemp(prefix="scripts-")
         env = {key: value for key, value in os.environ.items() if key != "NANOPASSK_DEBUG"}
         self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], cwd=ROOT, text=True,
                                         env={**env, **SCRIPT_ENV}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.process.stdout.readline().strip() == "ready", "the script server did not start"
-        self.count = 0
+        self.count, self.requests, self.finished = 0, {}, {}
 
     def run(self, argv, cwd=ROOT, env=None, timeout=600):
         """CompletedProcess of `python *argv` (or `accelerate *argv[1:]`) in cwd; env: variables to set (None:
         unset) over the session's. returncode -9 if it ran past timeout seconds (then killed)."""
+        return self.wait(self.submit(argv, cwd, env, timeout))
+
+    def submit(self, argv, cwd=ROOT, env=None, timeout=600):
+        """Start a script as run() does; return its id for wait()."""
         argv = [str(arg) for arg in argv]
         self.count += 1
         out, err = (os.path.join(self.folder, f"{self.count}.{name}") for name in ("out", "err"))
-        request = dict(argv=argv, cwd=str(cwd), env=env or {}, stdout=out, stderr=err, timeout=timeout)
+        request = dict(id=self.count, argv=argv, cwd=str(cwd), env=env or {}, stdout=out, stderr=err, timeout=timeout)
+        self.requests[self.count] = request
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
-        status = json.loads(self.process.stdout.readline())["status"]
+        return self.count
+
+    def wait(self, request_id=None):
+        """The CompletedProcess of that script (or of the next one to end, if None), once it has ended."""
+        while request_id not in self.finished and not (request_id is None and self.finished):
+            reply = json.loads(self.process.stdout.readline())
+            self.finished[reply["id"]] = reply["status"]
+        request_id = next(iter(self.finished)) if request_id is None else request_id
+        status, request = self.finished.pop(request_id), self.requests.pop(request_id)
         outputs = []
-        for path in (out, err):
+        for path in (request["stdout"], request["stderr"]):
             with open(path, encoding="utf-8", errors="replace") as f:
                 outputs.append(f.read())
             os.remove(path)
-        return subprocess.CompletedProcess(["python", *argv], status, *outputs)
+        result = subprocess.CompletedProcess(["python", *request["argv"]], status, *outputs)
+        result.id = request_id
+        return result
 
     def close(self):
         self.process.stdin.close()

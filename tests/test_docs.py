@@ -14,12 +14,13 @@ backslash continues a line, `a && b` is two commands, `# ...` is a comment. Each
     itself (sizes the document may show on purpose: `--n_train=2000 --n_test=100` of a reasoning-gym task is
     kept, as a generator can give up on item 3 of 100 but not on items 0-1);
   - with a placeholder model path (`--model=/path/to/Qwen2.5-7B-Instruct`, `--model=/path`) replaced by a
-    micro Qwen2 with a byte-level BPE chat tokenizer saved to a folder (tests/test_real_models.py builds it);
+    micro Qwen2 with a byte-level BPE chat tokenizer saved to a folder (conftest's chat_model_dir);
   - `accelerate launch` with one process and without `--multi_gpu` (no GPUs here; tests/test_real_models.py
     runs 2 gloo processes against 1);
   - through conftest's `scripts` (a fork server that has imported torch, transformers, ... once), so each
     command costs its work and not ~5 s of imports; what a script starts itself (compare.py's train.py runs,
     accelerate's processes) are real interpreters. NANOPASSK_DEBUG=1: a failing command shows its traceback.
+    PARALLEL commands run at once (module fixture `outcomes`); each test then reports its own command.
 
 EXCLUDED lists the commands that are not run, each with its reason; a program that is neither run nor excluded
 fails with a message saying to add it to one table or the other.
@@ -35,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md", *sorted(os.path.join("docs", name) for name in os.listdir(os.path.join(ROOT, "docs"))
                              if name.endswith(".md"))]
 TIMEOUT_S = 300  # per command; a smallest-settings command takes seconds
+PARALLEL = 2  # commands at once, each on one thread: the 2 cores the suite is sized for
 
 # train.py's smallest run: one or two RL steps of 2 prompts, 8 new tokens, 2 evaluation samples, 2 SFT steps of
 # the tiny model's warm start, one thread, CPU (a config file's `device` or a GPU machine's "auto" would differ)
@@ -210,18 +212,6 @@ def tree(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def chat_model_dir(tmp_path_factory):
-    """What a --model=/path/to/Qwen2.5-... placeholder becomes: a micro Qwen2 with a BPE chat tokenizer."""
-    from test_real_models import build_bpe_tokenizer, build_chat_model
-
-    path = str(tmp_path_factory.mktemp("micro_qwen2"))
-    tokenizer = build_bpe_tokenizer()
-    build_chat_model(tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def command_folder(tree, path, seed_out=None):
     """A folder with links to the repository copy's files, and a copy of the seed run's out/ if given."""
     os.makedirs(path)
@@ -256,19 +246,43 @@ def test_commands_are_read_from_the_documents():
     assert shell_lines(markdown) == [(3, "python a.py --b=1"), (9, "bash x.sh")]
 
 
-@pytest.mark.parametrize("doc, line, text, argv", collect())
-def test_documented_command_runs(doc, line, text, argv, tree, scripts, seed_out, chat_model_dir, tmp_path):
-    try:
-        kind, run_argv = runnable(argv, chat_model_dir)
-    except LookupError as error:
-        pytest.fail(f"{doc}:{line}: `{text}`: {error}", pytrace=False)
-    folder = command_folder(tree, str(tmp_path / "run"), seed_out)
-    result = scripts.run(run_argv, cwd=folder, env=ENV, timeout=TIMEOUT_S)
+CASES = collect()
+
+
+@pytest.fixture(scope="module")
+def outcomes(tree, scripts, seed_out, chat_model_dir, tmp_path_factory):
+    """{(doc, line, argv): (kind, argv run, CompletedProcess) or the LookupError} of every documented command, run
+    PARALLEL at a time, each in a folder of its own (the tests below then only read their outcome)."""
+    jobs, results, running = [], {}, {}
+    for case in CASES:
+        doc, line, _, argv = case.values
+        key = (doc, line, tuple(argv))
+        try:
+            kind, run_argv = runnable(argv, chat_model_dir)
+        except LookupError as error:
+            results[key] = error
+            continue
+        jobs.append((key, kind, run_argv, command_folder(tree, str(tmp_path_factory.mktemp("command") / "run"),
+                                                          seed_out)))
+    while jobs or running:
+        while jobs and len(running) < PARALLEL:
+            key, kind, run_argv, folder = jobs.pop(0)
+            running[scripts.submit(run_argv, cwd=folder, env=ENV, timeout=TIMEOUT_S)] = (key, kind, run_argv)
+        result = scripts.wait()
+        key, kind, run_argv = running.pop(result.id)
+        results[key] = (kind, run_argv, result)
+    return results
+
+
+@pytest.mark.parametrize("doc, line, text, argv", CASES)
+def test_documented_command_runs(doc, line, text, argv, outcomes):
+    outcome = outcomes[(doc, line, tuple(argv))]
+    if isinstance(outcome, LookupError):
+        pytest.fail(f"{doc}:{line}: `{text}`: {outcome}", pytrace=False)
+    kind, run_argv, result = outcome
     if result.returncode != 0:
         shown = " ".join(shlex.quote(arg) for arg in ([] if kind == "accelerate" else ["python"]) + run_argv)
         status = f"timed out after {TIMEOUT_S} s" if result.returncode == -9 else f"exit status {result.returncode}"
         output = (result.stdout.strip() + "\n" + result.stderr.strip()).strip()
         pytest.fail(f"{doc}:{line}: `{text}` failed ({status}), run with its smallest settings as\n    {shown}\n"
                     f"Last output:\n{output[-3000:]}", pytrace=False)
-
-

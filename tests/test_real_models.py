@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (BertConfig, BertModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
+from transformers import BertConfig, BertModel
 
 from checkpoint import load_policy
+from conftest import build_bpe_tokenizer
 from evaluate import score_items, summarize
 from tasks import MazeTask
 from mazes import format_prompt, make_mazes
@@ -18,50 +18,11 @@ from optim import StochasticRoundingAdamW
 from rollout import chat_prompt, concat_rollouts, generate_rollouts, sequence_logprobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Qwen2.5-Instruct's template without the default system turn
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-          "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-ENGLISH = ["You are a helpful assistant. The quick brown fox jumps over the lazy dog.",
-           "Think step by step, then write the final path in the answer tags: <answer> RRDDLU </answer>"]
 FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=6", "--n_rollouts=4", "--k=2",
         "--max_new_tokens=12", "--eval_samples=4", "--eval_k=2", "--eval_every=1000", "--curve_samples=0", "--show_progress=False",
         "--threads=1", "--device=cpu"]
 # oneDNN's AMX bf16 kernels die with "Illegal instruction" on some VMs that report AMX; cap the ISA
 ENV = {"ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")}
-
-
-def build_bpe_tokenizer():
-    """Byte-level BPE trained on maze prompts and English, ChatML special tokens, eos <|im_end|>, pad
-    <|endoftext|>: the layout of Qwen2.5-Instruct's tokenizer, small."""
-    mazes = make_mazes((5, 7), {5: 20, 7: 20}, (5,), 2, seed=1)["train"]["maze"]
-    texts = [format_prompt(maze, "paper") for maze in mazes] + ENGLISH
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    backend.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=CHATML, clean_up_tokenization_spaces=False)
-
-
-def build_chat_model(tokenizer, seed=0):
-    """A random 1-layer Qwen2 over the BPE tokenizer (Qwen2.5-Instruct's layout at micro size)."""
-    torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    return Qwen2ForCausalLM(config)
-
-
-@pytest.fixture(scope="module")
-def chat_model_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("chat_qwen2"))
-    tokenizer = build_bpe_tokenizer()
-    build_chat_model(tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def run(scripts, command, check=True):
