@@ -93,7 +93,8 @@ def apply_overrides(argv, scope, keys):
     """nanoGPT-style configuration of a script's globals `scope`: each positional argument is a config file
     (python assignments), each --key=value an override (a python literal, else a bare string); later ones win.
     Only `keys` can be set, and a value must have its default's type (an int where a float is expected is
-    taken; a list or int where a tuple is; an int where a dict is, e.g. n_train=2000). SystemExit says what
+    taken; a list or int where a tuple is; an int or a dict for n_train and n_test, e.g. n_train=2000 or a count per
+    group {5: 150, 7: 10000}). SystemExit says what
     is wrong in one line."""
     for arg in argv:
         if not arg.startswith("--"):
@@ -118,6 +119,7 @@ def apply_overrides(argv, scope, keys):
                 value = float(value)
             if isinstance(default, tuple) and isinstance(value, (list, int)):
                 value = tuple(value) if isinstance(value, list) else (value,)
-            if type(value) is not type(default) and not (isinstance(default, dict) and isinstance(value, int)):
+            per_group = {type(value), type(default)} <= {dict, int} and key in ("n_train", "n_test")  # int or per group
+            if type(value) is not type(default) and not per_group:
                 raise SystemExit(f"config {key}={value!r}: expected {type(default).__name__} like {default!r}")
             scope[key] = value

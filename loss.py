@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from rollout import rollout_logprobs
+from rollout import is_sharded, rollout_logprobs, sequence_logprobs
 
 
 def _check_token_tensor(name, tensor, shape):
@@ -132,6 +132,17 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
     return loss, stats
 
 
+def logprobs_of(policy, rollout, rows, with_entropy=False, sharded=False):
+    """`rollout_logprobs` of the rows; sharded (FSDP), where every process must run the same forward passes, one
+    plain forward of the rows (no length chunks, no shared-prompt cache, whose number of passes varies)."""
+    if not sharded:
+        return rollout_logprobs(policy, rollout, rows, with_entropy)
+    device, columns = next(policy.parameters()).device, rollout.prompt_length + int(rollout.response_lengths[rows].max())
+    return sequence_logprobs(policy, rollout.input_ids[rows, :columns].to(device),
+                             rollout.attention_mask[rows, :columns].to(device), rollout.prompt_length,
+                             rollout.temperature, with_entropy)
+
+
 def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows, *, accelerator, micro_batch,
                   eps_low=0.2, eps_high=0.28, grad_clip=1.0, entropy_coef=0.0, kl_coef=0.0, reference=None):
     """One RL step's policy update: DAPO's clipped token-level loss (eq. 4) on each mini-batch, one AdamW step
@@ -159,7 +170,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     processes of (token sum / global token count): exactly the single-process gradient. Gradients are
     synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before).
     """
-    n_minis = len(mini_tokens)
+    n_minis, sharded = len(mini_tokens), is_sharded(policy)
     rows_per_mini = len(advantages) // n_minis
     device = accelerator.device
     has_gradient = (advantages != 0) | (entropy_coef != 0 or kl_coef != 0)  # (rows,)
@@ -171,7 +182,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     old_logprobs = rollout.logprobs.clone()  # (rows, R) the sampling policy's; exact for mini-batch 0
     with torch.no_grad(), accelerator.autocast():
         for micro in (micro for micros in micro_batches[1:] for micro in micros):
-            scored = rollout_logprobs(policy, rollout, micro)  # (rows, length)
+            scored = logprobs_of(policy, rollout, micro, sharded=sharded)  # (rows, length)
             old_logprobs[micro, :scored.shape[1]] = scored.float().cpu()
 
     policy.train()
@@ -185,7 +196,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
             response_mask = (rollout.response_mask[micro, :length] * has_gradient[micro, None]).to(device)
             last = index == len(micros) - 1
             with (contextlib.nullcontext() if last else accelerator.no_sync(policy)), accelerator.autocast():
-                out = rollout_logprobs(policy, rollout, micro, with_entropy=entropy_coef != 0)
+                out = logprobs_of(policy, rollout, micro, entropy_coef != 0, sharded)
                 logprobs, entropies = out if entropy_coef != 0 else (out, None)
                 old = logprobs.detach() if mini == 0 else old_logprobs[micro, :length].to(device)
                 ref_logprobs = None

@@ -152,7 +152,7 @@ def _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, promp
     rows = torch.arange(len(prompt_index), device=row_to_distinct.device)
     first_row = torch.full_like(distinct, len(prompt_index)).scatter_reduce(0, row_to_distinct, rows, "amin")  # (U,)
     positions = attention_positions(attention_mask)  # (B, P+R)
-    cache = DynamicCache(config=model.config)
+    cache = DynamicCache(config=getattr(model, "module", model).config)  # (a DDP wrapper holds the model as .module)
     prompt_out = model(input_ids=input_ids[first_row, :P], attention_mask=attention_mask[first_row, :P],
                        position_ids=positions[first_row, :P], cache=cache, use_cache=True,
                        logits_to_keep=1)  # (U, 1, V): the last prompt token's logits predict response token 0

@@ -1,5 +1,6 @@
 """Tests of loss.py: DAPO's token-level clipped policy loss (clip-higher, no KL by default)."""
 import math
+import os
 
 import pytest
 import torch
@@ -180,3 +181,44 @@ def test_property_matches_reference_and_accumulates(seed, batch, response_len, e
     parts = [policy_loss(logprobs[rows], old_logprobs[rows], advantages[rows], mask[rows], eps_low=eps_low,
                          eps_high=eps_high, n_tokens=n_tokens)[0] for rows in (slice(0, split), slice(split, batch))]
     assert sum(part.item() for part in parts) == pytest.approx(loss.item(), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("launch", ["ddp", "fsdp2"])
+def test_update_policy_over_two_processes_equals_one_process(tmp_path, launch):
+    """update_policy in 2 gloo processes, DDP (accelerator.prepare) or sharded by FSDP2's fully_shard (what
+    accelerate's FSDP plugin applies on a GPU node), equals 1 process: the same gradient norm and weights after 3
+    steps of 2 mini-batches, one of which gives one process only padding rows (tests/update_worker.py)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    one, two = str(tmp_path / "one.pt"), str(tmp_path / "two.pt")
+    commands = [[sys.executable, "tests/update_worker.py", one],
+                [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "tests/update_worker.py", two,
+                 *(["--shard"] if launch == "fsdp2" else [])]]
+    for command in commands:
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-4000:]
+    a, b = torch.load(one), torch.load(two)
+    # Adam divides out a gradient's scale, so the weights alone would miss a wrong factor of 2: the norm checks it
+    assert b["stats"]["grad_norm"] == pytest.approx(a["stats"]["grad_norm"], rel=1e-4)
+    for name in ("pg_loss", "ratio_mean", "clip_fraction"):  # the diagnostics are over the trained tokens only
+        assert b["stats"][name] == pytest.approx(a["stats"][name], rel=1e-4, abs=1e-6), name
+    start = make_start_weights()
+    assert max(float((a["weights"][n] - start[n]).abs().max()) for n in start) > 5e-3  # it trained, 100x below
+    for name, weight in a["weights"].items():  # measured 8.5e-6: float32 summation order, amplified by Adam
+        torch.testing.assert_close(b["weights"][name], weight, atol=5e-5, rtol=0, msg=name)
+
+
+def make_start_weights():
+    """The worker's initial weights (its seed and config), for the 'it trained' check."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import update_worker
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = update_worker.make_micro_tokenizer()
+    return Qwen2ForCausalLM(update_worker.model_config(tokenizer)).state_dict()

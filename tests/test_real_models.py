@@ -185,8 +185,8 @@ def test_data_parallel_equals_one_process(scripts, tmp_path, chat_model_dir):
     # token count or a missing micro-batch changes them by percents)
     for key in ("entropy", "pg_loss", "grad_norm", "ratio_mean", "approx_kl"):  # ratio_mean: over trained tokens
         assert [r[key] for r in steps_a] == pytest.approx([r[key] for r in steps_b], rel=1e-4, abs=1e-7), key
-    # at step 1 one prompt of 8 has a non-zero advantage: the process holding it does backward passes,
-    # the other none at all (rows with advantage 0 are skipped), and neither waits for the other
+    # at step 1 one prompt of 8 has a non-zero advantage: the process holding it trains its rows, the other runs
+    # as many rows of advantage 0, masked out (loss.update_policy), so both run the same passes and neither waits
     assert steps_a[0]["zero_advantage_prompts"] == 7 / 8 and steps_a[0]["trained_tokens"] > 0
     evals_a = [r["eval"] for r in read_metrics(one) if "eval" in r]
     evals_b = [r["eval"] for r in read_metrics(two) if "eval" in r]  # sharded, then gathered
