@@ -166,10 +166,12 @@ def serve():
 def _child(request):
     """Run the request as `python script args`, `python -m module args` or `accelerate args` would; never return."""
     import atexit
+    import builtins
     import runpy
     import traceback
+    import types
 
-    code = 1
+    code, code_object = 1, None
     try:
         os.setpgid(0, 0)
         os.chdir(request["cwd"])
@@ -191,18 +193,25 @@ def _child(request):
             sys.argv = [argv[1], *argv[2:]]  # runpy puts the module's file in argv[0]
             sys.path[0] = os.getcwd()
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = list(argv)
-            sys.path[0] = os.path.dirname(os.path.realpath(argv[0]))  # as python does for `python script.py`
-            runpy.run_path(argv[0], run_name="__main__")
+        else:  # as python does for `python script.py`: argv as given, an absolute __file__, the real folder first
+            sys.argv, path = list(argv), os.path.abspath(argv[0])
+            sys.path[0] = os.path.dirname(os.path.realpath(argv[0]))
+            main = sys.modules["__main__"] = types.ModuleType("__main__")
+            main.__dict__.update(__file__=path, __builtins__=builtins, __spec__=None)
+            with open(path, "rb") as f:
+                code_object = compile(f.read(), path, "exec")
+            exec(code_object, main.__dict__)
         code = 0
     except SystemExit as stop:  # as the interpreter: None -> 0, an int -> itself, anything else printed -> 1
         if stop.code is None or isinstance(stop.code, int):
             code = stop.code or 0
         else:
             print(stop.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as error:  # the traceback from the script's own frame on, as the interpreter prints it
+        frames = error.__traceback__
+        while frames is not None and frames.tb_frame.f_code is not code_object:
+            frames = frames.tb_next
+        traceback.print_exception(type(error), error, frames or error.__traceback__)
     finally:
         try:
             atexit._run_exitfuncs()

@@ -170,3 +170,37 @@ def test_tiny_bad_input(scripts, tmp_path, monkeypatch, capsys):
     (tmp_path / "file").write_text("")
     assert run_main(tiny.main, [f"--out_dir={tmp_path / 'file'}"], monkeypatch, capsys) == (
         2, f"tool.py: error: --out_dir='{tmp_path / 'file'}' is a file, not a folder\n")
+
+
+# -----------------------------------------------------------------------------
+# conftest's scripts (what the tests above run entry points through) against a real interpreter
+PROBE = '''import os, sys
+folder, cwd = os.path.basename(sys.path[0]), os.path.basename(os.getcwd())
+print("argv", sys.argv[1:], "name", __name__, "path0", folder, "cwd", cwd)
+print("env", os.environ.get("PROBE_VARIABLE"), os.environ.get("NANOPASSK_DEBUG"))
+how = sys.argv[1]
+if how == "message":
+    raise SystemExit("bad config: k=9")
+if how == "status":
+    sys.exit(3)
+if how == "raise":
+    raise ValueError("boom")
+print("done", file=sys.stderr)
+'''
+
+
+@pytest.mark.parametrize("how", ["message", "status", "raise", "ok"])
+def test_scripts_run_a_script_as_python_does(scripts, tmp_path, how):
+    """Status, stdout and stderr (a SystemExit message, a traceback) equal those of `python probe.py` in a new
+    interpreter; the script sees its argv, __name__, sys.path[0], cwd and the environment it was given."""
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    (folder / "probe.py").write_text(PROBE)
+    env = dict(os.environ, PROBE_VARIABLE="x")
+    env.pop(cli.DEBUG_ENV, None)
+    real = subprocess.run([sys.executable, "probe.py", how, "--k=1"], cwd=folder, capture_output=True, text=True,
+                          env=env, timeout=60)
+    served = scripts.run(["probe.py", how, "--k=1"], cwd=folder, env={"PROBE_VARIABLE": "x"}, timeout=60)
+    assert (served.returncode, served.stdout) == (real.returncode, real.stdout)
+    assert served.stdout.startswith(f"argv ['{how}', '--k=1'] name __main__ path0 probe cwd probe\nenv x None")
+    assert served.stderr == real.stderr
