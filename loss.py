@@ -18,6 +18,10 @@ mini-batch, instead of being a mean of per-micro-batch means.
 Two optional extras, both off by default:
   - entropy regularisation (the baseline of section 3.1): loss -= entropy_coef * token-mean entropy;
   - a KL penalty to a reference policy, k3 estimator (GRPO): loss += kl_coef * token-mean k3.
+
+`update_policy` is one RL step's update, readable alone (GRPO-Zero's shape): the rollouts and their
+advantages in, mini-batches of `policy_loss` with an AdamW step each, the step's statistics out; on one
+process, DDP or FSDP alike (train.py gives it the model `accelerator.prepare` returned).
 """
 import contextlib
 import math
@@ -187,7 +191,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
 
     policy.train()
     sums = {}  # token sums of every stat (stat * mini_tokens), over this process's run rows
-    run_tokens, grad_norms = 0.0, []
+    run_tokens, grad_norms = torch.zeros((), dtype=torch.float64, device=device), []
     for mini, micros in enumerate(micro_batches):
         n_tokens = mini_tokens[mini].clamp_min(1).to(device)
         for index, micro in enumerate(micros):
@@ -207,9 +211,9 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
                                           eps_high, n_tokens=n_tokens, entropies=entropies,
                                           entropy_coef=entropy_coef, ref_logprobs=ref_logprobs, kl_coef=kl_coef)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP/FSDP average: x processes = sum
-            for name, value in stats.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * float(n_tokens)
-            run_tokens += float(response_mask.sum())
+            for name, value in stats.items():  # kept on the device: no host sync per micro-batch
+                sums[name] = sums.get(name, 0.0) + value.double() * n_tokens
+            run_tokens = run_tokens + response_mask.sum().double()
         norm = accelerator.clip_grad_norm_(policy.parameters(), grad_clip)
         grad_norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))  # FSDP: a DTensor
         optimizer.step()
@@ -217,7 +221,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
 
     # one reduction: every stat's token sum, the run tokens, over the processes
     names = sorted(sums)
-    totals = torch.tensor([sums[name] for name in names] + [run_tokens], dtype=torch.float64, device=device)
+    totals = torch.stack([torch.as_tensor(sums[name], device=device) for name in names] + [run_tokens])
     totals = accelerator.reduce(totals, "sum").cpu().tolist() if accelerator.num_processes > 1 else totals.tolist()
     total_tokens = float(mini_tokens.sum())
     result = {"grad_norm": sum(grad_norms) / n_minis}
