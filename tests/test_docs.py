@@ -180,14 +180,12 @@ def runnable(argv, model_dir):
             raise LookupError(f"{' '.join(argv)}: no script to launch")
         launch, script = [], os.path.normpath(argv[position])
         options = iter(argv[2:position])
-        for option in options:  # one CPU process: no GPUs here (module docstring)
+        for option in options:  # one CPU process: no GPUs here (module docstring); an option beats a config file's
             if option == "--num_processes":
                 next(options)
-                launch += ["--num_processes", "1"]
-            elif option.startswith("--num_processes="):
-                launch.append("--num_processes=1")
-            elif option != "--multi_gpu":
+            elif not option.startswith("--num_processes=") and option != "--multi_gpu":
                 launch.append(option)
+        launch.append("--num_processes=1")
         args = with_settings(script, substitute_models(argv[position + 1:], model_dir))
         return "accelerate", ["accelerate", "launch", *launch, script, *args]
     raise LookupError(f"unknown program {argv[0]!r}: add it to SMALLEST (run) or EXCLUDED (with a reason) in "
@@ -250,12 +248,14 @@ CASES = collect()
 
 
 @pytest.fixture(scope="module")
-def outcomes(tree, scripts, seed_out, chat_model_dir, tmp_path_factory):
-    """{(doc, line, argv): (kind, argv run, CompletedProcess) or the LookupError} of every documented command, run
-    PARALLEL at a time, each in a folder of its own (the tests below then only read their outcome)."""
+def outcomes(request, tree, scripts, seed_out, chat_model_dir, tmp_path_factory):
+    """{(doc, line, argv): (kind, argv run, CompletedProcess) or the LookupError} of every selected documented
+    command, run PARALLEL at a time, each in a folder of its own (the tests below then only read their outcome)."""
+    selected = [item.callspec.params for item in request.session.items
+                if getattr(item, "originalname", "") == "test_documented_command_runs"]
     jobs, results, running = [], {}, {}
-    for case in CASES:
-        doc, line, _, argv = case.values
+    for params in selected:
+        doc, line, argv = params["doc"], params["line"], params["argv"]
         key = (doc, line, tuple(argv))
         try:
             kind, run_argv = runnable(argv, chat_model_dir)
@@ -284,5 +284,7 @@ def test_documented_command_runs(doc, line, text, argv, outcomes):
         shown = " ".join(shlex.quote(arg) for arg in ([] if kind == "accelerate" else ["python"]) + run_argv)
         status = f"timed out after {TIMEOUT_S} s" if result.returncode == -9 else f"exit status {result.returncode}"
         output = (result.stdout.strip() + "\n" + result.stderr.strip()).strip()
+        if len(output) > 6000:  # the first error (a launcher's child) and the last lines
+            output = f"{output[:2500]}\n[...]\n{output[-3500:]}"
         pytest.fail(f"{doc}:{line}: `{text}` failed ({status}), run with its smallest settings as\n    {shown}\n"
-                    f"Last output:\n{output[-3000:]}", pytrace=False)
+                    f"Output:\n{output}", pytrace=False)
