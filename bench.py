@@ -139,7 +139,7 @@ def bench_prompts(model, tokenizer, n_prompts=8, prompt_length=57):
 
     device = next(model.parameters()).device
     if tokenizer is None:
-        ids = torch.randint(100, 20_000, (n_prompts, prompt_length), generator=torch.Generator().manual_seed(0))
+        ids = torch.randint(0, model.config.vocab_size, (n_prompts, prompt_length), generator=torch.Generator().manual_seed(0))
         return ids.to(device), torch.ones_like(ids).to(device)
     mazes = make_mazes((7,), {7: n_prompts}, (5,), 1, seed=0)["train"]["maze"]
     encoded = tokenizer([format_prompt(maze, "compact") for maze in mazes], padding=True, padding_side="left",
