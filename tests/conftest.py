@@ -12,7 +12,8 @@ runs no torch op, and for each script forks a child that runs it as `__main__` w
 sys.path[0] and environment, its stdout and stderr in files, and exits as the interpreter would (an
 uncaught exception prints its traceback and exits 1; SystemExit("message") prints the message and exits 1).
 `["accelerate", "launch", ...]` runs accelerate's console script the same way. What a script itself starts
-(compare.py's train.py runs, accelerate's processes) are real interpreters.
+(compare.py's train.py runs, accelerate's processes) are real interpreters. Off Linux (or with
+NANOPASSK_TEST_FORK=0) every script is a new interpreter: the same results, slower.
 """
 import json
 import os
@@ -223,15 +224,20 @@ def _child(request):
 
 class Scripts:
     """The client of the server: run() one script and wait; submit() several, then wait() for each (they run at
-    once: parallel commands on the shared cores are the caller's choice)."""
+    once: parallel commands on the shared cores are the caller's choice). Where fork is not safe after importing
+    torch (macOS, Windows), or with NANOPASSK_TEST_FORK=0, each script is a plain new interpreter instead."""
 
     def __init__(self):
         self.folder = tempfile.mkdtemp(prefix="scripts-")
         env = {key: value for key, value in os.environ.items() if key != "NANOPASSK_DEBUG"}
-        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], cwd=ROOT, text=True,
-                                        env={**env, **SCRIPT_ENV}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self.process.stdout.readline().strip() == "ready", "the script server did not start"
-        self.count, self.requests, self.finished = 0, {}, {}
+        self.env = {**env, **SCRIPT_ENV}
+        self.fork = sys.platform.startswith("linux") and os.environ.get("NANOPASSK_TEST_FORK", "1") != "0"
+        self.process = None
+        if self.fork:
+            self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], cwd=ROOT,
+                                            text=True, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert self.process.stdout.readline().strip() == "ready", "the script server did not start"
+        self.count, self.requests, self.finished, self.children = 0, {}, {}, {}
 
     def run(self, argv, cwd=ROOT, env=None, timeout=600):
         """CompletedProcess of `python *argv` (or `accelerate *argv[1:]`) in cwd; env: variables to set (None:
@@ -245,15 +251,40 @@ class Scripts:
         out, err = (os.path.join(self.folder, f"{self.count}.{name}") for name in ("out", "err"))
         request = dict(id=self.count, argv=argv, cwd=str(cwd), env=env or {}, stdout=out, stderr=err, timeout=timeout)
         self.requests[self.count] = request
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
+        if self.fork:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        else:
+            command = [sys.executable, *(["-m", "accelerate.commands.accelerate_cli", *argv[1:]]
+                                         if argv[0] == "accelerate" else argv)]
+            child_env = {**self.env, **request["env"]}
+            with open(out, "w") as stdout, open(err, "w") as stderr:
+                child = subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                         env={k: v for k, v in child_env.items() if v is not None},
+                                         start_new_session=True)
+            self.children[self.count] = (child, time.time() + timeout)
         return self.count
+
+    def _next_reply(self):
+        if self.fork:
+            reply = json.loads(self.process.stdout.readline())
+            return reply["id"], reply["status"]
+        while True:
+            for request_id, (child, deadline) in list(self.children.items()):
+                if child.poll() is None and time.time() > deadline:
+                    os.killpg(child.pid, 9)
+                    child.wait()
+                    child.returncode = -9
+                if child.returncode is not None:
+                    del self.children[request_id]
+                    return request_id, child.returncode
+            time.sleep(0.02)
 
     def wait(self, request_id=None):
         """The CompletedProcess of that script (or of the next one to end, if None), once it has ended."""
         while request_id not in self.finished and not (request_id is None and self.finished):
-            reply = json.loads(self.process.stdout.readline())
-            self.finished[reply["id"]] = reply["status"]
+            done, status = self._next_reply()
+            self.finished[done] = status
         request_id = next(iter(self.finished)) if request_id is None else request_id
         status, request = self.finished.pop(request_id), self.requests.pop(request_id)
         outputs = []
@@ -266,8 +297,9 @@ class Scripts:
         return result
 
     def close(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
+        if self.process is not None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
         os.rmdir(self.folder)
 
 
