@@ -5,10 +5,10 @@ The commands are read from the documents at collection time (not copied here): e
 or ```shell block, and the lines of an indented code block that start with a program named in PROGRAMS. A
 backslash continues a line, `a && b` is two commands, `# ...` is a comment. Each command then runs:
 
-  - in a fresh folder holding a copy of the repository and the `out/` of one plain `python train.py` run (what
-    a reader has after the first example: `out/ckpt`, `out/tiny-warmstart`), so that `--resume=True`,
-    `--init_from=out/ckpt`, `evaluate.py out/ckpt` and `bench.py` find what they expect, and no command sees
-    another's outputs;
+  - in a fresh folder holding a copy of the repository as a clone has it (no outputs, nothing git ignores) and
+    the `out/` of one plain `python train.py` run (what a reader has after the first example: `out/ckpt`,
+    `out/tiny-warmstart`), so that `--resume=True`, `--init_from=out/ckpt`, `evaluate.py out/ckpt` and
+    `bench.py` find what they expect, and no command sees another's outputs;
   - with its script's SMALLEST settings: FORCED ones appended (the later value of an option wins; they only
     make it cheap: steps, samples, tokens), DEFAULTS appended only where the command does not set the option
     itself (sizes the document may show on purpose: `--n_train=2000 --n_test=100` of a reasoning-gym task is
@@ -29,6 +29,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 
 import pytest
 
@@ -196,17 +197,22 @@ def runnable(argv, model_dir):
 # the folders the commands run in
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    """A copy of the repository (a command may write anywhere in its folder; never into the real one), without
-    outputs; experiments/runs (77 MB of committed runs, only read) is linked."""
+    """A copy of the repository as a fresh clone has it (a command may write anywhere in its folder, never into the
+    real one): the files git tracks, and new ones it does not ignore; without git, all but outputs and dot-files."""
     path = tmp_path_factory.mktemp("docs") / "tree"
-
-    def ignore(folder, names):
-        top = os.path.abspath(folder) == ROOT
-        return [name for name in names if name.startswith(".") or name == "__pycache__"
-                or (top and name.startswith("out")) or (folder.endswith("experiments") and name == "runs")]
-    shutil.copytree(ROOT, path, ignore=ignore, symlinks=True)
-    if os.path.isdir(os.path.join(ROOT, "experiments", "runs")):
-        os.symlink(os.path.join(ROOT, "experiments", "runs"), path / "experiments" / "runs")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True)
+    if listed.returncode == 0:
+        for name in listed.stdout.decode().split("\0"):
+            if name and os.path.isfile(os.path.join(ROOT, name)):  # (a tracked file deleted in the work tree is not)
+                os.makedirs(os.path.dirname(path / name), exist_ok=True)
+                shutil.copy2(os.path.join(ROOT, name), path / name)
+    else:
+        def ignore(folder, names):
+            top = os.path.abspath(folder) == ROOT
+            return [name for name in names if name.startswith(".") or name == "__pycache__"
+                    or (top and name.startswith("out"))]
+        shutil.copytree(ROOT, path, ignore=ignore, symlinks=True)
     return path
 
 
