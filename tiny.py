@@ -23,7 +23,7 @@ override; then the declared class (`TokenizersBackend`, the v5 PreTrainedTokeniz
 tokenizer.json as it is. So do not pass trust_remote_code=True for this folder: it would try to
 import the auto_map entry as remote code and fail.
 
-    python tiny.py [--out_dir=out]   # train (or reuse) the warm start, print pass@1 / pass@8 on held-out mazes
+    python tiny.py [--out_dir=out] [--retrain]   # copy (or train) the warm start, print pass@1 / pass@8 on held-out mazes
 """
 import hashlib
 import json
@@ -278,14 +278,16 @@ def load_tiny(path):
 
 
 def main(argv=None):
-    """python tiny.py [--out_dir=out]: warm-start (or reuse) the default tiny model, measure it on held-out mazes."""
+    """python tiny.py [--out_dir=out] [--retrain]: copy (or train) the default tiny model, measure it on held-out mazes."""
     import argparse
 
     from cli import add_debug_option, usage_error
     from evaluate import evaluate, format_table
 
-    parser = argparse.ArgumentParser(description="Warm-start (or reuse) the default tiny model and evaluate it.")
+    parser = argparse.ArgumentParser(description="Copy (or train) the default tiny model's warm start and evaluate it.")
     parser.add_argument("--out_dir", default="out", help="the model goes to OUT_DIR/tiny-warmstart/")
+    parser.add_argument("--retrain", action="store_true", help="train the warm start here instead of copying the "
+                                                                "shipped one (assets/tiny-maze)")
     add_debug_option(parser)
     args = parser.parse_args(argv)
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
@@ -293,10 +295,11 @@ def main(argv=None):
 
     torch.set_num_threads(min(2, os.cpu_count()))
     start = time.time()
-    path = load_or_train_tiny(args.out_dir)
+    path = load_or_train_tiny(args.out_dir, retrain=args.retrain)
     with open(os.path.join(path, SETTINGS_FILE)) as f:
         info = json.load(f)
-    print(f"{path}: {info['parameters']:,} parameters, warm start {info['train_seconds']} s "
+    origin = f"copied from {info['shipped']}, trained there in" if info.get("shipped") else "trained in"
+    print(f"{path}: {info['parameters']:,} parameters, warm start {origin} {info['train_seconds']} s "
           f"(this call {time.time() - start:.0f} s), final loss {info['final_loss']:.3f}")
     model, tokenizer = load_tiny(path)
     test = make_mazes((5, 7), 0, (5, 7), 30, seed=0)["test"]  # the held-out 5x5 and 7x7 mazes of train.py's split
