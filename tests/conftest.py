@@ -181,6 +181,11 @@ def _child(request):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if request["env"].get("PYTHONWARNINGS"):  # read at interpreter start: apply it as the interpreter does
+            import warnings
+
+            for option in request["env"]["PYTHONWARNINGS"].split(","):
+                warnings._setoption(option)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
         os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
