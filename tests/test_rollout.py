@@ -189,7 +189,7 @@ def test_samplers_agree_on_the_tiny_model(temperature, top_p):
 
 def test_samplers_agree_on_a_bpe_chat_model():
     """Qwen2.5-Instruct's layout (test_real_models.py): byte-level BPE, ChatML template, eos <|im_end|>."""
-    from test_real_models import build_bpe_tokenizer, build_chat_model  # here: the other tests run without its imports
+    from conftest import build_bpe_tokenizer, build_chat_model
 
     tokenizer = build_bpe_tokenizer()
     model = build_chat_model(tokenizer).eval()
@@ -419,6 +419,65 @@ def test_rollout_logprobs_cuts_at_the_longest_response(micro_model, micro_tokeni
     mask = rollout.response_mask[rows, :length]
     torch.testing.assert_close(logprobs * mask, rollout.logprobs[rows, :length], atol=1e-5, rtol=0)
     torch.testing.assert_close(entropies * mask, rollout.entropies[rows, :length], atol=1e-5, rtol=0)
+
+
+def test_length_chunks_is_the_cheapest_split():
+    """Against every split of the rows sorted by (length, prompt) into at most max_chunks consecutive chunks
+    (exhaustive, small cases)."""
+    import itertools
+    import random
+
+    from rollout import length_chunks
+
+    assert [c.tolist() for c in length_chunks(torch.tensor([3, 4, 4, 20]), torch.zeros(4, dtype=torch.long), 10)] == [
+        [0, 1, 2], [3]]  # the docstring's example
+    rng = random.Random(0)
+    for _ in range(60):
+        n, max_chunks, prompt_length = rng.randint(1, 9), rng.randint(1, 4), rng.randint(0, 12)
+        lengths = torch.tensor([rng.randint(1, 12) for _ in range(n)])
+        prompts = torch.tensor([rng.randint(0, 2) for _ in range(n)])
+        chunks = length_chunks(lengths, prompts, prompt_length, max_chunks)
+        assert sorted(torch.cat(chunks).tolist()) == list(range(n)) and len(chunks) <= max_chunks
+
+        def cost(parts):
+            return sum(len(p) * int(lengths[p].max()) + len(set(prompts[p].tolist())) * prompt_length for p in parts)
+        order = torch.argsort(lengths * 3 + prompts, stable=True)  # by length, then prompt
+        best = min(cost(order.tensor_split(list(cut))) for k in range(max_chunks)
+                   for cut in itertools.combinations(range(1, n), k))
+        assert cost(chunks) == best
+
+
+def test_rollout_logprobs_in_length_chunks_equals_one_batch(micro_tokenizer):
+    """The same logprobs, entropies and gradients whether the rows run in one batch or in length chunks.
+    Tolerances: float rounding of different batch shapes, on values of size ~1."""
+    model = make_micro_model(micro_tokenizer, seed=3)
+    torch.manual_seed(15)
+    rollout = generate_rollouts(model, micro_tokenizer, PROMPTS, 8, 16, temperature=1.2)
+    order = torch.argsort(rollout.response_lengths, stable=True)
+    rows = torch.cat([order[-1:], order[:6]])[torch.tensor([3, 0, 6, 1, 5, 2, 4])]  # shortest and longest, shuffled
+    lengths = rollout.response_lengths[rows]
+    assert lengths.max() >= 2 * lengths.float().median() and not torch.equal(lengths, lengths.sort().values)
+    results = []
+    columns = rollout.prompt_length + int(lengths.max())
+    for max_chunks in (None, 1, 4):  # None: one sequence_logprobs call, the reference
+        model.zero_grad()
+        if max_chunks is None:
+            logprobs, entropies = sequence_logprobs(model, rollout.input_ids[rows, :columns],
+                                                    rollout.attention_mask[rows, :columns], rollout.prompt_length,
+                                                    rollout.temperature, with_entropy=True)
+        else:
+            logprobs, entropies = rollout_logprobs(model, rollout, rows, with_entropy=True, max_chunks=max_chunks)
+        mask = rollout.response_mask[rows, :logprobs.shape[1]]
+        ((logprobs + 0.1 * entropies) * mask).sum().backward()
+        results.append((logprobs * mask, entropies * mask, [p.grad.clone() for p in model.parameters()]))
+    from rollout import length_chunks
+    assert len(length_chunks(lengths, rows // 8, rollout.prompt_length)) > 1
+    (one_lp, one_ent, one_grads), *chunked = results
+    for lp, ent, grads in chunked:  # in the order of `rows`, whatever the chunks
+        torch.testing.assert_close(lp, one_lp, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ent, one_ent, atol=1e-5, rtol=0)
+        for grad, one in zip(grads, one_grads):
+            torch.testing.assert_close(grad, one, atol=1e-5, rtol=1e-4)
 
 
 def test_shared_prompt_forward_under_gradient_checkpointing(micro_tokenizer):
