@@ -56,6 +56,7 @@ from transformers import DynamicCache, GenerationConfig, LogitsProcessor, Logits
 
 SAMPLERS = ("fast", "generate")
 COMPACT_AT = 0.25  # the fast loop drops ended rows from its batch once they are this fraction of it
+MAX_CHUNKS = 4  # rollout_logprobs runs its rows in at most this many chunks of similar response length
 FUSE_PARAMETERS = 100_000_000  # DirectDecoder concatenates the q/k/v and gate/up weights of models up to this size
 
 
@@ -424,17 +425,64 @@ def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_token
     return response_ids, logprobs * response_mask, entropies * response_mask
 
 
-def rollout_logprobs(model, rollout, rows, with_entropy=False):
+def rollout_logprobs(model, rollout, rows, with_entropy=False, max_chunks=MAX_CHUNKS):
     """`sequence_logprobs` of rows `rows` (1-D index tensor) of `rollout` under `model`, at the rollout's
     temperature, cut after the longest response among those rows (the cut columns are padding of all of
-    them): (len(rows), length) logprobs, and entropies if with_entropy. The rows of a group share their
-    prompt's forward (prompt_index = row // n_rollouts). Inputs move to the model's device."""
+    them): (len(rows), length) logprobs, and entropies if with_entropy (after a row's response: padding, to be
+    masked with its response_mask). The
+    rows of a group share their prompt's forward (prompt_index = row // n_rollouts). Inputs move to the
+    model's device.
+
+    Responses are short and uneven (a few tokens, the longest several times the mean), so a batch padded to
+    the longest computes mostly padding. The rows are therefore run in up to `max_chunks` chunks of similar
+    length (`length_chunks`), each padded only to its own longest response; every chunk runs the prompts of
+    its rows again, and the split is chosen where it costs the fewest token positions. Same numbers up to
+    float rounding, and the same gradients."""
     device = next(model.parameters()).device
-    length = int(rollout.response_lengths[rows].max())
-    columns = rollout.prompt_length + length
-    return sequence_logprobs(model, rollout.input_ids[rows, :columns].to(device),
-                             rollout.attention_mask[rows, :columns].to(device), rollout.prompt_length,
-                             rollout.temperature, with_entropy, prompt_index=(rows // rollout.n_rollouts).to(device))
+    lengths = rollout.response_lengths[rows]
+    length, prompt_index = int(lengths.max()), rows // rollout.n_rollouts
+    chunks = length_chunks(lengths, prompt_index, rollout.prompt_length, max_chunks)
+    outputs = []
+    for chunk in chunks:
+        chunk_rows, columns = rows[chunk], rollout.prompt_length + int(lengths[chunk].max())
+        out = sequence_logprobs(model, rollout.input_ids[chunk_rows, :columns].to(device),
+                                rollout.attention_mask[chunk_rows, :columns].to(device), rollout.prompt_length,
+                                rollout.temperature, with_entropy, prompt_index=prompt_index[chunk].to(device))
+        outputs.append(out if with_entropy else (out,))
+    if len(chunks) == 1 and torch.equal(chunks[0], torch.arange(len(rows))):  # one chunk, in the order of `rows`
+        return outputs[0] if with_entropy else outputs[0][0]
+    order = torch.cat(chunks).to(device)  # the output rows of the chunks, in chunk order
+    joined = []
+    for parts in zip(*outputs):  # logprobs, then entropies
+        padded = torch.cat([torch.nn.functional.pad(part, (0, length - part.shape[1])) for part in parts])
+        joined.append(padded[torch.argsort(order)])  # (len(rows), length) back in the order of `rows`
+    return tuple(joined) if with_entropy else joined[0]
+
+
+def length_chunks(lengths, prompt_index, prompt_length, max_chunks=MAX_CHUNKS):
+    """Rows (indices into `lengths`) in at most max_chunks chunks of consecutive response lengths, split where
+    the forward computes the fewest token positions: the sum over chunks of rows x longest response +
+    distinct prompts x prompt_length (each chunk runs its prompts once). Exact over the splits of the rows
+    sorted by (length, prompt), by dynamic programming over the places where that pair changes (a cut
+    inside a run of equal pairs never costs less than one at its end). E.g. lengths (3, 4, 4, 20), one prompt of 10 tokens:
+    one chunk costs 4 x 20 + 10 = 90 positions, the best two, (3, 4, 4) and (20), 3 x 4 + 10 + 1 x 20 + 10 = 52."""
+    order = torch.argsort(lengths * (int(prompt_index.max()) + 1) + prompt_index, stable=True)  # by length, prompt
+    sorted_lengths, prompts = lengths[order].tolist(), prompt_index[order].tolist()
+    cuts = [0] + [i for i in range(1, len(order)) if (sorted_lengths[i], prompts[i]) != (sorted_lengths[i - 1],
+                                                                                          prompts[i - 1])] + [len(order)]
+    cost = {}  # (i, j) -> token positions of the chunk of sorted rows cuts[i]:cuts[j]
+    for i in range(len(cuts) - 1):
+        seen = set()
+        for j in range(i + 1, len(cuts)):
+            seen.update(prompts[cuts[j - 1]:cuts[j]])
+            cost[i, j] = (cuts[j] - cuts[i]) * sorted_lengths[cuts[j] - 1] + len(seen) * prompt_length
+    last, plans = len(cuts) - 1, [{0: (0, [])}]  # plans[c][j]: cheapest (cost, chunk ends) of rows :cuts[j] in c chunks
+    for _ in range(min(max_chunks, last)):
+        plans.append({j: min((plans[-1][i][0] + cost[i, j], plans[-1][i][1] + [j]) for i in plans[-1] if i < j)
+                      for j in range(1, last + 1) if min(plans[-1]) < j})
+    _, ends = min((plan[last] for plan in plans[1:] if last in plan), key=lambda plan: (plan[0], len(plan[1])))
+    bounds = [0] + [cuts[j] for j in ends]
+    return [order[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
 def decode_responses(tokenizer, response_ids, response_lengths):
