@@ -302,7 +302,9 @@ def main(argv=None):
     print(f"{path}: {info['parameters']:,} parameters, warm start {origin} {info['train_seconds']} s "
           f"(this call {time.time() - start:.0f} s), final loss {info['final_loss']:.3f}")
     model, tokenizer = load_tiny(path)
-    test = make_mazes((5, 7), 0, (5, 7), 30, seed=0)["test"]  # the held-out 5x5 and 7x7 mazes of train.py's split
+    from tasks import MazeTask
+
+    test = MazeTask((5, 7), 0, (5, 7), 30, seed=0).make_splits()["test"]  # train.py's held-out 5x5 and 7x7 mazes
     result = evaluate(model, tokenizer, test, "compact", n_samples=16, ks=(1, 8), max_new_tokens=64)
     print(format_table({"warm start": result}))
 

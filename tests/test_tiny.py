@@ -198,7 +198,6 @@ def test_the_shipped_settings_are_train_py_defaults():
     source = open(os.path.join(os.path.dirname(tiny.__file__), "train.py")).read()
     values = {target.id: node.value for node in ast.parse(source).body if isinstance(node, ast.Assign)
               for target in node.targets if isinstance(target, ast.Name)}
-    values["split_seed"] = values.get("split_seed", values.get("maze_seed"))  # its name in train.py
     names = ("train_sizes", "n_train", "test_sizes", "n_test", "split_seed", "seed", "warmup_sft_steps")
     missing = [name for name in names if values.get(name) is None]
     assert not missing, f"train.py no longer sets {missing}: update this test to its names"
