@@ -191,7 +191,7 @@ tiny_model = is_tiny(policy)
 rollout_sampler = "generate" if sharded else sampler if sampler != "auto" else "fast" if tiny_model else "generate"
 template = prompt_template or ("compact" if tiny_model else "paper")
 if gradient_checkpointing:  # recomputes only in train mode: sampling (eval mode) keeps its KV cache
-    policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy.activation_checkpointing_enable({"use_reentrant": False})
 if weights_dtype == torch.bfloat16:  # plain AdamW would round lr=1e-6 steps away in bf16 (optim.py)
     optimizer = StochasticRoundingAdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay, seed=seed)
 else:
