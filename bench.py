@@ -273,6 +273,60 @@ def machine():
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 
 
+def bench_decode(shape, device, model_dir, results):
+    """The decode step against its matmuls, and the samplers end to end, of one model shape: into results, printed."""
+    model, tokenizer = load_model(shape, device, model_dir)
+    prompt_ids, prompt_mask = bench_prompts(model, tokenizer)
+    r = results[f"decode_step_{shape}"] = decode_step_times(model, prompt_ids, prompt_mask)
+    r["ratio_to_matmul"] = round(r["direct"] / r["matmul"], 2)
+    r["ratio_to_linear"] = round(r["direct"] / r["linear"], 2)
+    print(f"decode step, {shape} model, {16 * len(prompt_ids)} rows, {prompt_ids.shape[1]}-token prompts (ms): "
+          f"fast loop {r['direct']:.2f}, HF forward {r['hf_forward']:.2f}; arithmetic limit: matmuls "
+          f"{r['matmul']:.2f} (linear layers {r['linear']:.2f}); fast / matmuls = {r['ratio_to_matmul']:.2f}x "
+          f"(target <= 3x), fast / linear layers = {r['ratio_to_linear']:.2f}x", flush=True)
+    if tokenizer is not None:
+        s = results[f"samplers_{shape}"] = sampler_times(model, tokenizer)
+        print("samplers, 8 prompts x 16 rollouts, <= 32 new tokens (s): " + ", ".join(
+            f"{name} {s[name]['seconds']:.3f} ({s[name]['ms_per_step']:.1f} ms/step)"
+            for name in ("fast", "fast_hf_forward", "generate", "generate_static"))
+            + f"; same tokens: {s['same_tokens']}; first call of generate_static (compiles on a GPU): "
+            f"{s['generate_static']['first_call_seconds']:.3f}", flush=True)
+    del model
+
+
+def bench_rl_steps(args, model_dir, results):
+    """The advantage estimators, the RL step per sampler against TRL, and (unless --quick) other workloads."""
+    print(f"advantage estimators on 128 prompts x 32 rollouts, k=8 (ms per call): {time_advantages()}", flush=True)
+    print(f"{'RL step, sampler':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}{'resp len':>10}"
+          f"{'peak MB':>9}")
+    for sampler in args.samplers.split(","):
+        r = results[f"rl_step_{sampler}"] = run_workload(model_dir, args.steps, args.warmup, args.device,
+                                                         threads=args.threads, sampler=sampler)
+        print(f"{sampler:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
+              f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}"
+              f"{r['peak_memory_mb']:>9.0f}", flush=True)
+    if "fast" in args.samplers.split(","):
+        trl = run_trl(model_dir, args.steps, args.warmup, args.threads) if args.device == "cpu" else None
+        trl_seconds = trl["seconds_per_step"] if trl else args.trl_seconds
+        ours = results["rl_step_fast"]["seconds_per_step"]
+        results["trl"] = dict(measured_here=trl is not None, seconds_per_step=trl_seconds, figures=trl,
+                              ratio=round(ours / trl_seconds, 3))
+        where = "measured here" if trl else "issue 21's figure from another 2-core machine (trl is not installed here)"
+        print(f"RL step vs TRL GRPOTrainer: {ours:.3f} / {trl_seconds:.3f} s/step = {ours / trl_seconds:.3f}x "
+              f"(target <= 0.15x; TRL: {where})", flush=True)
+    if not args.quick:
+        print(f"{'workload (fast sampler)':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}"
+              f"{'resp len':>10}")
+        for name, overrides in [*[(f"n_rollouts={n}", dict(n_rollouts=n)) for n in (8, 16, 32)],
+                                *[(f"maze {s}x{s}", dict(train_sizes=(s,))) for s in (5, 7, 9, 11)]]:
+            if name.startswith("maze 5x5"):
+                overrides["n_train"] = 150  # 5x5 has ~220 distinct mazes
+            r = results[f"workload {name}"] = run_workload(model_dir, args.steps, args.warmup, args.device,
+                                                           threads=args.threads, **overrides)
+            print(f"{name:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
+                  f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}", flush=True)
+
+
 def main(argv=None):
     from cli import add_debug_option, usage_error
 
@@ -316,58 +370,14 @@ def main(argv=None):
     print(f"machine: {results['machine']}", flush=True)
 
     for shape in shapes:
-        model, tokenizer = load_model(shape, args.device, model_dir)
-        prompt_ids, prompt_mask = bench_prompts(model, tokenizer)
-        r = results[f"decode_step_{shape}"] = decode_step_times(model, prompt_ids, prompt_mask)
-        r["ratio_to_matmul"] = round(r["direct"] / r["matmul"], 2)
-        r["ratio_to_linear"] = round(r["direct"] / r["linear"], 2)
-        print(f"decode step, {shape} model, {16 * len(prompt_ids)} rows, {prompt_ids.shape[1]}-token prompts (ms): "
-              f"fast loop {r['direct']:.2f}, HF forward {r['hf_forward']:.2f}; arithmetic limit: matmuls "
-              f"{r['matmul']:.2f} (linear layers {r['linear']:.2f}); fast / matmuls = {r['ratio_to_matmul']:.2f}x "
-              f"(target <= 3x), fast / linear layers = {r['ratio_to_linear']:.2f}x", flush=True)
-        if tokenizer is not None:
-            s = results[f"samplers_{shape}"] = sampler_times(model, tokenizer)
-            print("samplers, 8 prompts x 16 rollouts, <= 32 new tokens (s): " + ", ".join(
-                f"{name} {s[name]['seconds']:.3f} ({s[name]['ms_per_step']:.1f} ms/step)"
-                for name in ("fast", "fast_hf_forward", "generate", "generate_static"))
-                + f"; same tokens: {s['same_tokens']}; first call of generate_static (compiles on a GPU): "
-                f"{s['generate_static']['first_call_seconds']:.3f}", flush=True)
-        del model
+        bench_decode(shape, args.device, model_dir, results)
     results["peak_memory_mb_decode"] = peak_memory_mb(args.device)
     print(f"peak memory of the decode benchmarks: {results['peak_memory_mb_decode']} MB", flush=True)
     if args.decode_only:
         print(json.dumps(results))
         return
 
-    print(f"advantage estimators on 128 prompts x 32 rollouts, k=8 (ms per call): {time_advantages()}", flush=True)
-    print(f"{'RL step, sampler':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}{'resp len':>10}"
-          f"{'peak MB':>9}")
-    for sampler in args.samplers.split(","):
-        r = results[f"rl_step_{sampler}"] = run_workload(model_dir, args.steps, args.warmup, args.device,
-                                                         threads=args.threads, sampler=sampler)
-        print(f"{sampler:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
-              f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}"
-              f"{r['peak_memory_mb']:>9.0f}", flush=True)
-    if "fast" in args.samplers.split(","):
-        trl = run_trl(model_dir, args.steps, args.warmup, args.threads) if args.device == "cpu" else None
-        trl_seconds = trl["seconds_per_step"] if trl else args.trl_seconds
-        ours = results["rl_step_fast"]["seconds_per_step"]
-        results["trl"] = dict(measured_here=trl is not None, seconds_per_step=trl_seconds, figures=trl,
-                              ratio=round(ours / trl_seconds, 3))
-        where = "measured here" if trl else "issue 21's figure from another 2-core machine (trl is not installed here)"
-        print(f"RL step vs TRL GRPOTrainer: {ours:.3f} / {trl_seconds:.3f} s/step = {ours / trl_seconds:.3f}x "
-              f"(target <= 0.15x; TRL: {where})", flush=True)
-    if not args.quick:
-        print(f"{'workload (fast sampler)':<28}{'s/step':>8}{'gen tok/s':>11}{'gen s':>8}{'update s':>10}"
-              f"{'resp len':>10}")
-        for name, overrides in [*[(f"n_rollouts={n}", dict(n_rollouts=n)) for n in (8, 16, 32)],
-                                *[(f"maze {s}x{s}", dict(train_sizes=(s,))) for s in (5, 7, 9, 11)]]:
-            if name.startswith("maze 5x5"):
-                overrides["n_train"] = 150  # 5x5 has ~220 distinct mazes
-            r = results[f"workload {name}"] = run_workload(model_dir, args.steps, args.warmup, args.device,
-                                                           threads=args.threads, **overrides)
-            print(f"{name:<28}{r['seconds_per_step']:>8.3f}{r['generated_tokens_per_s']:>11.0f}"
-                  f"{r['generation_s']:>8.3f}{r['update_s']:>10.3f}{r['response_length']:>10.1f}", flush=True)
+    bench_rl_steps(args, model_dir, results)
     results["workload"] = {**{key: value for key, value in DEFAULT.items() if key != "sampler"},
                            "threads": args.threads, "device": args.device}
     print(json.dumps(results))
