@@ -8,9 +8,9 @@
     python bench.py --device=cuda --shapes=tiny,0.5b,7b --decode-only   # random models of Qwen2.5's shapes, bf16
     python bench.py --estimators-only     # only the advantage estimators (ms per call, 128 x 32 rewards)
 
-1. The decode step (`decode_step_times`): one step of the fast sampler's decoder (rollout.DirectDecoder) for
+1. The decode step (`decode_step_times`): one step of the fast sampler's decoder (decoders.DirectDecoder) for
    128 rows (8 prompts x 16 rollouts, 7x7 maze prompts of 57 tokens), against the same step through HF's
-   forward with a DynamicCache (rollout.HFDecoder, what the loop ran before) and against the arithmetic limit:
+   forward with a DynamicCache (decoders.HFDecoder, what the loop ran before) and against the arithmetic limit:
    the plain matmuls of the step at the same shapes, timed alone in the same process (every linear layer and
    lm_head on (128, hidden), and the attention products q.K and w.V of each row over its P + t columns), and
    the linear layers alone. Median of `repeats` runs of 16 steps each (t = 0..15), all rows generating.
