@@ -1,8 +1,9 @@
 """Loading policies and writing/reading training checkpoints.
 
 A checkpoint is an ordinary Hugging Face folder (config, weights, tokenizer: `from_pretrained` loads it)
-plus `trainer_state.pt` (optimizer, scheduler, step, config) so a stopped run can resume. It is written
-to a temporary folder first and then renamed into place, so a crash mid-write never leaves a broken
+plus `trainer_state.pt` (the optimizer's full state, as torch's distributed-checkpoint state dicts give it
+for one process, DDP or FSDP shards alike; scheduler, step, config) so a stopped run can resume, with any
+number of processes. The main process writes it to a temporary folder first and then renamed into place, so a crash mid-write never leaves a broken
 `ckpt/`: the previous checkpoint stays until the new one is complete.
 
 Weights always come from a local folder: no model hub is assumed (HF_HUB_OFFLINE is set here).

@@ -15,7 +15,10 @@ LLMs Beyond the Base Model?"): `summarize` also gives unbiased pass@k for k = 1,
 same n samples per item, and the per-item correct counts, so two policies can be compared by where their
 curves cross (`crossing_k`) and by which items each solves at all within n samples (`solved_overlap`).
 """
+import hashlib
+import json
 import math
+import os
 from collections import defaultdict
 
 import torch
@@ -37,10 +40,6 @@ def cached_evaluation(cache_dir, key, weights_dir, write, evaluate_now):
     files in `weights_dir`: read from cache_dir if evaluated before (path: the file read), else evaluate_now()
     (path: None), stored there by the process with `write` (atomically: runs of a grid share the folder).
     cache_dir "": no cache."""
-    import hashlib
-    import json
-    import os
-
     if not cache_dir:
         return evaluate_now(), None
     digest = hashlib.sha256(json.dumps(key).encode())
@@ -261,8 +260,6 @@ def format_curves(results_by_name):
 def main(argv=None):
     """python evaluate.py PATH [--sizes=5,7] [--n_mazes=50] [--n_samples=32] [--k=8] [--out=FILE] [--debug]"""
     import argparse
-    import json
-    import os
 
     from checkpoint import load_policy
     from cli import add_debug_option, usage_error
