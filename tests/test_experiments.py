@@ -41,7 +41,9 @@ def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(
     monkeypatch.setattr(maze, "RUNS", str(tmp_path))
     assert maze.main(["--primary", "--dry-run"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("python train.py")]
-    assert len(lines) == 60
+    assert len(lines) == 70  # 6 methods and the tuned entropy baseline, 10 seeds each
+    baseline = [line for line in lines if "--entropy_coef=0.1" in line]
+    assert len(baseline) == 10 and all("--advantage=pass1 " in line + " " for line in baseline)
     advantages = {line.split("--advantage=")[1].split()[0] for line in lines}
     assert advantages == set(maze.PRIMARY) == {"pass1", "passk_analytical", "passk_bootstrap", "passk_exceeding",
                                                "pkpo", "best_of_n"}
