@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from rollout import is_sharded, rollout_logprobs, sequence_logprobs
+from rollout import rollout_logprobs, sequence_logprobs
 
 
 def _check_token_tensor(name, tensor, shape):
@@ -148,7 +148,8 @@ def logprobs_of(policy, rollout, rows, with_entropy=False, sharded=False):
 
 
 def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows, *, accelerator, micro_batch,
-                  eps_low=0.2, eps_high=0.28, grad_clip=1.0, entropy_coef=0.0, kl_coef=0.0, reference=None):
+                  eps_low=0.2, eps_high=0.28, grad_clip=1.0, entropy_coef=0.0, kl_coef=0.0, reference=None,
+                  sharded=False):
     """One RL step's policy update: DAPO's clipped token-level loss (eq. 4) on each mini-batch, one AdamW step
     per mini-batch. Returns {stat: value} (floats) of the step over ALL processes.
 
@@ -172,9 +173,10 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     Data parallel (DDP or FSDP through `accelerator.prepare`) averages the gradients over processes; each
     process's loss is scaled by the number of processes so that the step's gradient is the SUM over
     processes of (token sum / global token count): exactly the single-process gradient. Gradients are
-    synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before).
+    synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before). sharded (FSDP):
+    every forward gathers weights from every process, so each micro-batch is one plain forward (`logprobs_of`).
     """
-    n_minis, sharded = len(mini_tokens), is_sharded(policy)
+    n_minis = len(mini_tokens)
     rows_per_mini = len(advantages) // n_minis
     device = accelerator.device
     has_gradient = (advantages != 0) | (entropy_coef != 0 or kl_coef != 0)  # (rows,)

@@ -333,7 +333,8 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
                           mini_tokens=row_tokens.view(n_minis, -1).sum(-1),
                           mini_rows=trained.view(n_minis, n_processes, -1).sum(-1).amax(-1),
                           accelerator=accelerator, micro_batch=micro_batch, eps_low=eps_low, eps_high=eps_high,
-                          grad_clip=grad_clip, entropy_coef=entropy_coef, kl_coef=kl_coef, reference=reference)
+                          grad_clip=grad_clip, entropy_coef=entropy_coef, kl_coef=kl_coef, reference=reference,
+                          sharded=sharded)
     scheduler.step()  # the learning-rate schedule counts RL steps
 
     # 6. log, checkpoint, evaluate

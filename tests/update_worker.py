@@ -1,5 +1,5 @@
 """loss.update_policy on a 2-layer micro Qwen2, alone or sharded by FSDP2 over torchrun's processes (run by
-tests/test_loss.py::test_update_policy_sharded_by_fsdp2_equals_one_process).
+tests/test_loss.py::test_update_policy_over_two_processes_equals_one_process).
 
     python tests/update_worker.py OUT.pt                                # one process, the whole batch
     torchrun --nproc_per_node=2 tests/update_worker.py OUT.pt --shard   # 2 processes (gloo), fully_shard
@@ -62,7 +62,7 @@ def main(out_path, shard):
         stats = update_policy(policy, optimizer, rollout, advantages[share].flatten(),
                               mini_tokens=tokens.view(n_minis, -1).sum(-1),
                               mini_rows=trained.view(n_minis, n_processes, -1).sum(-1).amax(-1),
-                              accelerator=accelerator, micro_batch=3)
+                              accelerator=accelerator, micro_batch=3, sharded=shard)
         assert stats["grad_norm"] > 0, stats
     if shard:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
