@@ -293,10 +293,10 @@ def select(mode, groups, seeds, script="train.py"):
         closure.append(key)
         todo.extend(runs[key][3])
     ordered = sorted(closure, key=lambda key: (bool(runs[key][3]), list(runs).index(key)))
-    jobs = []
-    for key in ordered:
-        group, name, overrides, deps = runs[key]
-        for seed in seeds:
+    jobs = []  # seed by seed: a grid stopped early holds every method of its first seeds, the pairs the stats need
+    for seed in seeds:
+        for key in ordered:
+            group, name, overrides, deps = runs[key]
             jobs.append(dict(key=key, seed=seed, dir=run_dir(mode, key, seed),
                              deps=[run_dir(mode, dep, seed) for dep in deps],
                              script=script, args=train_args(mode, group, name, overrides, seed)))

@@ -59,10 +59,11 @@ def test_the_tune_grid_tries_stronger_baselines_than_the_long_grid():
     assert runs["pass1"] == {"advantage": "pass1"}
 
 
-def test_only_a_group_brings_its_dependencies_first():
+def test_only_a_group_brings_its_dependencies_first_seed_by_seed():
     jobs = maze.select("quick", ["continual"], [0, 1])
-    keys = [job["key"] for job in jobs]
-    assert keys[:2] == ["estimators/passk_analytical"] * 2
+    order = [(job["seed"], job["key"]) for job in jobs]
+    assert order[0] == (0, "estimators/passk_analytical") and order[-1] == (1, "continual/passk-then-pass1")
+    assert [seed for seed, _ in order] == sorted(seed for seed, _ in order)  # every run of seed 0, then seed 1
     continual = [job for job in jobs if job["key"] == "continual/passk-then-pass1"]
     assert [job["deps"] for job in continual] == [[maze.run_dir("quick", "estimators/passk_analytical", s)] for s in (0, 1)]
     init = [arg for arg in continual[1]["args"] if arg.startswith("--init_from=")]
