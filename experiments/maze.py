@@ -10,12 +10,15 @@
 
 Every run is one `python train.py ...` subprocess with its own out_dir,
 experiments/runs/<mode>/<group>/<name>-seed<s>/ (metrics.jsonl, eval.json, ckpt/, log.txt,
-command.txt, wall.json), run by compare.run_pool, two at a time (--workers), each on one thread. Those folders
-stay out of git: when the grid ends, its record, one line per run (plots.compact_runs), is written to
-experiments/results/<mode>.jsonl, and plots.py redraws every figure and table from it. The grid runs a copy of
-the code taken when it first starts, experiments/runs/<mode>/code/ (VERSION says which commit), so edits made
-meanwhile change no run. A run whose eval.json exists is complete and skipped, an unfinished one is continued
-from its last checkpoint (--resume=True): stop the script any time and start it again.
+command.txt, wall.json), run by compare.run_pool, two at a time (--workers), each on one thread, seed by seed.
+Those folders stay out of git: as each run ends, the grid's record, one line per complete run (plots.compact_runs),
+is rewritten to experiments/results/<mode>.jsonl, and plots.py redraws every figure and table from it. The grid
+runs a copy of the code taken when it first starts, experiments/runs/<mode>/code/ (VERSION says which commit), so
+edits made meanwhile change no run. Stop the script any time and start it again: a run whose eval.json exists is
+complete and skipped, an unfinished one is continued from its last checkpoint (--resume=True), and a run already
+in the record is skipped too, so a grid started in one clone is finished in another (its run folders gone) once
+the record is committed. Each line holds the fingerprint of the weights the run started from (start_weights);
+a recorded run counts only when the warm start rebuilt here has the same one (up to float rounding).
 
 What is fixed and what varies: every run of a grid starts from the same warm-started tiny model (tiny.py;
 copied from out/tiny-warmstart, or built once with train.py's default split; the primary family builds its own
@@ -31,6 +34,7 @@ Groups of the short grids (--quick 40 steps, --full 150; paper figures in bracke
 The long grid adds the objectives group (issue 13's estimators); plots.py holds what each grid is drawn as.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -303,6 +307,81 @@ def select(mode, groups, seeds, script="train.py"):
     return jobs
 
 
+def weights_fingerprint(folder):
+    """The identity of a model folder's weights: the sha256 of model.safetensors and the sum of |w| over its
+    tensors (float64), which tells a start policy rebuilt on another CPU (same sum to rounding) from another one."""
+    from safetensors import safe_open
+
+    path = os.path.join(folder, "model.safetensors")
+    with open(path, "rb") as f:
+        sha256 = hashlib.sha256(f.read()).hexdigest()
+    abs_sum = 0.0
+    with safe_open(path, "pt") as weights:
+        for name in weights.keys():
+            abs_sum += weights.get_tensor(name).double().abs().sum().item()
+    return dict(sha256=sha256, abs_sum=abs_sum)
+
+
+def same_start(recorded, here, rtol=1e-5):
+    """Whether a recorded start_weights fingerprint names the weights fingerprinted here: the same file, or the
+    same sum of |w| to rtol (a warm start rebuilt by the same code and seed on a CPU that rounds differently)."""
+    if not recorded:
+        return False
+    return recorded["sha256"] == here["sha256"] or abs(recorded["abs_sum"] - here["abs_sum"]) <= rtol * here["abs_sum"]
+
+
+def read_record(results):
+    """{(run, seed): record} of a grid's results file ({} when there is none)."""
+    if not os.path.exists(results):
+        return {}
+    with open(results) as f:
+        return {(record["run"], record["seed"]): record for record in map(json.loads, filter(str.strip, f))}
+
+
+def recorded_runs(jobs, results, verify=True):
+    """{(run, seed): record} of the jobs the results file already holds, started from the weights the job would
+    start from here. A recorded run whose start differs (or that has no fingerprint) is left out, to be run again.
+    verify=False (a dry run, whose warm start may not be built yet) keeps every recorded job unchecked."""
+    records, kept, fingerprints = read_record(results), {}, {}
+    for job in jobs:
+        record = records.get((job["key"], job["seed"]))
+        if record is None:
+            continue
+        if not verify:
+            kept[(job["key"], job["seed"])] = record
+            continue
+        model = next(arg.split("=", 1)[1] for arg in job["args"] if arg.startswith("--model="))
+        if model not in fingerprints:
+            fingerprints[model] = weights_fingerprint(model) if os.path.exists(model) else None
+        if fingerprints[model] and same_start(record.get("start_weights"), fingerprints[model]):
+            kept[(job["key"], job["seed"])] = record
+        else:
+            print(f"{results}: {job['key']} seed {job['seed']} started from other weights than {model}: run again")
+    return kept
+
+
+def write_grid_record(mode, jobs, recorded, results):
+    """Rewrite the grid's record: every complete run folder of the mode, and the recorded runs whose folders are
+    not here, less those of `jobs` left out of `recorded` (another start: they are run again). Written to a
+    temporary file and renamed, so a crash never leaves half a record. Returns the records."""
+    import plots
+
+    stale = {(job["key"], job["seed"]) for job in jobs} - set(recorded)
+    by_run = {key: record for key, record in read_record(results).items() if key not in stale}
+    fingerprints = {}
+    for record in plots.compact_runs(os.path.join(RUNS, mode))[0]:
+        key, model = (record["run"], record["seed"]), record["config"].get("model", "")
+        if not is_complete(run_dir(mode, *key)):
+            continue
+        if model not in fingerprints:
+            fingerprints[model] = weights_fingerprint(model) if os.path.exists(model) else None
+        by_run[key] = dict(record, start_weights=fingerprints[model])
+    records = [by_run[key] for key in sorted(by_run)]
+    plots.write_records(records, results + ".tmp")
+    os.replace(results + ".tmp", results)
+    return records
+
+
 def summary_line(path):
     with open(os.path.join(path, "eval.json")) as f:
         evals = json.load(f)
@@ -310,14 +389,17 @@ def summary_line(path):
     return f"avg pass@1 {after['pass@1']:.3f} pass@8 {after['pass@8']:.3f}"
 
 
-def run_grid(jobs, workers, dry_run=False):
-    """Run the jobs `workers` at a time (dependencies first) with compare.run_pool; skip complete ones. Returns
-    the run folders that failed or were skipped."""
+def run_grid(jobs, workers, dry_run=False, recorded=(), after_each=None):
+    """Run the jobs `workers` at a time (dependencies first) with compare.run_pool; skip complete ones and those
+    in `recorded` ({(run, seed): record}); call after_each() as each run completes. Returns the run folders that
+    failed or were skipped."""
     from compare import run_pool
 
-    done = [job for job in jobs if is_complete(job["dir"])]
-    todo = [job for job in jobs if not is_complete(job["dir"])]
-    print(f"{len(jobs)} runs: {len(done)} complete (skipped), {len(todo)} to run, {workers} at a time")
+    done = [job for job in jobs if is_complete(job["dir"]) or (job["key"], job["seed"]) in recorded]
+    todo = [job for job in jobs if job not in done]
+    in_record = sum(not is_complete(job["dir"]) for job in done)
+    note = f"; {in_record} of them known from the record only" if in_record else ""
+    print(f"{len(jobs)} runs: {len(done)} complete (skipped{note}), {len(todo)} to run, {workers} at a time")
     if dry_run:
         for job in todo:
             print(" ".join(["python", job.get("script", "train.py"), *job["args"]]))
@@ -333,7 +415,7 @@ def run_grid(jobs, workers, dry_run=False):
             failed.add(job["dir"])
             print(f"skip {job['name']}: a run it needs failed", flush=True)
             return "a run it needs failed"
-        return all(is_complete(dep) for dep in job["deps"])
+        return all(is_complete(dep) for dep in job["deps"])  # a recorded run has no checkpoint to start from
 
     def starting(job):
         os.makedirs(job["dir"], exist_ok=True)
@@ -351,6 +433,8 @@ def run_grid(jobs, workers, dry_run=False):
             eta = sum(durations) / len(durations) * left / workers / 60
             print(f"[{finished[0]}/{len(todo)}] done {job['name']} in {seconds:.0f}s: {summary_line(job['dir'])}  "
                   f"(elapsed {(time.time() - grid_start) / 60:.1f} min, about {eta:.0f} min left)", flush=True)
+            if after_each:
+                after_each()
             return
         failed.add(job["dir"])
         with open(job["log"]) as f:
@@ -402,14 +486,13 @@ def main(argv=None):
         ensure_warmstart(args.mode)
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)
-    failed = run_grid(jobs, args.workers, args.dry_run)
-    if not args.dry_run:  # the grid's record, the file plots.py and RESULTS.md read (the run folders stay out of git)
-        import plots
-
-        results = os.path.join("experiments", "results", f"{args.mode}.jsonl")
-        records, _ = plots.compact_runs(os.path.join(RUNS, args.mode))
-        plots.write_records(records, results)
-        print(f"{len(records)} runs recorded in {results}; figures and tables: python plots.py {results}")
+    # the grid's record, the file plots.py and RESULTS.md read (the run folders stay out of git)
+    results = os.path.join("experiments", "results", f"{args.mode}.jsonl")
+    recorded = recorded_runs(jobs, results, verify=not args.dry_run)
+    record = lambda: write_grid_record(args.mode, jobs, recorded, results)  # noqa: E731
+    failed = run_grid(jobs, args.workers, args.dry_run, recorded, after_each=record)
+    if not args.dry_run:
+        print(f"{len(record())} runs recorded in {results}; figures and tables: python plots.py {results}")
     return 1 if failed else 0
 
 

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -131,3 +132,52 @@ def test_a_committed_snapshot_version_restores_its_code(tmp_path):
     (code / "VERSION").write_text(f"commit {head}\ncopied now\nuncommitted changes in these files:\n M train.py\n")
     with pytest.raises(ValueError, match="uncommitted changes"):
         maze.restore_snapshot(str(code))
+
+
+def write_start(folder, scale=1.0):
+    """A stand-in start policy: a model.safetensors of two tensors (the fingerprint reads nothing else)."""
+    from safetensors.torch import save_file
+    import torch
+
+    os.makedirs(folder, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    save_file({"a": torch.randn(8, 8, generator=generator) * scale, "b": torch.ones(3)},
+              os.path.join(folder, "model.safetensors"))
+
+
+def write_complete_run(folder, command):
+    os.makedirs(folder)
+    evaluation = {"average": {"pass@1": 0.5}, "per_group": {"5": {"pass@1": 0.5, "n_items": 2}}}
+    with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+        f.write(json.dumps({"step": 1, "reward": 0.5}) + "\n" + json.dumps({"step": 1, "eval": evaluation}) + "\n")
+    with open(os.path.join(folder, "eval.json"), "w") as f:
+        json.dump({"after": evaluation}, f)
+    with open(os.path.join(folder, "command.txt"), "w") as f:
+        f.write(command + "\n")
+
+
+def test_a_grid_resumes_from_its_record_when_its_run_folders_are_gone(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(maze, "RUNS", str(tmp_path / "runs"))
+    start, results = str(tmp_path / "start"), str(tmp_path / "results" / "m.jsonl")
+    write_start(start)
+    jobs = [dict(key=f"g/{name}", seed=0, dir=maze.run_dir("m", f"g/{name}", 0), deps=[],
+                 args=[f"--model={start}", "--will_not_run=1"]) for name in ("done", "other")]
+    write_complete_run(jobs[0]["dir"], f"python train.py --model={start} --seed=0")
+    records = maze.write_grid_record("m", jobs, {}, results)
+    assert [(r["run"], r["seed"]) for r in records] == [("g/done", 0)]
+    assert records[0]["start_weights"] == maze.weights_fingerprint(start) and not os.path.exists(results + ".tmp")
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: the record is committed, the run folders are not
+    recorded = maze.recorded_runs(jobs, results)
+    assert set(recorded) == {("g/done", 0)}
+    assert maze.run_grid(jobs[:1], workers=1, recorded=recorded) == []
+    assert "1 complete (skipped; 1 of them known from the record only), 0 to run" in capsys.readouterr().out
+    assert [r["run"] for r in maze.write_grid_record("m", jobs, recorded, results)] == ["g/done"]  # kept, not lost
+
+    write_start(start, scale=1 + 1e-7)  # rebuilt on a CPU that rounds differently: another file, the same start
+    assert maze.weights_fingerprint(start)["sha256"] != records[0]["start_weights"]["sha256"]
+    assert set(maze.recorded_runs(jobs, results)) == {("g/done", 0)}
+    write_start(start, scale=1.01)  # another start policy: the recorded run no longer counts and leaves the record
+    assert maze.recorded_runs(jobs, results) == {}
+    assert "g/done seed 0 started from other weights" in capsys.readouterr().out
+    assert maze.write_grid_record("m", jobs, {}, results) == []
