@@ -58,6 +58,9 @@ from transformers import DynamicCache, GenerationConfig, LogitsProcessor, Logits
 SAMPLERS = ("fast", "generate")
 COMPACT_AT = 0.25  # the fast loop drops ended rows from its batch once they are this fraction of it
 MAX_CHUNKS = 4  # rollout_logprobs runs its rows in at most this many chunks of similar response length
+# a chunk's fixed cost in token positions (its forward and backward's per-call overhead): on the RL-step workload
+# (bench.py, 2 threads) the update took 0.197 s at 32, 0.204 at 128, 0.219 at 512 and 0.253 in one chunk
+CHUNK_COST = 32
 
 
 @dataclass
@@ -107,14 +110,15 @@ def _uses_checkpointing(model):
 
 
 def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperature=1.0, with_entropy=False,
-                      prompt_index=None):
+                      prompt_index=None, prompts=None):
     """Logprobs (B, R) of the tokens input_ids[:, prompt_length:] under `model` at `temperature`, and
     their entropies (B, R) too if with_entropy. Differentiable; wrap in no_grad when not training.
 
     prompt_index: optional (B,) ints, equal for rows whose prompt columns input_ids[:, :prompt_length]
     (and mask) are equal, e.g. row // n_rollouts. Each distinct prompt is then run once, with grad, and
     its KV cache is shared by its rows (`_shared_prompt_logits`); same result, a fraction of the compute
-    when prompts are long and shared. Ignored under gradient checkpointing, which cannot keep a cache."""
+    when prompts are long and shared. prompts: those prompts already run (`prompt_states`, for these rows or
+    more), e.g. once for several calls. Both are ignored under gradient checkpointing, which cannot keep a cache."""
     if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
         raise ValueError(f"input_ids and attention_mask must be the same (B, L) shape, got "
                          f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
@@ -124,7 +128,7 @@ def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperatu
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if prompt_index is not None and not _uses_checkpointing(model):
-        logits = _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index)
+        logits = _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index, prompts)
     else:
         output = model(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=attention_positions(attention_mask), use_cache=False,
@@ -142,26 +146,46 @@ def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperatu
     return logprobs, entropies
 
 
-def _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index):
-    """The logits (B, R, V) at positions P-1 .. P+R-2 (those predicting the response tokens), computed
-    with each distinct prompt run once: its KV cache is indexed out to its rows (with grad, so the
-    prompt's gradient is the sum over its rows, exactly as in the full forward), then the rows run
-    only their response tokens 0 .. R-2 against that cache."""
+@dataclass
+class PromptStates:
+    """Distinct prompts run once (`prompt_states`), for their rows to attend to."""
+    prompt_ids: torch.Tensor  # (U,) the distinct prompt indices, sorted
+    layers: list  # per decoder layer (keys, values), each (U, kv_heads, P, head_dim), with grad
+    first_logits: torch.Tensor  # (U, 1, V) the last prompt token's logits: they predict response token 0
+
+
+def prompt_states(model, input_ids, attention_mask, prompt_length, prompt_index):
+    """Run each distinct prompt of the rows once (with grad when grad is on): its KV cache and last logits.
+    input_ids, attention_mask (B, >= P): the rows; prompt_index (B,) as in `sequence_logprobs`."""
     P = prompt_length
-    distinct, row_to_distinct = torch.unique(prompt_index, return_inverse=True)  # (U,), (B,)
+    prompt_ids, row_to_distinct = torch.unique(prompt_index, return_inverse=True)  # (U,), (B,)
     rows = torch.arange(len(prompt_index), device=row_to_distinct.device)
-    first_row = torch.full_like(distinct, len(prompt_index)).scatter_reduce(0, row_to_distinct, rows, "amin")  # (U,)
-    positions = attention_positions(attention_mask)  # (B, P+R)
+    first_row = torch.full_like(prompt_ids, len(prompt_index)).scatter_reduce(0, row_to_distinct, rows, "amin")  # (U,)
+    mask = attention_mask[first_row, :P]
     cache = DynamicCache(config=getattr(model, "module", model).config)  # (a DDP wrapper holds the model as .module)
-    prompt_out = model(input_ids=input_ids[first_row, :P], attention_mask=attention_mask[first_row, :P],
-                       position_ids=positions[first_row, :P], cache=cache, use_cache=True,
-                       logits_to_keep=1)  # (U, 1, V): the last prompt token's logits predict response token 0
-    first_logits = prompt_out.logits[row_to_distinct]  # (B, 1, V)
+    out = model(input_ids=input_ids[first_row, :P], attention_mask=mask, position_ids=attention_positions(mask),
+                cache=cache, use_cache=True, logits_to_keep=1)  # (U, 1, V)
+    return PromptStates(prompt_ids, [(layer.keys, layer.values) for layer in cache.layers], out.logits)
+
+
+def _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index, prompts=None):
+    """The logits (B, R, V) at positions P-1 .. P+R-2 (those predicting the response tokens), computed
+    with each distinct prompt run once (`prompt_states`, unless given): its KV cache is indexed out to its
+    rows (with grad, so the prompt's gradient is the sum over its rows, exactly as in the full forward), then
+    the rows run only their response tokens 0 .. R-2 against that cache."""
+    P = prompt_length
+    if prompts is None:
+        prompts = prompt_states(model, input_ids, attention_mask, P, prompt_index)
+    index = torch.searchsorted(prompts.prompt_ids, prompt_index)  # (B,) each row's prompt among them
+    first_logits = prompts.first_logits.index_select(0, index)  # (B, 1, V)
     if input_ids.shape[1] - P == 1:
         return first_logits
-    cache.batch_select_indices(row_to_distinct)  # every layer's keys/values (U, ...) -> (B, ...), differentiable
+    cache = DynamicCache(config=getattr(model, "module", model).config)
+    for layer, (keys, values) in enumerate(prompts.layers):
+        cache.update(keys.index_select(0, index), values.index_select(0, index), layer)  # (U, ...) -> (B, ...)
     response_out = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
-                         position_ids=positions[:, P:-1], cache=cache, use_cache=True)  # (B, R-1, V)
+                         position_ids=attention_positions(attention_mask)[:, P:-1], cache=cache,
+                         use_cache=True)  # (B, R-1, V)
     return torch.cat([first_logits, response_out.logits], dim=1)  # (B, R, V)
 
 
@@ -287,25 +311,29 @@ def rollout_logprobs(model, rollout, rows, with_entropy=False, max_chunks=MAX_CH
     """`sequence_logprobs` of rows `rows` (1-D index tensor) of `rollout` under `model`, at the rollout's
     temperature, cut after the longest response among those rows (the cut columns are padding of all of
     them): (len(rows), length) logprobs, and entropies if with_entropy (after a row's response: padding, to be
-    masked with its response_mask). The
-    rows of a group share their prompt's forward (prompt_index = row // n_rollouts). Inputs move to the
-    model's device.
+    masked with its response_mask). Inputs move to the model's device.
 
-    Responses are short and uneven (a few tokens, the longest several times the mean), so a batch padded to
-    the longest computes mostly padding. The rows are therefore run in up to `max_chunks` chunks of similar
-    length (`length_chunks`), each padded only to its own longest response; every chunk runs the prompts of
-    its rows again, and the split is chosen where it costs the fewest token positions. Same numbers up to
-    float rounding, and the same gradients."""
+    Each distinct prompt among the rows runs once (prompt_index = row // n_rollouts; `prompt_states`). Responses
+    are short and uneven (a few tokens, the longest several times the mean), so a batch padded to the longest
+    computes mostly padding: the rows' responses therefore run in up to `max_chunks` chunks of similar length
+    (`length_chunks`), each padded only to its own longest response and attending to the prompts' shared cache.
+    Same numbers up to float rounding, and the same gradients. Under gradient checkpointing (no cache) every
+    chunk runs its rows' prompts in full."""
     device = next(model.parameters()).device
     lengths = rollout.response_lengths[rows]
-    length, prompt_index = int(lengths.max()), rows // rollout.n_rollouts
-    chunks = length_chunks(lengths, prompt_index, rollout.prompt_length, max_chunks)
+    length, prompt_index = int(lengths.max()), (rows // rollout.n_rollouts).to(device)
+    P = rollout.prompt_length
+    prompts = None
+    if not _uses_checkpointing(model):
+        prompts = prompt_states(model, rollout.input_ids[rows, :P].to(device), rollout.attention_mask[rows, :P].to(device),
+                                P, prompt_index)
+    chunks = length_chunks(lengths, max_chunks)
     outputs = []
     for chunk in chunks:
-        chunk_rows, columns = rows[chunk], rollout.prompt_length + int(lengths[chunk].max())
+        chunk_rows, columns = rows[chunk], P + int(lengths[chunk].max())
         out = sequence_logprobs(model, rollout.input_ids[chunk_rows, :columns].to(device),
-                                rollout.attention_mask[chunk_rows, :columns].to(device), rollout.prompt_length,
-                                rollout.temperature, with_entropy, prompt_index=prompt_index[chunk].to(device))
+                                rollout.attention_mask[chunk_rows, :columns].to(device), P, rollout.temperature,
+                                with_entropy, prompt_index=prompt_index[chunk.to(device)], prompts=prompts)
         outputs.append(out if with_entropy else (out,))
     if len(chunks) == 1 and torch.equal(chunks[0], torch.arange(len(rows))):  # one chunk, in the order of `rows`
         return outputs[0] if with_entropy else outputs[0][0]
@@ -313,27 +341,22 @@ def rollout_logprobs(model, rollout, rows, with_entropy=False, max_chunks=MAX_CH
     joined = []
     for parts in zip(*outputs):  # logprobs, then entropies
         padded = torch.cat([torch.nn.functional.pad(part, (0, length - part.shape[1])) for part in parts])
-        joined.append(padded[torch.argsort(order)])  # (len(rows), length) back in the order of `rows`
+        joined.append(padded.index_select(0, torch.argsort(order)))  # (len(rows), length) in the order of `rows`
     return tuple(joined) if with_entropy else joined[0]
 
 
-def length_chunks(lengths, prompt_index, prompt_length, max_chunks=MAX_CHUNKS):
+def length_chunks(lengths, max_chunks=MAX_CHUNKS, chunk_cost=CHUNK_COST):
     """Rows (indices into `lengths`) in at most max_chunks chunks of consecutive response lengths, split where
-    the forward computes the fewest token positions: the sum over chunks of rows x longest response +
-    distinct prompts x prompt_length (each chunk runs its prompts once). Exact over the splits of the rows
-    sorted by (length, prompt), by dynamic programming over the places where that pair changes (a cut
-    inside a run of equal pairs never costs less than one at its end). E.g. lengths (3, 4, 4, 20), one prompt of 10 tokens:
-    one chunk costs 4 x 20 + 10 = 90 positions, the best two, (3, 4, 4) and (20), 3 x 4 + 10 + 1 x 20 + 10 = 52."""
-    order = torch.argsort(lengths * (int(prompt_index.max()) + 1) + prompt_index, stable=True)  # by length, prompt
-    sorted_lengths, prompts = lengths[order].tolist(), prompt_index[order].tolist()
-    cuts = [0] + [i for i in range(1, len(order)) if (sorted_lengths[i], prompts[i]) != (sorted_lengths[i - 1],
-                                                                                          prompts[i - 1])] + [len(order)]
-    cost = {}  # (i, j) -> token positions of the chunk of sorted rows cuts[i]:cuts[j]
-    for i in range(len(cuts) - 1):
-        seen = set()
-        for j in range(i + 1, len(cuts)):
-            seen.update(prompts[cuts[j - 1]:cuts[j]])
-            cost[i, j] = (cuts[j] - cuts[i]) * sorted_lengths[cuts[j] - 1] + len(seen) * prompt_length
+    the forwards cost least: the sum over chunks of rows x longest response (token positions) + chunk_cost (a
+    forward's fixed cost, in positions). Exact over the splits of the rows sorted by length, by dynamic
+    programming over the places where the length changes (a cut inside a run of equal lengths never costs less
+    than one at its end). E.g. lengths (3, 4, 4, 20), chunk_cost 8: one chunk costs 4 x 20 + 8 = 88 positions,
+    the best two, (3, 4, 4) and (20), 3 x 4 + 8 + 1 x 20 + 8 = 48."""
+    order = torch.argsort(lengths, stable=True)
+    sorted_lengths = lengths[order].tolist()
+    cuts = [0] + [i for i in range(1, len(order)) if sorted_lengths[i] != sorted_lengths[i - 1]] + [len(order)]
+    cost = {(i, j): (cuts[j] - cuts[i]) * sorted_lengths[cuts[j] - 1] + chunk_cost  # chunk of sorted rows cuts[i]:cuts[j]
+            for i in range(len(cuts) - 1) for j in range(i + 1, len(cuts))}
     last, plans = len(cuts) - 1, [{0: (0, [])}]  # plans[c][j]: cheapest (cost, chunk ends) of rows :cuts[j] in c chunks
     for _ in range(min(max_chunks, last)):
         plans.append({j: min((plans[-1][i][0] + cost[i, j], plans[-1][i][1] + [j]) for i in plans[-1] if i < j)

@@ -202,7 +202,9 @@ if gradient_checkpointing:  # recomputes only in train mode: sampling (eval mode
 if weights_dtype == torch.bfloat16:  # plain AdamW would round lr=1e-6 steps away in bf16 (optim.py)
     optimizer = StochasticRoundingAdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay, seed=seed)
 else:
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    # fused: one kernel for every tensor instead of a loop over them (FSDP's sharded tensors: torch's default)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay,
+                                  fused=None if sharded else True)
 for param in policy.parameters():  # zero grads, never None: a mini-batch without a gradient row then
     param.grad = torch.zeros_like(param)  # steps AdamW exactly as a backward of zeros would
 policy, optimizer = accelerator.prepare(policy, optimizer)  # DDP or FSDP when launched so; else as it was

@@ -422,26 +422,25 @@ def test_rollout_logprobs_cuts_at_the_longest_response(micro_model, micro_tokeni
 
 
 def test_length_chunks_is_the_cheapest_split():
-    """Against every split of the rows sorted by (length, prompt) into at most max_chunks consecutive chunks
-    (exhaustive, small cases)."""
+    """Against every split of the rows sorted by length into at most max_chunks consecutive chunks (exhaustive,
+    small cases)."""
     import itertools
     import random
 
     from rollout import length_chunks
 
-    assert [c.tolist() for c in length_chunks(torch.tensor([3, 4, 4, 20]), torch.zeros(4, dtype=torch.long), 10)] == [
-        [0, 1, 2], [3]]  # the docstring's example
+    assert [c.tolist() for c in length_chunks(torch.tensor([3, 4, 4, 20]), chunk_cost=8)] == [[0, 1, 2], [3]]  # the docstring's
+    assert len(length_chunks(torch.tensor([3, 4, 4, 20]), chunk_cost=100)) == 1  # a chunk costs more than padding saves
     rng = random.Random(0)
     for _ in range(60):
-        n, max_chunks, prompt_length = rng.randint(1, 9), rng.randint(1, 4), rng.randint(0, 12)
+        n, max_chunks, chunk_cost = rng.randint(1, 9), rng.randint(1, 4), rng.randint(0, 12)
         lengths = torch.tensor([rng.randint(1, 12) for _ in range(n)])
-        prompts = torch.tensor([rng.randint(0, 2) for _ in range(n)])
-        chunks = length_chunks(lengths, prompts, prompt_length, max_chunks)
+        chunks = length_chunks(lengths, max_chunks, chunk_cost)
         assert sorted(torch.cat(chunks).tolist()) == list(range(n)) and len(chunks) <= max_chunks
 
         def cost(parts):
-            return sum(len(p) * int(lengths[p].max()) + len(set(prompts[p].tolist())) * prompt_length for p in parts)
-        order = torch.argsort(lengths * 3 + prompts, stable=True)  # by length, then prompt
+            return sum(len(p) * int(lengths[p].max()) + chunk_cost for p in parts if len(p))
+        order = torch.argsort(lengths, stable=True)
         best = min(cost(order.tensor_split(list(cut))) for k in range(max_chunks)
                    for cut in itertools.combinations(range(1, n), k))
         assert cost(chunks) == best
@@ -471,7 +470,7 @@ def test_rollout_logprobs_in_length_chunks_equals_one_batch(micro_tokenizer):
         ((logprobs + 0.1 * entropies) * mask).sum().backward()
         results.append((logprobs * mask, entropies * mask, [p.grad.clone() for p in model.parameters()]))
     from rollout import length_chunks
-    assert len(length_chunks(lengths, rows // 8, rollout.prompt_length)) > 1
+    assert len(length_chunks(lengths)) > 1
     (one_lp, one_ent, one_grads), *chunked = results
     for lp, ent, grads in chunked:  # in the order of `rows`, whatever the chunks
         torch.testing.assert_close(lp, one_lp, atol=1e-5, rtol=0)
