@@ -1,9 +1,14 @@
-"""bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32); it is never a timed test."""
+"""bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), and benchmarks/alternate.py takes
+its turns and ratios (on fake timings); none is a timed test."""
+import os
+
 import pytest
 import torch
 from conftest import make_micro_model
 
 import bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -20,3 +25,37 @@ def test_bad_arguments_are_usage_errors():
 
     with pytest.raises(CommandError, match="shapes"):
         bench.main(["--shapes=13b"])
+
+
+def load_alternate():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("alternate", os.path.join(ROOT, "benchmarks", "alternate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_alternate_runs_both_checkouts_in_turn_and_takes_ratios_within_a_round(monkeypatch, capsys):
+    alternate = load_alternate()
+    calls = []
+
+    def fake_workload(model_dir, steps, warmup, **overrides):
+        is_ours = bench.ROOT == ROOT
+        if not is_ours:  # the earlier commit, exported: it has a train.py of its own
+            assert os.path.isfile(os.path.join(bench.ROOT, "train.py"))
+        calls.append("ours" if is_ours else "before")
+        return {"seconds_per_step": 0.5 if is_ours else 1.0}
+
+    monkeypatch.setattr(bench, "run_workload", fake_workload)
+    monkeypatch.setattr(bench, "run_trl", lambda *args: {"seconds_per_step": 2.0})
+    monkeypatch.setattr(alternate.importlib.util, "find_spec", lambda name: object())  # as if trl were installed
+    rounds = alternate.main(["--before=HEAD", "--rounds=2"])
+    assert calls == ["ours", "before", "ours", "before"] and bench.ROOT == ROOT
+    assert [r["ratios"] for r in rounds] == [{"ours/before": 0.5, "ours/trl": 0.25, "before/trl": 0.5}] * 2
+    assert "round 2: ours 0.500 s/step  before 1.000 s/step  trl 2.000 s/step" in capsys.readouterr().out
+
+
+def test_alternate_names_a_commit_it_cannot_export():
+    with pytest.raises(SystemExit):
+        load_alternate().main(["--before=no-such-commit"])
