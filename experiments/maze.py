@@ -44,6 +44,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join("experiments", "runs")  # paths are relative to ROOT: main() works from there
+RESULTS = os.path.join("experiments", "results")  # the grids' records, <mode>.jsonl (committed)
 WARMSTART = os.path.join(RUNS, "warmstart", "tiny-warmstart")  # the policy every run starts from
 SEEDS = (0, 1, 2)
 
@@ -487,7 +488,7 @@ def main(argv=None):
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)
     # the grid's record, the file plots.py and RESULTS.md read (the run folders stay out of git)
-    results = os.path.join("experiments", "results", f"{args.mode}.jsonl")
+    results = os.path.join(RESULTS, f"{args.mode}.jsonl")
     recorded = recorded_runs(jobs, results, verify=not args.dry_run)
     record = lambda: write_grid_record(args.mode, jobs, recorded, results)  # noqa: E731
     failed = run_grid(jobs, args.workers, args.dry_run, recorded, after_each=record)

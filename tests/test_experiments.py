@@ -40,6 +40,7 @@ def test_plots_comparisons_name_runs_of_each_grid():
 
 def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(maze, "RUNS", str(tmp_path))
+    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))  # not the committed record, whose runs a dry run skips
     assert maze.main(["--primary", "--dry-run"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("python train.py")]
     assert len(lines) == 70  # 6 methods and the tuned entropy baseline, 10 seeds each
@@ -85,6 +86,7 @@ def test_complete_runs_are_skipped(tmp_path, capsys):
 
 def test_dry_run_prints_commands(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(maze, "RUNS", str(tmp_path))  # no run is complete there, whatever this machine ran
+    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))  # nor recorded
     assert maze.main(["--quick", "--only", "k", "--seeds", "0", "--dry-run"]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "k8-lr4x-seed0" in line)
