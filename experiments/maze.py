@@ -17,8 +17,9 @@ runs a copy of the code taken when it first starts, experiments/runs/<mode>/code
 edits made meanwhile change no run. Stop the script any time and start it again: a run whose eval.json exists is
 complete and skipped, an unfinished one is continued from its last checkpoint (--resume=True), and a run already
 in the record is skipped too, so a grid started in one clone is finished in another (its run folders gone) once
-the record is committed. Each line holds the fingerprint of the weights the run started from (start_weights);
-a recorded run counts only when the warm start rebuilt here has the same one (up to float rounding).
+the record is committed. Each line holds the fingerprint of the weights the run started from (start_weights)
+and the commit of the code it ran (code): a recorded run counts only when the warm start rebuilt here has the
+same fingerprint (up to float rounding), and the remaining runs run that commit's code.
 
 What is fixed and what varies: every run of a grid starts from the same warm-started tiny model (tiny.py;
 copied from out/tiny-warmstart, or built once with train.py's default split; the primary family builds its own
@@ -229,6 +230,35 @@ def snapshot_code(mode):
     return os.path.join(code, "train.py")
 
 
+def snapshot_commit(mode):
+    """The commit a grid's code snapshot was taken from (runs/<mode>/code/VERSION), "+uncommitted" appended when
+    the snapshot held uncommitted changes (no commit names its code); None without a snapshot."""
+    version = os.path.join(RUNS, mode, "code", "VERSION")
+    if not os.path.exists(version):
+        return None
+    with open(version) as f:
+        lines = f.read().splitlines()
+    return lines[0].split()[1] + ("" if lines[-1] == "none" else "+uncommitted")
+
+
+def adopt_recorded_snapshot(mode, results):
+    """A grid resumed where its run folders are gone (a fresh clone): run the code its record names (each line's
+    "code" commit), not today's, so every run of the grid runs the same code. Writes runs/<mode>/code/VERSION;
+    snapshot_code then restores the modules from that commit."""
+    code = os.path.join(RUNS, mode, "code")
+    commits = {record.get("code") for record in read_record(results).values()} - {None}
+    if os.path.exists(os.path.join(code, "VERSION")) or not commits:
+        return
+    if len(commits) > 1:
+        raise ValueError(f"{results}: its runs name {len(commits)} code commits {sorted(commits)}; a grid runs one")
+    if next(iter(commits)).endswith("+uncommitted"):
+        raise ValueError(f"{results}: its runs ran uncommitted code, which no clone can restore; run the grid anew")
+    os.makedirs(code, exist_ok=True)
+    with open(os.path.join(code, "VERSION"), "w") as f:
+        f.write(f"commit {commits.pop()}\ncopied {time.strftime('%Y-%m-%d %H:%M:%S')} (the commit {results} names)\n"
+                f"uncommitted changes in these files:\nnone\n")
+
+
 def restore_snapshot(code):
     """A snapshot whose VERSION was committed without its copies (the repository keeps only VERSION, not a
     second copy of the code): bring back the top-level modules of the commit it names, with `git show`.
@@ -369,14 +399,14 @@ def write_grid_record(mode, jobs, recorded, results):
 
     stale = {(job["key"], job["seed"]) for job in jobs} - set(recorded)
     by_run = {key: record for key, record in read_record(results).items() if key not in stale}
-    fingerprints = {}
+    fingerprints, code = {}, snapshot_commit(mode)
     for record in plots.compact_runs(os.path.join(RUNS, mode))[0]:
         key, model = (record["run"], record["seed"]), record["config"].get("model", "")
         if not is_complete(run_dir(mode, *key)):
             continue
         if model not in fingerprints:
             fingerprints[model] = weights_fingerprint(model) if os.path.exists(model) else None
-        by_run[key] = dict(record, start_weights=fingerprints[model])
+        by_run[key] = dict(record, start_weights=fingerprints[model], code=code)
     records = [by_run[key] for key in sorted(by_run)]
     plots.write_records(records, results + ".tmp")
     os.replace(results + ".tmp", results)
@@ -483,12 +513,13 @@ def main(argv=None):
     if args.workers < 1:
         usage_error(f"--workers={args.workers} must be >= 1")
     script = "train.py"
-    if not args.dry_run:
-        ensure_warmstart(args.mode)
-        script = snapshot_code(args.mode)
-    jobs = select(args.mode, groups, seeds, script)
     # the grid's record, the file plots.py and RESULTS.md read (the run folders stay out of git)
     results = os.path.join(RESULTS, f"{args.mode}.jsonl")
+    if not args.dry_run:
+        ensure_warmstart(args.mode)
+        adopt_recorded_snapshot(args.mode, results)
+        script = snapshot_code(args.mode)
+    jobs = select(args.mode, groups, seeds, script)
     recorded = recorded_runs(jobs, results, verify=not args.dry_run)
     record = lambda: write_grid_record(args.mode, jobs, recorded, results)  # noqa: E731
     failed = run_grid(jobs, args.workers, args.dry_run, recorded, after_each=record)

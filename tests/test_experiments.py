@@ -183,3 +183,26 @@ def test_a_grid_resumes_from_its_record_when_its_run_folders_are_gone(tmp_path, 
     assert maze.recorded_runs(jobs, results) == {}
     assert "g/done seed 0 started from other weights" in capsys.readouterr().out
     assert maze.write_grid_record("m", jobs, {}, results) == []
+
+
+def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(maze, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(maze.ROOT)  # git show runs in the repository, as main() does
+    head = subprocess.run(["git", "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
+    results = tmp_path / "m.jsonl"
+    results.write_text(json.dumps({"run": "g/a", "seed": 0, "code": head}) + "\n")
+    maze.adopt_recorded_snapshot("m", str(results))
+    assert maze.snapshot_commit("m") == head
+    script = maze.snapshot_code("m")  # restores the modules of that commit, not today's
+    shown = subprocess.run(["git", "show", f"{head}:train.py"], capture_output=True, text=True, check=True).stdout
+    assert open(script).read() == shown
+
+    results.write_text("".join(json.dumps({"run": "g/a", "seed": s, "code": c}) + "\n"
+                               for s, c in ((0, head), (1, "0" * 40))))
+    with pytest.raises(ValueError, match="name 2 code commits"):
+        maze.adopt_recorded_snapshot("other", str(results))
+    results.write_text(json.dumps({"run": "g/a", "seed": 0, "code": head + "+uncommitted"}) + "\n")
+    with pytest.raises(ValueError, match="uncommitted code"):
+        maze.adopt_recorded_snapshot("third", str(results))
