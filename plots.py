@@ -649,7 +649,7 @@ def comparisons(grid, runs=()):
     if grid == "horizon":
         return {"estimators": [("Pass@1", "estimators/pass1"), ("Pass@k analytical", "estimators/passk_analytical")]}
     if grid == "primary":
-        return {"primary": [(label, f"primary/{name}") for label, name in PRIMARY_METHODS]}
+        return {"primary": [(label, f"primary/{name}") for label, name in PRIMARY_METHODS + [("entropy 0.1", "entropy0.1")]]}
     if grid == "tune":
         return {"tune": [("Pass@1", "tune/pass1")] + [(f"entropy {c}", f"tune/entropy{c}") for c in (0.03, 0.1, 0.3)]
                 + [(f"noise {n}", f"tune/noise{n}") for n in (0.1, 0.5)]}
@@ -700,7 +700,10 @@ def plot_experiments(records, out_dir):
     if seconds:
         sections.append(f"{len(seconds)} runs with a recorded wall time: {sum(seconds) / 60:.1f} min in all "
                         f"(mean {np.mean(seconds):.0f} s, min {min(seconds):.0f} s, max {max(seconds):.0f} s a run)")
-    text = "\n\n".join(sections) + "\n"
+    header = (f"# The {grid} grid's figures and tables\n\nDrawn from its record by `python plots.py "
+              f"experiments/results/{grid}.jsonl`. Git keeps only the figures a document shows; that command draws "
+              f"the others beside this file.")
+    text = "\n\n".join([header] + sections) + "\n"
     with open(os.path.join(out_dir, f"{grid}_tables.md"), "w") as f:
         f.write(text)
     return text
@@ -896,6 +899,24 @@ PRIMARY_FAMILY = (
        for i, (_, name) in enumerate(PRIMARY_METHODS[1:])])
 
 
+PN = {name: f"primary/{name}" for _, name in PRIMARY_METHODS + [("entropy 0.1", "entropy0.1")]}
+# the primary grid's other comparisons, chosen after its declaration: exploratory (BH over these 24), not verdicts
+PRIMARY_EXPLORATORY = (
+    [("precondition: Pass@1 narrows", "primary", PN["pass1"], "start:" + PN["pass1"], metric, "pooled" if metric != "entropy" else None, None)
+     for metric in ("p@128", "entropy")]
+    + [("2.2 narrowing stopped?", "primary", PN[name], "start:" + PN[name], "p@128", "pooled", None)
+       for _, name in PRIMARY_METHODS[1:]]
+    + [("pass@1 cost", "primary", PN[name], PN["pass1"], "p@1", "pooled", None) for _, name in PRIMARY_METHODS[1:]]
+    + [("3.2 explores more", "primary", PN[name], PN["pass1"], "entropy", None, None) for _, name in PRIMARY_METHODS[1:]]
+    + [("3.1 baseline moved?", "primary", PN["entropy0.1"], PN["pass1"], "entropy", None, None),
+       ("3.1 Pass@k > entropy reg.", "primary", PN["passk_analytical"], PN["entropy0.1"], "p@8", "pooled", None),
+       ("3.1 Pass@k > entropy reg.", "primary", PN["passk_analytical"], PN["entropy0.1"], "p@128", "pooled", None),
+       ("2.4 analytical vs bootstrap", "primary", PN["passk_analytical"], PN["passk_bootstrap"], "p@1", "pooled", None),
+       ("2.4 analytical vs bootstrap", "primary", PN["passk_analytical"], PN["passk_bootstrap"], "p@128", "pooled", None),
+       ("4.2 best-of-N vs exceeding", "primary", PN["best_of_n"], PN["passk_exceeding"], "p@128", "pooled", None),
+       ("4.2 best-of-N vs exceeding", "primary", PN["best_of_n"], PN["passk_exceeding"], "p@1", "pooled", None)])
+
+
 def exploratory_family():
     """VERDICTS plus every other method of the long grid against Pass@1 on pass@1, pass@8, pass@128 and entropy:
     the family the BH q-values are computed over (a comparison is in it whether or not a verdict names it)."""
@@ -912,7 +933,8 @@ def exploratory_family():
 
 def verdict_tables(records, replicates=4000):
     """{block name: markdown} for RESULTS.md, from the records alone: 'verdicts' and 'family' (the exploratory
-    comparisons of the long and tasks grids, BH), and 'primary' (Holm) when the records hold the primary grid."""
+    comparisons of the long and tasks grids, BH), and 'primary' (Holm) and 'primary-exploratory' (BH) when the
+    records hold the primary grid."""
     tables = {}
     if any(record["grid"] in ("long", "tasks") for record in records):
         results = evaluate_comparisons(records, exploratory_family(), replicates)
@@ -920,7 +942,14 @@ def verdict_tables(records, replicates=4000):
         tables["family"] = verdict_table(results[len(VERDICTS):])
     if any(record["grid"] == "primary" for record in records):
         tables["primary"] = verdict_table(evaluate_comparisons(records, PRIMARY_FAMILY, replicates, "holm"), "holm")
+        tables["primary-exploratory"] = verdict_table(evaluate_comparisons(records, PRIMARY_EXPLORATORY, replicates))
     return tables
+
+
+def has_block(path, name):
+    with open(path) as f:
+        page = f.read()
+    return f"<!-- {name} -->" in page and f"<!-- /{name} -->" in page
 
 
 def replace_block(path, name, text):
@@ -958,7 +987,9 @@ def main(argv=None):
     parser.add_argument("--out", default=FIGURES)
     parser.add_argument("--compact", metavar="PATH", help="write the runs folder's records to PATH (.jsonl or .jsonl.gz)")
     parser.add_argument("--verdicts", action="store_true", help="print the verdict tables of the records (RESULTS.md)")
-    parser.add_argument("--write", metavar="MARKDOWN", help="with --verdicts: put them into MARKDOWN's verdict blocks")
+    parser.add_argument("--write", metavar="MARKDOWN", action="append", default=[],
+                        help="with --verdicts: put each table into the block of its name in MARKDOWN (repeatable: "
+                             "each table goes to the file that has its block)")
     parser.add_argument("--n_rollouts", type=int, default=16)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--advantages-only", action="store_true")
@@ -981,14 +1012,20 @@ def main(argv=None):
         records = [record for path in paths for record in read_source(path)[0]]
         if not records:
             usage_error("--verdicts needs the records of the long and tasks grids (experiments/results/*.jsonl)")
+        for path in args.write:
+            if not os.path.isfile(path):
+                usage_error(f"--write={path!r} is not a markdown file")
         tables = verdict_tables(records)
         for name, table in tables.items():
-            if args.write:
-                replace_block(args.write, name, table)
-            else:
+            if not args.write:
                 print(f"{name}:\n\n{table}\n")
-        if args.write:
-            print(f"wrote the {', '.join(tables)} tables into {args.write}")
+                continue
+            targets = [path for path in args.write if has_block(path, name)]
+            if not targets:
+                usage_error(f"no --write file has a <!-- {name} --> ... <!-- /{name} --> block for the {name} table")
+            for path in targets:
+                replace_block(path, name, table)
+                print(f"wrote the {name} table into {path}")
         return
     single = len(paths) == 1 and os.path.exists(os.path.join(paths[0], "metrics.jsonl"))  # one train.py out_dir
     sources = []

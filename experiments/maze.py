@@ -1,7 +1,7 @@
 """Reproduce the paper's maze findings at small scale: grids of train.py runs, seeds included.
 
     python experiments/maze.py --primary --dry-run      # the pre-declared primary family (RESULTS.md): 70 runs
-    python experiments/maze.py --primary                # run it: about 3 hours on 2 cores (estimated, RESULTS.md)
+    python experiments/maze.py --primary                # run it: 3.6 hours on 2 cores (measured, RESULTS.md)
     python experiments/maze.py --tune                   # tune the entropy and noise baselines first (2 seeds)
     python experiments/maze.py --long                   # the 5-seed long-protocol grid (110 runs, exploratory)
     python experiments/maze.py --long --only k          # one group (and the runs it depends on)

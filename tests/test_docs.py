@@ -294,3 +294,17 @@ def test_documented_command_runs(doc, line, text, argv, outcomes):
             output = f"{output[:2500]}\n[...]\n{output[-3500:]}"
         pytest.fail(f"{doc}:{line}: `{text}` failed ({status}), run with its smallest settings as\n    {shown}\n"
                     f"Output:\n{output}", pytrace=False)
+
+
+def test_git_keeps_exactly_the_figures_the_documents_show():
+    """experiments/figures holds what plots.py draws; git keeps a figure only when README, RESULTS, BENCHMARKS or
+    docs/ show it, and every figure they show is in git (a fresh clone renders them)."""
+    tracked = subprocess.run(["git", "ls-files", "experiments/figures"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    shown = set()
+    for doc in DOCS + ["RESULTS.md", "BENCHMARKS.md"]:
+        with open(os.path.join(ROOT, doc), encoding="utf-8") as f:
+            for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", f.read()):
+                shown.add(os.path.normpath(os.path.join(os.path.dirname(doc), target)))
+    figures = {path for path in tracked if path.endswith(".png")}
+    assert figures == {path for path in shown if path.startswith("experiments/figures/")}

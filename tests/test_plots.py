@@ -322,12 +322,16 @@ def test_the_primary_family_is_holm_corrected_and_pools_items():
     start = {"5": [2, 2], "9": [0, 1, 0, 0, 0, 0], "11": [0, 0]}
     records = []
     for seed in range(4):
-        for _, name in plots.PRIMARY_METHODS:
-            better = name != "pass1"
+        for _, name in plots.PRIMARY_METHODS + [("entropy 0.1", "entropy0.1")]:
+            better = name not in ("pass1", "entropy0.1")
             end = {"5": [2, 2 + seed % 2], "9": [int(better) + seed % 2, 1, 0, 0, int(better), 0], "11": [0, int(better)]}
             records.append(fake_record(f"primary/{name}", seed, start, end, n=128, grid="primary"))
     tables = plots.verdict_tables(records, replicates=200)
-    assert set(tables) == {"primary"}
+    assert set(tables) == {"primary", "primary-exploratory"}
+    exploratory = tables["primary-exploratory"].splitlines()[2:]
+    assert len(exploratory) == len(plots.PRIMARY_EXPLORATORY) == 24 and "BH q" in tables["primary-exploratory"]
+    assert exploratory[0].startswith("| precondition: Pass@1 narrows | pass1 - start of pass1 | p@128 (all items) | 4 |")
+    assert "| passk_analytical - entropy0.1 | p@8 (all items) | 4 |" in tables["primary-exploratory"]
     rows = tables["primary"].splitlines()[2:]
     assert len(rows) == 20 and rows[0].startswith("| H1 | passk_analytical - pass1 | p@8 (all items) | 4 |")
     assert "Holm p" in tables["primary"] and rows[10].startswith("| H11 |") and "p@128 (9, 11)" in rows[10]
