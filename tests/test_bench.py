@@ -1,5 +1,6 @@
 """bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), and benchmarks/alternate.py takes
-its turns and ratios (on fake timings); none is a timed test."""
+its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths; none is a timed test."""
+import importlib.util
 import os
 
 import pytest
@@ -27,17 +28,16 @@ def test_bad_arguments_are_usage_errors():
         bench.main(["--shapes=13b"])
 
 
-def load_alternate():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("alternate", os.path.join(ROOT, "benchmarks", "alternate.py"))
+def load_benchmark(name):
+    """benchmarks/<name>.py as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_alternate_runs_both_checkouts_in_turn_and_takes_ratios_within_a_round(monkeypatch, capsys):
-    alternate = load_alternate()
+    alternate = load_benchmark("alternate")
     calls = []
 
     def fake_workload(model_dir, steps, warmup, **overrides):
@@ -58,4 +58,13 @@ def test_alternate_runs_both_checkouts_in_turn_and_takes_ratios_within_a_round(m
 
 def test_alternate_names_a_commit_it_cannot_export():
     with pytest.raises(SystemExit):
-        load_alternate().main(["--before=no-such-commit"])
+        load_benchmark("alternate").main(["--before=no-such-commit"])
+
+
+def test_compile_update_times_both_eager_paths_and_checks_they_agree():
+    compile_update = load_benchmark("compile_update")
+    figures = compile_update.main(["--no-compile", "--passes=1", "--threads=1"])
+    assert figures["full_vs_shared_max_abs_diff"] <= 1e-4
+    assert figures["eager_full_s"] > 0 and figures["eager_shared_s"] > 0 and "compiled_full_s" not in figures
+    with pytest.raises(SystemExit):
+        compile_update.main(["--passes=0"])
