@@ -19,7 +19,9 @@ complete and skipped, an unfinished one is continued from its last checkpoint (-
 in the record is skipped too, so a grid started in one clone is finished in another (its run folders gone) once
 the record is committed. Each line holds the fingerprint of the weights the run started from (start_weights)
 and the commit of the code it ran (code): a recorded run counts only when the warm start rebuilt here has the
-same fingerprint (up to float rounding), and the remaining runs run that commit's code.
+same fingerprint (up to float rounding), and the remaining runs run that commit's code. A warm start rebuilt
+to other weights (another CPU: 1,200 SFT steps amplify its rounding) stops the grid with an error, since its
+runs would not pair with the recorded ones; --rerun_other_starts runs them again and replaces them.
 
 What is fixed and what varies: every run of a grid starts from the same warm-started tiny model (tiny.py;
 copied from out/tiny-warmstart, or built once with train.py's default split; the primary family builds its own
@@ -497,6 +499,9 @@ def main(argv=None):
     parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--rerun_other_starts", action="store_true",
+                        help="run again (and replace in the record) the recorded runs whose start policy differs "
+                             "from the warm start built here; without it such a record is an error")
     add_debug_option(parser)
     args = parser.parse_args(argv)
     os.chdir(ROOT)
@@ -521,6 +526,13 @@ def main(argv=None):
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)
     recorded = recorded_runs(jobs, results, verify=not args.dry_run)
+    other_starts = [key for key in read_record(results) if key in {(job["key"], job["seed"]) for job in jobs}
+                    and key not in recorded]
+    if other_starts and not args.rerun_other_starts:
+        usage_error(f"{results}: {len(other_starts)} recorded runs started from other (or unrecorded) weights than "
+                    f"the warm start built here (another CPU rounds the warm start's training differently, or its recipe changed); "
+                    f"running the grid would run them again and replace them. Run it where the record was made, "
+                    f"or pass --rerun_other_starts to replace them.")
     record = lambda: write_grid_record(args.mode, jobs, recorded, results)  # noqa: E731
     failed = run_grid(jobs, args.workers, args.dry_run, recorded, after_each=record)
     if not args.dry_run:

@@ -206,3 +206,22 @@ def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypa
     results.write_text(json.dumps({"run": "g/a", "seed": 0, "code": head + "+uncommitted"}) + "\n")
     with pytest.raises(ValueError, match="uncommitted code"):
         maze.adopt_recorded_snapshot("third", str(results))
+
+
+def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_replace_it(monkeypatch, tmp_path):
+    from cli import CommandError
+
+    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))
+    for name in ("ensure_warmstart", "adopt_recorded_snapshot"):
+        monkeypatch.setattr(maze, name, lambda *args: None)
+    monkeypatch.setattr(maze, "snapshot_code", lambda mode: "train.py")
+    first = maze.select("smoke", None, [0], "train.py")[0]
+    monkeypatch.setattr(maze, "read_record", lambda results: {(first["key"], 0): {"run": first["key"], "seed": 0}})
+    monkeypatch.setattr(maze, "recorded_runs", lambda jobs, results, verify: {})  # its fingerprint differs here
+    ran = []
+    monkeypatch.setattr(maze, "run_grid", lambda jobs, *args, **kwargs: ran.append(len(jobs)) or [])
+    monkeypatch.setattr(maze, "write_grid_record", lambda *args: [])
+    with pytest.raises(CommandError, match="1 recorded runs started from other .* --rerun_other_starts"):
+        maze.main(["--smoke", "--seeds=0"])
+    assert ran == []
+    assert maze.main(["--smoke", "--seeds=0", "--rerun_other_starts"]) == 0 and ran == [len(maze.grid(2, "smoke"))]
