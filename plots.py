@@ -613,6 +613,7 @@ def wall_seconds(runs):
 NOISES, ENTROPY_COEFS = (0.1, 0.3, 0.5), (0.003, 0.01, 0.03)  # the short grids' baselines
 PRIMARY_METHODS = [("Pass@1", "pass1"), ("Pass@k analytical", "passk_analytical"), ("Pass@k bootstrap", "passk_bootstrap"),
                    ("Exceeding Pass@k", "passk_exceeding"), ("PKPO k=4", "pkpo"), ("best-of-N", "best_of_n")]
+PRIMARY_BASELINES = [("entropy 0.1", "entropy0.1")]  # tuned baselines run beside the family (experiments/maze.py)
 SHORT = {
     "estimators": [("Pass@1", "estimators/pass1"), ("Pass@k full", "estimators/passk_full"),
                    ("Pass@k bootstrap", "estimators/passk_bootstrap"), ("Pass@k analytical", "estimators/passk_analytical")],
@@ -649,7 +650,7 @@ def comparisons(grid, runs=()):
     if grid == "horizon":
         return {"estimators": [("Pass@1", "estimators/pass1"), ("Pass@k analytical", "estimators/passk_analytical")]}
     if grid == "primary":
-        return {"primary": [(label, f"primary/{name}") for label, name in PRIMARY_METHODS + [("entropy 0.1", "entropy0.1")]]}
+        return {"primary": [(label, f"primary/{name}") for label, name in PRIMARY_METHODS + PRIMARY_BASELINES]}
     if grid == "tune":
         return {"tune": [("Pass@1", "tune/pass1")] + [(f"entropy {c}", f"tune/entropy{c}") for c in (0.03, 0.1, 0.3)]
                 + [(f"noise {n}", f"tune/noise{n}") for n in (0.1, 0.5)]}
@@ -899,11 +900,11 @@ PRIMARY_FAMILY = (
        for i, (_, name) in enumerate(PRIMARY_METHODS[1:])])
 
 
-PN = {name: f"primary/{name}" for _, name in PRIMARY_METHODS + [("entropy 0.1", "entropy0.1")]}
+PN = {name: f"primary/{name}" for _, name in PRIMARY_METHODS + PRIMARY_BASELINES}
 # the primary grid's other comparisons, chosen after its declaration: exploratory (BH over these 24), not verdicts
 PRIMARY_EXPLORATORY = (
-    [("precondition: Pass@1 narrows", "primary", PN["pass1"], "start:" + PN["pass1"], metric, "pooled" if metric != "entropy" else None, None)
-     for metric in ("p@128", "entropy")]
+    [("precondition: Pass@1 narrows", "primary", PN["pass1"], "start:" + PN["pass1"], "p@128", "pooled", None),
+     ("precondition: Pass@1 narrows", "primary", PN["pass1"], "start:" + PN["pass1"], "entropy", None, None)]
     + [("2.2 narrowing stopped?", "primary", PN[name], "start:" + PN[name], "p@128", "pooled", None)
        for _, name in PRIMARY_METHODS[1:]]
     + [("pass@1 cost", "primary", PN[name], PN["pass1"], "p@1", "pooled", None) for _, name in PRIMARY_METHODS[1:]]
@@ -1016,15 +1017,17 @@ def main(argv=None):
             if not os.path.isfile(path):
                 usage_error(f"--write={path!r} is not a markdown file")
         tables = verdict_tables(records)
-        for name, table in tables.items():
-            if not args.write:
+        if not args.write:
+            for name, table in tables.items():
                 print(f"{name}:\n\n{table}\n")
-                continue
-            targets = [path for path in args.write if has_block(path, name)]
-            if not targets:
+            return
+        targets = {name: [path for path in args.write if has_block(path, name)] for name in tables}
+        for name, paths in targets.items():  # every table has a place before any file is written
+            if not paths:
                 usage_error(f"no --write file has a <!-- {name} --> ... <!-- /{name} --> block for the {name} table")
-            for path in targets:
-                replace_block(path, name, table)
+        for name, paths in targets.items():
+            for path in paths:
+                replace_block(path, name, tables[name])
                 print(f"wrote the {name} table into {path}")
         return
     single = len(paths) == 1 and os.path.exists(os.path.join(paths[0], "metrics.jsonl"))  # one train.py out_dir

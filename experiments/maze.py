@@ -530,9 +530,9 @@ def main(argv=None):
                     and key not in recorded]
     if other_starts and not args.rerun_other_starts:
         usage_error(f"{results}: {len(other_starts)} recorded runs started from other (or unrecorded) weights than "
-                    f"the warm start built here (another CPU rounds the warm start's training differently, or its recipe changed); "
-                    f"running the grid would run them again and replace them. Run it where the record was made, "
-                    f"or pass --rerun_other_starts to replace them.")
+                    f"the warm start built here (another CPU rounds the warm start's training differently, or its "
+                    f"recipe changed); running the grid would run them again and replace them. Run it where the "
+                    f"record was made, or pass --rerun_other_starts to replace them.")
     record = lambda: write_grid_record(args.mode, jobs, recorded, results)  # noqa: E731
     failed = run_grid(jobs, args.workers, args.dry_run, recorded, after_each=record)
     if not args.dry_run:

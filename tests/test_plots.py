@@ -318,14 +318,20 @@ def test_the_verdict_families_name_runs_of_the_committed_records():
         assert metric in ("p@1", "p@8", "p@128") or metric in plots.METRICS
 
 
-def test_the_primary_family_is_holm_corrected_and_pools_items():
+def primary_records(seeds=4):
+    """Records of the primary grid: every method but Pass@1 and the baselines solves a few more items."""
     start = {"5": [2, 2], "9": [0, 1, 0, 0, 0, 0], "11": [0, 0]}
     records = []
-    for seed in range(4):
-        for _, name in plots.PRIMARY_METHODS + [("entropy 0.1", "entropy0.1")]:
-            better = name not in ("pass1", "entropy0.1")
+    for seed in range(seeds):
+        for _, name in plots.PRIMARY_METHODS + plots.PRIMARY_BASELINES:
+            better = name not in ["pass1"] + [run for _, run in plots.PRIMARY_BASELINES]
             end = {"5": [2, 2 + seed % 2], "9": [int(better) + seed % 2, 1, 0, 0, int(better), 0], "11": [0, int(better)]}
             records.append(fake_record(f"primary/{name}", seed, start, end, n=128, grid="primary"))
+    return records
+
+
+def test_the_primary_family_is_holm_corrected_and_pools_items():
+    records = primary_records()
     tables = plots.verdict_tables(records, replicates=200)
     assert set(tables) == {"primary", "primary-exploratory"}
     exploratory = tables["primary-exploratory"].splitlines()[2:]
@@ -352,3 +358,22 @@ def test_plots_main_on_one_out_dir(tmp_path, capsys):
     plots.main([str(tmp_path / "out"), "--out", str(tmp_path / "figures"), "--n_rollouts", "8"])
     assert (tmp_path / "figures" / "out_curves.png").stat().st_size > 10_000
     assert "| start (step 0) | 0 | 1 |" in capsys.readouterr().out
+
+
+def test_verdicts_go_into_whichever_written_file_has_their_block(tmp_path):
+    from cli import CommandError
+
+    record = tmp_path / "primary.jsonl"
+    plots.write_records(primary_records(seeds=3), str(record))
+    family, other = tmp_path / "results.md", tmp_path / "other.md"
+    family.write_text("# r\n<!-- primary -->\n<!-- /primary -->\nend\n")
+    other.write_text("<!-- primary-exploratory -->\nold\n<!-- /primary-exploratory -->\n")
+    plots.main(["--verdicts", str(record), "--write", str(family), "--write", str(other)])
+    assert "| H1 | passk_analytical - pass1 |" in family.read_text() and family.read_text().endswith("end\n")
+    assert "| precondition: Pass@1 narrows |" in other.read_text() and "old" not in other.read_text()
+    family.write_text("<!-- primary -->\n<!-- /primary -->\n")
+    with pytest.raises(CommandError, match="no --write file has a <!-- primary-exploratory -->"):
+        plots.main(["--verdicts", str(record), "--write", str(family)])
+    assert family.read_text() == "<!-- primary -->\n<!-- /primary -->\n"  # nothing written: all or none
+    with pytest.raises(CommandError, match="is not a markdown file"):
+        plots.main(["--verdicts", str(record), "--write", str(tmp_path / "missing.md")])
