@@ -948,6 +948,7 @@ def verdict_tables(records, replicates=4000):
 
 
 def has_block(path, name):
+    """Whether a markdown file holds a '<!-- NAME -->' ... '<!-- /NAME -->' block."""
     with open(path) as f:
         page = f.read()
     return f"<!-- {name} -->" in page and f"<!-- /{name} -->" in page
@@ -955,11 +956,11 @@ def has_block(path, name):
 
 def replace_block(path, name, text):
     """Replace what lies between '<!-- NAME -->' and '<!-- /NAME -->' in a markdown file with text."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if not has_block(path, name):
+        raise ValueError(f"{path} has no {begin} ... {end} block")
     with open(path) as f:
         page = f.read()
-    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    if begin not in page or end not in page:
-        raise ValueError(f"{path} has no {begin} ... {end} block")
     head, rest = page.split(begin, 1)
     with open(path, "w") as f:
         f.write(head + begin + "\n" + text.strip() + "\n" + end + rest.split(end, 1)[1])

@@ -526,8 +526,7 @@ def main(argv=None):
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)
     recorded = recorded_runs(jobs, results, verify=not args.dry_run)
-    other_starts = [key for key in read_record(results) if key in {(job["key"], job["seed"]) for job in jobs}
-                    and key not in recorded]
+    other_starts = {(job["key"], job["seed"]) for job in jobs} & set(read_record(results)) - set(recorded)
     if other_starts and not args.rerun_other_starts:
         usage_error(f"{results}: {len(other_starts)} recorded runs started from other (or unrecorded) weights than "
                     f"the warm start built here (another CPU rounds the warm start's training differently, or its "

@@ -225,3 +225,10 @@ def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_repla
         maze.main(["--smoke", "--seeds=0"])
     assert ran == []
     assert maze.main(["--smoke", "--seeds=0", "--rerun_other_starts"]) == 0 and ran == [len(maze.grid(2, "smoke"))]
+
+
+def test_plots_draws_and_compares_the_baselines_the_primary_grid_runs():
+    import plots
+
+    assert [run for _, run in plots.PRIMARY_BASELINES] == list(maze.PRIMARY_BASELINES)
+    assert [name for _, name in plots.PRIMARY_METHODS] == list(maze.PRIMARY)
