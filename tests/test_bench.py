@@ -1,5 +1,6 @@
 """bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), and benchmarks/alternate.py takes
-its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths; none is a timed test."""
+its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths, benchmarks/step_floor.py
+profiles a train.py step; none is a timed test."""
 import importlib.util
 import os
 
@@ -10,6 +11,14 @@ from conftest import make_micro_model
 import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The benchmarks set torch's thread count for this process: give the later tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -68,3 +77,17 @@ def test_compile_update_times_both_eager_paths_and_checks_they_agree():
     assert figures["eager_full_s"] > 0 and figures["eager_shared_s"] > 0 and "compiled_full_s" not in figures
     with pytest.raises(SystemExit):
         compile_update.main(["--passes=0"])
+
+
+def test_step_floor_profiles_train_py_and_sets_the_target_against_its_kernels(monkeypatch):
+    step_floor = load_benchmark("step_floor")
+    monkeypatch.setattr(bench, "run_workload", lambda *args, **kwargs: {
+        "seconds_per_step": 10.0, "generation_s": 4.0, "update_s": 6.0})  # the unprofiled run, faked
+    monkeypatch.setattr(bench, "run_trl", lambda *args: {"seconds_per_step": 100.0})
+    figures = step_floor.main(["--steps=1", "--warmup=0", "--threads=1"])  # train.py, one step, profiled for real
+    kernels = figures["kernels_s"]
+    assert figures["profiled_steps"] == 1 and set(kernels) <= set(step_floor.ARITHMETIC) and "aten::mm" in kernels
+    assert 0 < figures["arithmetic_s"] < 10.0 and figures["other_s"] == pytest.approx(10.0 - figures["arithmetic_s"])
+    assert figures["target_s"] == pytest.approx(15.0) and figures["ours_over_trl"] == pytest.approx(0.1)
+    with pytest.raises(SystemExit):
+        step_floor.main(["--steps=0"])
