@@ -53,14 +53,20 @@ SHAPES = {"0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layer
 TRL_SECONDS = 2.9  # TRL 1.16 GRPOTrainer on this workload, issue 21 (2-core x86, 2.78-3.00 s/step)
 
 
+def workload_args(model_dir, out_dir, n_steps, device="cpu", **overrides):
+    """train.py's command-line arguments for n_steps steps of the workload (no evaluation, no checkpoint)."""
+    settings = {**DEFAULT, **overrides}
+    args = [f"--model={model_dir}", f"--out_dir={out_dir}", "--prompt_template=compact", f"--max_steps={n_steps}",
+            "--eval_every=0", "--checkpoint_every=1000000", "--show_progress=False", f"--device={device}"]
+    return args + [f"--{key}={value!r}" if isinstance(value, tuple) else f"--{key}={value}"
+                   for key, value in settings.items()]
+
+
 def run_workload(model_dir, steps, warmup, device="cpu", **overrides):
     """Run train.py for warmup + steps steps on the workload; return the mean figures of the timed steps."""
     settings = {**DEFAULT, **overrides}
     with tempfile.TemporaryDirectory() as out_dir:
-        args = [sys.executable, "train.py", f"--model={model_dir}", f"--out_dir={out_dir}", "--prompt_template=compact",
-                f"--max_steps={warmup + steps}", "--eval_every=0", "--checkpoint_every=1000000",
-                "--show_progress=False", f"--device={device}"]
-        args += [f"--{key}={value!r}" if isinstance(value, tuple) else f"--{key}={value}" for key, value in settings.items()]
+        args = [sys.executable, "train.py", *workload_args(model_dir, out_dir, warmup + steps, device, **overrides)]
         subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,  # train.py's banner; errors go to stderr
                        env={**os.environ, "OMP_NUM_THREADS": str(settings["threads"])})
         records = [json.loads(line) for line in open(os.path.join(out_dir, "metrics.jsonl"))]
