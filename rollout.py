@@ -52,7 +52,7 @@ logprobs of the response; the training loop calls it with grad, and it computes 
 from dataclasses import dataclass
 
 import torch
-from decoders import DirectDecoder, HFDecoder
+from infra.decoders import DirectDecoder, HFDecoder
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 SAMPLERS = ("fast", "generate")

@@ -83,7 +83,7 @@ show_progress = True
 config_keys = [key for key, value in globals().items() if not key.startswith("_") and
                isinstance(value, (int, float, bool, str, tuple, dict))]
 if __name__ == "__main__":
-    from cli import apply_overrides
+    from infra.cli import apply_overrides
     apply_overrides(sys.argv[1:], globals(), config_keys)
 config = {key: globals()[key] for key in config_keys}
 
@@ -136,12 +136,12 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import DistributedType, gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
 from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, score_items, summarize  # noqa: E402
 from loss import update_policy  # noqa: E402
-from optim import StochasticRoundingAdamW  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
-from tiny import is_tiny  # noqa: E402
+from infra.checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
+from infra.optim import StochasticRoundingAdamW  # noqa: E402
+from infra.tiny import is_tiny  # noqa: E402
 
 if threads:
     torch.set_num_threads(threads)
@@ -179,7 +179,7 @@ torch.manual_seed(seed)
 
 policy_path = resume_from or init_from or model
 if policy_path == "tiny":  # warm-started on the train split by the main process (or found cached/shipped) first
-    from tiny import load_or_train_task_tiny, load_or_train_tiny
+    from infra.tiny import load_or_train_task_tiny, load_or_train_tiny
 
     with accelerator.main_process_first():
         try:

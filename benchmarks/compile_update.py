@@ -26,8 +26,8 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from rollout import sequence_logprobs  # noqa: E402
-from checkpoint import load_policy  # noqa: E402
-from tiny import SHIPPED  # noqa: E402
+from infra.checkpoint import load_policy  # noqa: E402
+from infra.tiny import SHIPPED  # noqa: E402
 
 PROMPT_LENGTH = 57  # a 7x7 maze prompt, compact template (bench.py's workload)
 SHAPES = [(64, 9), (64, 14), (32, 5), (64, 20), (48, 11), (64, 9), (64, 30), (16, 7)]  # (rows, response length)

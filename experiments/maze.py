@@ -6,7 +6,7 @@
     python experiments/maze.py --long                   # the 5-seed long-protocol grid (110 runs, exploratory)
     python experiments/maze.py --long --only k          # one group (and the runs it depends on)
     python experiments/maze.py --tasks                  # Pass@1 vs Pass@k on reasoning-gym tasks
-    python plots.py experiments/results/long.jsonl      # figures + tables of a grid's record
+    python -m lab.plots experiments/results/long.jsonl      # figures + tables of a grid's record
 
 Every run is one `python train.py ...` subprocess with its own out_dir,
 experiments/runs/<mode>/<group>/<name>-seed<s>/ (metrics.jsonl, eval.json, ckpt/, log.txt,
@@ -397,7 +397,7 @@ def write_grid_record(mode, jobs, recorded, results):
     """Rewrite the grid's record: every complete run folder of the mode, and the recorded runs whose folders are
     not here, less those of `jobs` left out of `recorded` (another start: they are run again). Written to a
     temporary file and renamed, so a crash never leaves half a record. Returns the records."""
-    import plots
+    from lab import plots
 
     stale = {(job["key"], job["seed"]) for job in jobs} - set(recorded)
     by_run = {key: record for key, record in read_record(results).items() if key not in stale}
@@ -483,7 +483,7 @@ def run_grid(jobs, workers, dry_run=False, recorded=(), after_each=None):
 
 
 def main(argv=None):
-    from cli import add_debug_option, usage_error
+    from infra.cli import add_debug_option, usage_error
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
@@ -535,12 +535,12 @@ def main(argv=None):
     record = lambda: write_grid_record(args.mode, jobs, recorded, results)  # noqa: E731
     failed = run_grid(jobs, args.workers, args.dry_run, recorded, after_each=record)
     if not args.dry_run:
-        print(f"{len(record())} runs recorded in {results}; figures and tables: python plots.py {results}")
+        print(f"{len(record())} runs recorded in {results}; figures and tables: python -m lab.plots {results}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, ROOT)  # run as a script: cli.py is in the repository root
-    from cli import run
+    sys.path.insert(0, ROOT)  # run as a script: infra/ and the method live in the repository root
+    from infra.cli import run
 
     run(main)

@@ -29,7 +29,7 @@ def test_every_run_uses_known_config_keys():
 
 
 def test_plots_comparisons_name_runs_of_each_grid():
-    import plots
+    from lab import plots
 
     for mode in ("quick", "long", "primary", "tune", "horizon"):
         runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(maze.MODES[mode]["steps"], mode)}
@@ -100,7 +100,7 @@ def test_tasks_mode_runs_pass1_and_passk_on_every_preset_from_its_own_warm_start
     jobs = maze.select("tasks", None, [0, 1])
     assert len(jobs) == 2 * 2 * len(TASK_PRESETS)
     runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(600, "tasks")}
-    import plots
+    from lab import plots
 
     figures = plots.comparisons("tasks", runs)
     assert set(figures) == {task.split(":", 1)[1] for task in TASK_PRESETS}
@@ -209,7 +209,7 @@ def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypa
 
 
 def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_replace_it(monkeypatch, tmp_path):
-    from cli import CommandError
+    from infra.cli import CommandError
 
     monkeypatch.setattr(maze, "RESULTS", str(tmp_path))
     for name in ("ensure_warmstart", "adopt_recorded_snapshot"):
@@ -228,7 +228,7 @@ def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_repla
 
 
 def test_plots_draws_and_compares_the_baselines_the_primary_grid_runs():
-    import plots
+    from lab import plots
 
     assert [run for _, run in plots.PRIMARY_BASELINES] == list(maze.PRIMARY_BASELINES)
     assert [name for _, name in plots.PRIMARY_METHODS] == list(maze.PRIMARY)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import plots
-import stats
+from lab import plots
+from lab import stats
 from advantage import ADVANTAGES, advantage_curves
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_advantage_figure_has_every_estimator(tmp_path):
@@ -310,7 +312,7 @@ def test_replace_block_rewrites_only_the_marked_part(tmp_path):
 
 def test_the_verdict_families_name_runs_of_the_committed_records():
     for path in ("experiments/results/long.jsonl", "experiments/results/tasks.jsonl"):
-        assert os.path.exists(os.path.join(plots.__file__.rsplit("/", 1)[0], path)), path
+        assert os.path.exists(os.path.join(ROOT, path)), path
     runs = {"long": {run for entries in plots.LONG.values() for _, run in entries}}
     for _, grid, b, a, metric, groups, margin in plots.exploratory_family():
         if grid == "long":
@@ -361,7 +363,7 @@ def test_plots_main_on_one_out_dir(tmp_path, capsys):
 
 
 def test_verdicts_go_into_whichever_written_file_has_their_block(tmp_path):
-    from cli import CommandError
+    from infra.cli import CommandError
 
     record = tmp_path / "primary.jsonl"
     plots.write_records(primary_records(seeds=3), str(record))

@@ -8,7 +8,7 @@ from conftest import make_micro_model, make_micro_tokenizer
 from mazes import format_prompt, make_mazes
 from rollout import (SAMPLERS, chat_prompt, decode_responses, generate_rollouts, response_mask_from_eos,
                      rollout_logprobs, sequence_logprobs)
-from tiny import build_model, build_tokenizer
+from infra.tiny import build_model, build_tokenizer
 
 PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
 # HF generate as pure sampling, whatever the model's generation_config says (the reference in the tests)
@@ -366,7 +366,7 @@ def test_chat_prompt(micro_tokenizer):
 
 
 def test_with_tiny_builders():
-    tiny = pytest.importorskip("tiny")
+    tiny = pytest.importorskip("infra.tiny")
     tokenizer = tiny.build_tokenizer()
     model = tiny.build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=4)
     torch.manual_seed(9)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-import stats
+from lab import stats
 
 
 def test_t_quantiles_match_the_table_and_scipy():

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from checkpoint import load_policy
-from tiny import build_model, build_tokenizer
+from infra.checkpoint import load_policy
+from infra.tiny import build_model, build_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=3", "--prompt_batch=4",

@@ -1,11 +1,11 @@
 """Figures and tables: advantage curves of every estimator, training curves, per-group tables and verdicts of runs.
 
-    python plots.py experiments/results/long.jsonl   # a grid's figures + tables from its records -> experiments/figures/
-    python plots.py experiments/runs/long --compact experiments/results/long.jsonl   # raw run folders -> records
-    python plots.py --verdicts experiments/results/long.jsonl experiments/results/tasks.jsonl --write RESULTS.md
-    python plots.py out                              # the curves of one train.py out_dir
-    python plots.py --advantages-only                # figures 9 and 18 only: no training needed
-    python plots.py --estimator-gradients            # what each estimator optimises (exact, Bernoulli policy)
+    python -m lab.plots experiments/results/long.jsonl   # a grid's figures + tables from its records -> experiments/figures/
+    python -m lab.plots experiments/runs/long --compact experiments/results/long.jsonl   # raw run folders -> records
+    python -m lab.plots --verdicts experiments/results/long.jsonl experiments/results/tasks.jsonl --write RESULTS.md
+    python -m lab.plots out                              # the curves of one train.py out_dir
+    python -m lab.plots --advantages-only                # figures 9 and 18 only: no training needed
+    python -m lab.plots --estimator-gradients            # what each estimator optimises (exact, Bernoulli policy)
 
 Runs are train.py out_dirs (metrics.jsonl: one line per step, plus {"step": s, "eval": {...}} lines with the
 held-out evaluation). A method is several seeds of one configuration, <runs_root>/<group>/<name>-seed<s>/, as
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from advantage import ADVANTAGES, advantage_curves, compute_advantages, expected_gradient  # noqa: E402
-import stats  # noqa: E402
+from lab import stats  # noqa: E402
 from evaluate import crossing_k  # noqa: E402
 
 FIGURES = os.path.join("experiments", "figures")
@@ -701,7 +701,7 @@ def plot_experiments(records, out_dir):
     if seconds:
         sections.append(f"{len(seconds)} runs with a recorded wall time: {sum(seconds) / 60:.1f} min in all "
                         f"(mean {np.mean(seconds):.0f} s, min {min(seconds):.0f} s, max {max(seconds):.0f} s a run)")
-    header = (f"# The {grid} grid's figures and tables\n\nDrawn from its record by `python plots.py "
+    header = (f"# The {grid} grid's figures and tables\n\nDrawn from its record by `python -m lab.plots "
               f"experiments/results/{grid}.jsonl`. Git keeps only the figures a document shows; that command draws "
               f"the others beside this file.")
     text = "\n\n".join([header] + sections) + "\n"
@@ -981,7 +981,7 @@ def read_source(path):
 def main(argv=None):
     """Exit status 2 for a path that does not exist or bad options, 1 if it holds no usable run. Runs that
     cannot be plotted are named on stderr with the reason and skipped; the others are drawn."""
-    from cli import CommandError, add_debug_option, usage_error
+    from infra.cli import CommandError, add_debug_option, usage_error
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="*", help="experiments/results/<grid>.jsonl, a grid's run folder "
@@ -1074,6 +1074,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from cli import run
+    from infra.cli import run
 
     run(main)
