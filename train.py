@@ -153,10 +153,11 @@ precision = dtype if dtype != "auto" else ("bf16-mixed" if use_cuda else "float3
 if log_with:  # accelerate would silently drop a tracker whose package is missing
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 
+    installed = sorted(str(getattr(tracker, "value", tracker)) for tracker in get_available_trackers())  # LoggerTypes
     for tracker in log_with.split(","):
-        if tracker not in LOGGER_TYPE_TO_CLASS or tracker not in get_available_trackers():
+        if tracker not in LOGGER_TYPE_TO_CLASS or tracker not in installed:
             config_error(f"log_with: {tracker!r} is not an installed accelerate tracker (installed: "
-                         f"{sorted(get_available_trackers()) or 'none'}; known: {sorted(LOGGER_TYPE_TO_CLASS)})")
+                         f"{installed or 'none'}; known: {sorted(LOGGER_TYPE_TO_CLASS)})")
 accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if precision == "bf16-mixed" else "no",
                           log_with=log_with.split(",") if log_with else None, project_dir=out_dir)
 n_processes, rank, master = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
