@@ -45,7 +45,8 @@ ANSWER_TAGS = ["<answer>", "</answer>"]
 CHARS = "*.SEUDLR\n> "  # maze cells, moves, row separator, the prompt's '>' marker, space
 AUTO_MAP = {"AutoTokenizer": [None, "PreTrainedTokenizerFast"]}  # see the module docstring
 SETTINGS_FILE = "warm_start.json"
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "tiny-maze")  # the default warm start
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: infra/'s parent
+SHIPPED = os.path.join(ROOT, "assets", "tiny-maze")  # the default warm start
 RECIPE_VERSION = 2  # bump when warm_start changes, so that cached models are retrained
 
 

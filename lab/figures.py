@@ -14,7 +14,8 @@ import torch  # noqa: E402
 
 from advantage import ADVANTAGES, advantage_curves, compute_advantages, expected_gradient  # noqa: E402
 from lab.grids import comparisons  # noqa: E402
-from lab.records import SEEN_SIZES, curve_of, curve_runs, eval_curves, held_out_groups, train_curves, wall_seconds  # noqa: E402
+from lab.records import (SEEN_SIZES, curve_of, curve_runs, eval_curves, held_out_groups, train_curves,  # noqa: E402
+                         wall_seconds)
 from lab.tables import passk_curve_table, per_size_table  # noqa: E402
 
 

@@ -1,6 +1,6 @@
-"""benchmarks/bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), and benchmarks/alternate.py takes
-its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths, benchmarks/step_floor.py
-profiles a train.py step; none is a timed test."""
+"""benchmarks/bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), benchmarks/alternate.py
+takes its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths,
+benchmarks/step_floor.py profiles a train.py step; none is a timed test."""
 import importlib
 import os
 

@@ -1,8 +1,8 @@
 """infra/cli.py and every command-line entry point on bad input: one line on stderr naming the problem, exit status
 2 for bad usage and 1 for a failure while running, a traceback only under --debug / NANOPASSK_DEBUG=1.
 
-Each entry point runs as users run it (`python script.py args` or `python -m package.module args`, through conftest's `scripts`) on one or two bad
-inputs; the others go in-process through the same cli.run. Every bad input here is rejected before any compute."""
+Each entry point runs as users run it (`python script.py args` or `python -m package.module args`, through conftest's
+`scripts`) on one or two bad inputs; the others go in-process through the same cli.run. Every bad input here is rejected before any compute."""
 import os
 import subprocess
 import sys

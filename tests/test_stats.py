@@ -1,9 +1,9 @@
-"""lab/stats.py: scipy's paired t and TOST's one-sided tests, known values, hand-computed corrections, constructed equivalence cases, bootstrap coverage."""
+"""lab/stats.py: against scipy's paired t and one-sided t tests, known values, hand-computed corrections,
+constructed equivalence cases, bootstrap coverage."""
 import math
 
 import numpy as np
 import pytest
-
 from scipy import stats as scipy_stats
 
 from lab import stats
