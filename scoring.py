@@ -56,7 +56,7 @@ class _ChunkedHead(torch.autograd.Function):
                 logprobs[part] = logits.gather(-1, targets[part, None]).squeeze(-1) - log_normalizers[part]
                 if with_entropy:  # H = logZ - E_p[logit]
                     probs = (logits - log_normalizers[part, None]).exp_()
-                    entropies[part] = log_normalizers[part] - torch.einsum("nv,nv->n", probs, logits)
+                    entropies[part] = log_normalizers[part] - probs.mul_(logits).sum(-1)
         ctx.save_for_backward(hidden, weight, bias, targets, log_normalizers, entropies)
         ctx.temperature, ctx.with_entropy, ctx.chunk, ctx.dtype = temperature, with_entropy, chunk, dtype
         return logprobs, entropies
@@ -97,15 +97,15 @@ def _logits(hidden, weight, bias, dtype, temperature):
     return logits.div_(temperature) if temperature != 1 else logits
 
 
-def head_logprobs(hidden, weight, bias, targets, temperature=1.0, with_entropy=False, chunk=CHUNK_POSITIONS):
+def head_logprobs(hidden, weight, bias, targets, temperature=1.0, with_entropy=False, chunk=None):
     """The log-probs (B, T) float32 of `targets` (B, T) under the output layer (weight (V, H), bias (V,) or None)
     applied to the final hidden states (B, T, H), at `temperature`, and their entropies (B, T) if with_entropy;
-    never more than `chunk` positions' logits at a time, forward and backward (module doc). Differentiable in
+    never more than `chunk` (default CHUNK_POSITIONS) positions' logits at a time, forward and backward (module doc). Differentiable in
     hidden, weight and bias; the projection runs in autocast's dtype when autocast is on, else in the weight's."""
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
     logprobs, entropies = _ChunkedHead.apply(hidden.flatten(0, 1), weight, bias, targets.flatten(),
-                                             temperature, with_entropy, chunk, dtype)
+                                             temperature, with_entropy, chunk or CHUNK_POSITIONS, dtype)
     return logprobs.view(targets.shape), entropies.view(targets.shape) if with_entropy else None
 
 
