@@ -2,7 +2,8 @@
 
 `generate_rollouts` samples one left-padded batch (pure sampling at the given temperature / top_p)
 and returns a `Rollout`: prompt + response token ids, the response mask (every
-generated token up to AND including the first eos, which the response is trained to emit), the
+generated token up to AND including the first end token, which the response is trained to emit: any of
+`end_token_ids`, the tokenizer's eos and those of the model's generation_config.json), the
 decoded texts, and the sampling policy's per-token logprobs and entropies. Rows are prompt-major:
 rows i*n_rollouts .. (i+1)*n_rollouts - 1 hold the n rollouts of prompt i (the GRPO group).
 Prompts are full texts, tokenized as they are; `chat_prompt` wraps one in a chat template.
@@ -61,11 +62,17 @@ class Rollout:
     n_rollouts: int
 
 
-def _eos_ids(tokenizer):
+def end_token_ids(model, tokenizer):
+    """The token ids that end a response: the tokenizer's eos, then each eos_token_id (an int or a list) of the
+    model's generation config, which transformers reads from the folder's generation_config.json when it has one
+    (Qwen2.5-Instruct's lists <|im_end|> and <|endoftext|>) and otherwise derives from its config.json."""
     eos = tokenizer.eos_token_id
     if eos is None or tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer needs both an eos_token_id and a pad_token_id")
-    return eos if isinstance(eos, list) else [eos]
+    listed = getattr(getattr(getattr(model, "module", model), "generation_config", None), "eos_token_id", None)
+    ids = [*(eos if isinstance(eos, list) else [eos]), *([] if listed is None else [listed] if isinstance(listed, int)
+                                                       else listed)]
+    return list(dict.fromkeys(int(token) for token in ids))  # in that order, each once
 
 
 def response_mask_from_eos(response_ids, eos_token_ids):
@@ -205,9 +212,11 @@ def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_token
     return response_ids, logprobs * response_mask, entropies * response_mask
 
 
-def decode_responses(tokenizer, response_ids, response_lengths):
-    """Decode each response up to its length, dropping pad/eos ids but keeping other special tokens."""
-    drop = set(_eos_ids(tokenizer)) | {tokenizer.pad_token_id}
+def decode_responses(tokenizer, response_ids, response_lengths, end_ids=None):
+    """Decode each response up to its length, dropping pad and end tokens (`end_token_ids`; default: the
+    tokenizer's eos) but keeping other special tokens."""
+    eos = tokenizer.eos_token_id
+    drop = set(end_ids or (eos if isinstance(eos, list) else [eos])) | {tokenizer.pad_token_id}
     texts = []
     for ids, length in zip(response_ids.tolist(), response_lengths.tolist()):
         kept = [token for token in ids[:length] if token not in drop]
@@ -230,7 +239,8 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
     or "generate" (`generate_responses`, HF generate): the same rollouts for the same seed; see `Rollout`.
 
     Prompts are complete texts and are tokenized without adding special tokens (a chat template, see
-    `chat_prompt`, already holds them; add a bos yourself if your model wants one). Pure sampling: no
+    `chat_prompt`, already holds them; add a bos yourself if your model wants one). A response ends at the first
+    of `end_token_ids(model, tokenizer)` it emits. Pure sampling: no
     top-k, repetition penalty or other option of the model's generation_config is applied.
     cache_implementation: "static" for sampler="generate" (`generate_responses`; on a GPU transformers then
     compiles the decode step), None for HF's dynamic cache; the fast loop has its own cache."""
@@ -248,7 +258,7 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if cache_implementation not in (None, "static"):
         raise ValueError(f"cache_implementation must be None or 'static', got {cache_implementation!r}")
-    eos_token_ids = _eos_ids(tokenizer)
+    eos_token_ids = end_token_ids(model, tokenizer)
 
     device = next(model.parameters()).device
     encoded = tokenizer(list(prompts), padding=True, padding_side="left", add_special_tokens=False,
@@ -275,7 +285,7 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         attention_mask=torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1),
         prompt_length=prompt_ids.shape[1], response_ids=response_ids, response_mask=response_mask,
         response_lengths=response_lengths, logprobs=logprobs, entropies=entropies,
-        texts=decode_responses(tokenizer, response_ids, response_lengths),
+        texts=decode_responses(tokenizer, response_ids, response_lengths, eos_token_ids),
         temperature=float(temperature), n_rollouts=n_rollouts,
     )
 

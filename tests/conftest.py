@@ -1,5 +1,6 @@
 """Shared test fixtures: a micro char-level tokenizer and a micro Qwen2ForCausalLM (no hub access), a micro chat
-model folder (byte-level BPE, ChatML: a Qwen2.5-Instruct folder in miniature), and `scripts`, which runs the
+model folder (byte-level BPE, ChatML: a Qwen2.5-Instruct folder in miniature), a small Qwen2.5-Instruct folder
+(the real tokenizer, chat template, special tokens and 151,936-row vocabulary; 2 layers of width 64), and `scripts`, which runs the
 project's scripts as `python script.py args` does, without paying their imports.
 
 The tokenizer has the special tokens the project uses (`<pad>`, `<eos>`, `<bos>`) and also makes
@@ -107,6 +108,29 @@ def chat_model_dir(tmp_path_factory):
     build_chat_model(tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# Qwen2.5-0.5B-Instruct's layout at a test's size: the real vocabulary and tied embeddings, 2 layers of width 64
+QWEN_SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2)
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer():
+    """Qwen2.5-Instruct's real tokenizer, rebuilt offline (benchmarks/shapes.py; ~10 s, once per session)."""
+    from benchmarks.shapes import qwen_tokenizer as build
+
+    return build()
+
+
+@pytest.fixture(scope="session")
+def qwen_model_dir(tmp_path_factory, qwen_tokenizer):
+    """A saved folder as a --model=/path/to/Qwen2.5-0.5B-Instruct would be, small: random float32 weights (2 layers,
+    width 64, 151,936-row tied embeddings), the real tokenizer and Qwen2.5-Instruct's generation_config.json."""
+    from benchmarks.shapes import write_model_folder
+
+    path = str(tmp_path_factory.mktemp("qwen2.5_small"))
+    return write_model_folder(path, "0.5b", dtype=torch.float32, tokenizer=qwen_tokenizer, **QWEN_SMALL)
 
 
 @pytest.fixture(scope="session")

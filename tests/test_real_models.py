@@ -1,5 +1,6 @@
-"""The real-model path on CPU, offline: a tiny random Qwen2 with a real byte-level BPE tokenizer and a
-ChatML chat template (built here with `tokenizers`, as a Qwen2.5-Instruct folder would look), load_policy's
+"""The real-model path on CPU, offline: a small random Qwen2 with Qwen2.5-Instruct's real tokenizer, chat template,
+end tokens and 151,936-row vocabulary (conftest's qwen_model_dir), or, where the tokenizer does not matter and
+time does, a micro one with a byte-level BPE tokenizer in ChatML (conftest's chat_model_dir); load_policy's
 errors, bf16 weights with stochastic rounding, and data parallel (2 processes, gloo) against 1 process."""
 import json
 import os
@@ -10,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
 
 from conftest import build_bpe_tokenizer
+from test_shapes import SYSTEM
 from evaluate import score_items, summarize
 from tasks import MazeTask
 from mazes import format_prompt, make_mazes
@@ -54,20 +56,20 @@ def params_of(path):
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def test_bpe_chat_tokenizer_round_trips_and_wraps_prompts(chat_model_dir):
-    model, tokenizer = load_policy(chat_model_dir)
-    assert type(model).__name__ == "Qwen2ForCausalLM"
+def test_real_tokenizer_round_trips_and_wraps_prompts(qwen_model_dir):
+    model, tokenizer = load_policy(qwen_model_dir)
+    assert type(model).__name__ == "Qwen2ForCausalLM" and type(tokenizer).__name__ == "Qwen2Tokenizer"
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    assert model.get_output_embeddings().weight.shape[0] == 151936 > len(tokenizer)  # padded rows, as in Qwen2.5
     maze = make_mazes((7,), {7: 1}, (7,), 1, seed=3)["test"]["maze"][0]
     text = format_prompt(maze, "paper")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert tokenizer.decode(ids) == text and len(ids) < len(text)  # lossless, and really BPE-merged
-    assert ids == build_bpe_tokenizer()(text, add_special_tokens=False)["input_ids"]  # saved = built
-    prompt = chat_prompt(tokenizer, text)
-    assert prompt == f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer.decode(ids) == text and len(ids) < len(text) / 2  # lossless, and really BPE-merged
+    prompt = chat_prompt(tokenizer, text)  # Qwen2.5-Instruct's template: its default system turn, then the user's
+    assert prompt == f"{SYSTEM}<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     markers = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
-    assert prompt_ids.count(markers[0]) == 2 and prompt_ids.count(markers[1]) == 1  # one token each
+    assert markers == [151644, 151645] and prompt_ids.count(markers[0]) == 3 and prompt_ids.count(markers[1]) == 2
 
 
 @pytest.mark.parametrize("dtype", ["bf16-mixed", "bfloat16"])
@@ -88,6 +90,25 @@ def test_train_through_the_chat_template(scripts, tmp_path, chat_model_dir, dtyp
     assert steps[0]["trained_tokens"] > 0  # so the weights moved, bf16 ones too (stochastic rounding)
     weights_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     assert any(not torch.equal(p, start[n].to(weights_dtype).float()) for n, p in model.named_parameters())
+
+
+def test_train_at_the_real_vocabulary(scripts, tmp_path, qwen_model_dir):
+    """train.py on the small Qwen2.5-Instruct folder (float32: bf16 backward through a 151,936-row head is ~8x
+    slower on the CPU): the real chat template, end tokens and vocabulary width. A random model's rewards are all
+    0, so noise_rewards (half of them flipped to 1) gives the update rows to train."""
+    out = str(tmp_path / "run")
+    run(scripts, ["train.py", *FAST, f"--model={qwen_model_dir}", f"--out_dir={out}", "--prompt_template=paper",
+                  "--max_steps=1", "--prompt_batch=2", "--mini_batch=2", "--max_new_tokens=6", "--n_test=2",
+                  "--eval_samples=2", "--learning_rate=1e-3",
+                  "--lr_warmup_steps=1", "--advantage=noise_rewards", '--advantage_options={"noise": 0.5}'])
+    step = [r for r in read_metrics(out) if "reward" in r][0]
+    assert step["trained_tokens"] > 0 and 0 < step["generated_tokens"] <= 2 * 4 * 6
+    assert step["entropy"] > 11  # a random policy over ~152k tokens: ln(151,936) = 11.93 nats
+    model, tokenizer = load_policy(os.path.join(out, "ckpt"))
+    assert chat_prompt(tokenizer, "hi") == f"{SYSTEM}<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert model.generation_config.eos_token_id == [151645, 151643]  # the checkpoint keeps both end tokens
+    start, trained = params_of(qwen_model_dir), dict(model.named_parameters())
+    assert not torch.equal(trained["model.embed_tokens.weight"], start["model.embed_tokens.weight"])
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,12 +1,14 @@
 """Tests of rollout.py: batched sampling (our fast loop and HF generate) and the logprobs it records."""
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import make_micro_model, make_micro_tokenizer
 
 from mazes import format_prompt, make_mazes
-from rollout import SAMPLERS, chat_prompt, decode_responses, generate_rollouts, response_mask_from_eos
+from rollout import (SAMPLERS, chat_prompt, decode_responses, end_token_ids, generate_rollouts,
+                     response_mask_from_eos)
 from scoring import sequence_logprobs
 from infra.tiny import build_model, build_tokenizer
 
@@ -270,6 +272,41 @@ def test_model_generation_config_does_not_change_sampling(micro_model, micro_tok
     assert torch.equal(rollout.input_ids, expected.input_ids)
     torch.testing.assert_close(rollout.logprobs, expected.logprobs, atol=1e-5, rtol=0)
     assert {name: getattr(model.generation_config, name) for name in settings} == settings  # restored
+
+
+def test_a_response_ends_at_any_of_the_models_end_tokens(qwen_model_dir, qwen_tokenizer):
+    """Qwen2.5-Instruct's generation_config.json ends a response at <|im_end|> or <|endoftext|>: a model made to
+    emit <|endoftext|> (p ~ 0.28 at each step, a bias on its logits) stops there, with both samplers; its mask
+    includes it, its text does not. With the tokenizer's eos alone the same draws run on past it."""
+    from transformers import Qwen2ForCausalLM
+
+    tokenizer, endoftext = qwen_tokenizer, 151643  # also the pad token
+    model = Qwen2ForCausalLM.from_pretrained(qwen_model_dir).eval()  # reads the folder's generation_config.json
+    assert end_token_ids(model, tokenizer) == [151645, endoftext]
+    assert end_token_ids(SimpleNamespace(module=model), tokenizer) == [151645, endoftext]  # DDP holds it as .module
+    bias = torch.zeros(model.config.vocab_size)
+    bias[endoftext] = 11.0  # e^11 / (e^11 + 151,935 * ~e^0) ~ 0.28
+    model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bias)
+    prompts = [chat_prompt(tokenizer, "Solve the maze."), chat_prompt(tokenizer, "Hi")]
+    rollouts = {}
+    for sampler in SAMPLERS:
+        torch.manual_seed(0)
+        rollouts[sampler] = rollout = generate_rollouts(model, tokenizer, prompts, 4, 10, sampler=sampler)
+        for ids, mask, length, text in zip(rollout.response_ids.tolist(), rollout.response_mask.tolist(),
+                                           rollout.response_lengths.tolist(), rollout.texts):
+            expected = ids.index(endoftext) + 1 if endoftext in ids else len(ids)  # pads after it are endoftext too
+            assert length == expected and mask == [1.0] * length + [0.0] * (len(ids) - length)
+            assert "<|endoftext|>" not in text
+            assert text == tokenizer.decode(ids[:length - 1] if endoftext in ids else ids, skip_special_tokens=False)
+        ended_late = [length for ids, length in zip(rollout.response_ids.tolist(), rollout.response_lengths.tolist())
+                      if endoftext in ids and length > 1]
+        assert len(ended_late) >= 3  # rows that ran a few tokens, then ended at <|endoftext|>
+    assert torch.equal(rollouts["fast"].response_ids, rollouts["generate"].response_ids)
+    model.generation_config.eos_token_id = None  # the tokenizer's eos alone: <|endoftext|> no longer ends
+    torch.manual_seed(0)
+    longer = generate_rollouts(model, tokenizer, prompts, 4, 10, sampler="fast")
+    assert (longer.response_lengths >= rollouts["fast"].response_lengths).all()
+    assert (longer.response_lengths > rollouts["fast"].response_lengths).sum() >= 3
 
 
 def test_texts_keep_answer_tags_and_drop_pad_eos(micro_model, micro_tokenizer):
