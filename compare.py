@@ -107,7 +107,7 @@ def side_by_side(evals):
 
 
 def main(argv=None):
-    from cli import add_debug_option, usage_error
+    from infra.cli import add_debug_option, usage_error
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--advantages", default="passk_analytical,pass1", help="comma-separated advantage.py names")
@@ -156,6 +156,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from cli import run
+    from infra.cli import run
 
     run(main)

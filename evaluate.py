@@ -261,8 +261,8 @@ def main(argv=None):
     """python evaluate.py PATH [--sizes=5,7] [--n_mazes=50] [--n_samples=32] [--k=8] [--out=FILE] [--debug]"""
     import argparse
 
-    from checkpoint import load_policy
-    from cli import add_debug_option, usage_error
+    from infra.checkpoint import load_policy
+    from infra.cli import add_debug_option, usage_error
     from mazes import PROMPT_TEMPLATES
 
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint or HF folder on held-out mazes.")
@@ -313,6 +313,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from cli import run
+    from infra.cli import run
 
     run(main)

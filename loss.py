@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from rollout import rollout_logprobs, sequence_logprobs
+from scoring import logprobs_of, rollout_logprobs
 
 
 def _check_token_tensor(name, tensor, shape):
@@ -136,17 +136,6 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
     return loss, stats
 
 
-def logprobs_of(policy, rollout, rows, with_entropy=False, sharded=False):
-    """`rollout_logprobs` of the rows; sharded (FSDP), where every process must run the same forward passes, one
-    plain forward of the rows (no length chunks, no shared-prompt cache, whose number of passes varies)."""
-    if not sharded:
-        return rollout_logprobs(policy, rollout, rows, with_entropy)
-    device, columns = next(policy.parameters()).device, rollout.prompt_length + int(rollout.response_lengths[rows].max())
-    return sequence_logprobs(policy, rollout.input_ids[rows, :columns].to(device),
-                             rollout.attention_mask[rows, :columns].to(device), rollout.prompt_length,
-                             rollout.temperature, with_entropy)
-
-
 def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows, *, accelerator, micro_batch,
                   eps_low=0.2, eps_high=0.28, grad_clip=1.0, entropy_coef=0.0, kl_coef=0.0, reference=None,
                   sharded=False):
@@ -174,7 +163,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     process's loss is scaled by the number of processes so that the step's gradient is the SUM over
     processes of (token sum / global token count): exactly the single-process gradient. Gradients are
     synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before). sharded (FSDP):
-    every forward gathers weights from every process, so each micro-batch is one plain forward (`logprobs_of`).
+    every forward gathers weights from every process, so each micro-batch is one plain forward (`scoring.logprobs_of`).
     """
     n_minis = len(mini_tokens)
     rows_per_mini = len(advantages) // n_minis

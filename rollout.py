@@ -33,34 +33,17 @@ Two samplers draw the same tokens for the same seed and record the same numbers 
     ended included (their draw is discarded, whether or not they are still in the decoder's batch): torch.multinomial(probs, 1) draws Exp(1) noise for every
     entry of `probs` whatever the values, so the random stream, and with it every token, is generate's.
 Both record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
-`sequence_logprobs` computes); top_p only restricts which tokens can be drawn. Our model calls pass the
+scoring.sequence_logprobs computes); top_p only restricts which tokens can be drawn. Our model calls pass the
 KV cache as `cache=` (transformers >= 5.24; the older `past_key_values=` is deprecated, removed in 5.40).
-
-`sequence_logprobs` is the one function that turns (input_ids, attention_mask) into per-token
-logprobs of the response; the training loop calls it with grad, and it computes what was sampled from:
-  - position_ids = attention_mask.cumsum(-1) - 1 (clamped at 0), as sampling (and HF generate) uses:
-    HF decoder models given no position_ids count from 0 at the first (pad) column, so under left
-    padding the real tokens of shorter prompts would sit at shifted positions (exactly harmless only
-    for rotary embeddings, which see position differences, and only in exact arithmetic);
-  - logits are computed only at response positions, i.e. logits[:, P-1:-1];
-  - logits are divided by the sampling temperature (as verl does), so the logprobs are those of the
-    distribution the tokens were sampled from (top_p truncation is not accounted for);
-  - with `prompt_index` (rows with equal index have the same prompt, e.g. a GRPO group) each distinct
-    prompt is run once and its KV cache (with grad) is shared by its rows, which then run only their
-    response tokens: the same logprobs and, through the shared cache, the same gradients.
 """
 from dataclasses import dataclass
 
 import torch
-from decoders import DirectDecoder, HFDecoder
+from infra.decoders import DirectDecoder, HFDecoder
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 SAMPLERS = ("fast", "generate")
 COMPACT_AT = 0.25  # the fast loop drops ended rows from its batch once they are this fraction of it
-MAX_CHUNKS = 4  # rollout_logprobs runs its rows in at most this many chunks of similar response length
-# a chunk's fixed cost in token positions (its forward and backward's per-call overhead): on the RL-step workload
-# (bench.py, 2 threads) the update took 0.197 s at 32, 0.204 at 128, 0.219 at 512 and 0.253 in one chunk
-CHUNK_COST = 32
 
 
 @dataclass
@@ -104,91 +87,6 @@ def attention_positions(attention_mask):
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _uses_checkpointing(model):
-    """True when a forward in train mode recomputes activations: HF then drops any KV cache we pass."""
-    return model.training and any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
-
-
-def sequence_logprobs(model, input_ids, attention_mask, prompt_length, temperature=1.0, with_entropy=False,
-                      prompt_index=None, prompts=None):
-    """Logprobs (B, R) of the tokens input_ids[:, prompt_length:] under `model` at `temperature`, and
-    their entropies (B, R) too if with_entropy. Differentiable; wrap in no_grad when not training.
-
-    prompt_index: optional (B,) ints, equal for rows whose prompt columns input_ids[:, :prompt_length]
-    (and mask) are equal, e.g. row // n_rollouts. Each distinct prompt is then run once, with grad, and
-    its KV cache is shared by its rows (`_shared_prompt_logits`); same result, a fraction of the compute
-    when prompts are long and shared. prompts: those prompts already run (`prompt_states`, for these rows or
-    more), e.g. once for several calls. Both are ignored under gradient checkpointing, which cannot keep a cache."""
-    if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
-        raise ValueError(f"input_ids and attention_mask must be the same (B, L) shape, got "
-                         f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
-    response_len = input_ids.shape[1] - prompt_length  # R
-    if not (1 <= prompt_length and response_len >= 1):
-        raise ValueError(f"need 1 <= prompt_length < sequence length {input_ids.shape[1]}, got {prompt_length}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if prompt_index is not None and not _uses_checkpointing(model):
-        logits = _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index, prompts)
-    else:
-        output = model(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=attention_positions(attention_mask), use_cache=False,
-                       logits_to_keep=response_len + 1)
-        # the logits at position t predict token t+1: keep positions P-1 .. P+R-2, i.e. logits[:, P-1:-1]
-        logits = output.logits[:, :-1]  # (B, R, V)
-    logits = logits.float() / temperature  # (B, R, V)
-    response_ids = input_ids[:, prompt_length:]  # (B, R)
-    log_normalizer = torch.logsumexp(logits, dim=-1)  # (B, R)
-    logprobs = logits.gather(-1, response_ids[..., None]).squeeze(-1) - log_normalizer  # (B, R)
-    if not with_entropy:
-        return logprobs
-    probs = torch.softmax(logits, dim=-1)  # (B, R, V)
-    entropies = log_normalizer - (probs * logits).sum(-1)  # (B, R): H = logZ - E_p[logit]
-    return logprobs, entropies
-
-
-@dataclass
-class PromptStates:
-    """Distinct prompts run once (`prompt_states`), for their rows to attend to."""
-    prompt_ids: torch.Tensor  # (U,) the distinct prompt indices, sorted
-    layers: list  # per decoder layer (keys, values), each (U, kv_heads, P, head_dim), with grad
-    first_logits: torch.Tensor  # (U, 1, V) the last prompt token's logits: they predict response token 0
-
-
-def prompt_states(model, input_ids, attention_mask, prompt_length, prompt_index):
-    """Run each distinct prompt of the rows once (with grad when grad is on): its KV cache and last logits.
-    input_ids, attention_mask (B, >= P): the rows; prompt_index (B,) as in `sequence_logprobs`."""
-    P = prompt_length
-    prompt_ids, row_to_distinct = torch.unique(prompt_index, return_inverse=True)  # (U,), (B,)
-    rows = torch.arange(len(prompt_index), device=row_to_distinct.device)
-    first_row = torch.full_like(prompt_ids, len(prompt_index)).scatter_reduce(0, row_to_distinct, rows, "amin")  # (U,)
-    mask = attention_mask[first_row, :P]
-    cache = DynamicCache(config=getattr(model, "module", model).config)  # (a DDP wrapper holds the model as .module)
-    out = model(input_ids=input_ids[first_row, :P], attention_mask=mask, position_ids=attention_positions(mask),
-                cache=cache, use_cache=True, logits_to_keep=1)  # (U, 1, V)
-    return PromptStates(prompt_ids, [(layer.keys, layer.values) for layer in cache.layers], out.logits)
-
-
-def _shared_prompt_logits(model, input_ids, attention_mask, prompt_length, prompt_index, prompts=None):
-    """The logits (B, R, V) at positions P-1 .. P+R-2 (those predicting the response tokens), computed
-    with each distinct prompt run once (`prompt_states`, unless given): its KV cache is indexed out to its
-    rows (with grad, so the prompt's gradient is the sum over its rows, exactly as in the full forward), then
-    the rows run only their response tokens 0 .. R-2 against that cache."""
-    P = prompt_length
-    if prompts is None:
-        prompts = prompt_states(model, input_ids, attention_mask, P, prompt_index)
-    index = torch.searchsorted(prompts.prompt_ids, prompt_index)  # (B,) each row's prompt among them
-    first_logits = prompts.first_logits.index_select(0, index)  # (B, 1, V)
-    if input_ids.shape[1] - P == 1:
-        return first_logits
-    cache = DynamicCache(config=getattr(model, "module", model).config)
-    for layer, (keys, values) in enumerate(prompts.layers):
-        cache.update(keys.index_select(0, index), values.index_select(0, index), layer)  # (U, ...) -> (B, ...)
-    response_out = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
-                         position_ids=attention_positions(attention_mask)[:, P:-1], cache=cache,
-                         use_cache=True)  # (B, R-1, V)
-    return torch.cat([first_logits, response_out.logits], dim=1)  # (B, R, V)
-
-
 def sampling_step(logits, temperature, top_p):
     """One step of the sampling policy, shared by both samplers. logits (B, V) float ->
     log_probs (B, V): the recorded distribution, logits / temperature log-softmaxed (NOT truncated by top_p);
@@ -208,7 +106,7 @@ def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens,
     Returns response_ids (B, R) (pad after a row's first eos), logprobs and entropies (B, R) (0 after
     it), B = U * n_rollouts and R <= max_new_tokens the longest response. The logprobs and entropies are
     those of the sampling distribution at `temperature` WITHOUT top_p truncation (what
-    `sequence_logprobs` computes); top_p only restricts which tokens can be drawn.
+    scoring.sequence_logprobs computes); top_p only restricts which tokens can be drawn.
     The model runs each prompt once; rows that have emitted eos leave the batch once they are `compact_at` of
     it, but every step still draws for the whole batch, as generate does, so the same seed draws the same
     tokens (module doc). direct: run the decode steps with `DirectDecoder` (default: where it supports the
@@ -305,65 +203,6 @@ def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_token
     logprobs, entropies = policy.finish(sequences)
     response_mask, _ = response_mask_from_eos(response_ids, eos_token_ids)
     return response_ids, logprobs * response_mask, entropies * response_mask
-
-
-def rollout_logprobs(model, rollout, rows, with_entropy=False, max_chunks=MAX_CHUNKS):
-    """`sequence_logprobs` of rows `rows` (1-D index tensor) of `rollout` under `model`, at the rollout's
-    temperature, cut after the longest response among those rows (the cut columns are padding of all of
-    them): (len(rows), length) logprobs, and entropies if with_entropy (after a row's response: padding, to be
-    masked with its response_mask). Inputs move to the model's device.
-
-    Each distinct prompt among the rows runs once (prompt_index = row // n_rollouts; `prompt_states`). Responses
-    are short and uneven (a few tokens, the longest several times the mean), so a batch padded to the longest
-    computes mostly padding: the rows' responses therefore run in up to `max_chunks` chunks of similar length
-    (`length_chunks`), each padded only to its own longest response and attending to the prompts' shared cache.
-    Same numbers up to float rounding, and the same gradients. Under gradient checkpointing (no cache) every
-    chunk runs its rows' prompts in full."""
-    device = next(model.parameters()).device
-    lengths = rollout.response_lengths[rows]
-    length, prompt_index = int(lengths.max()), (rows // rollout.n_rollouts).to(device)
-    P = rollout.prompt_length
-    prompts = None
-    if not _uses_checkpointing(model):
-        prompts = prompt_states(model, rollout.input_ids[rows, :P].to(device), rollout.attention_mask[rows, :P].to(device),
-                                P, prompt_index)
-    chunks = length_chunks(lengths, max_chunks)
-    outputs = []
-    for chunk in chunks:
-        chunk_rows, columns = rows[chunk], P + int(lengths[chunk].max())
-        out = sequence_logprobs(model, rollout.input_ids[chunk_rows, :columns].to(device),
-                                rollout.attention_mask[chunk_rows, :columns].to(device), P, rollout.temperature,
-                                with_entropy, prompt_index=prompt_index[chunk.to(device)], prompts=prompts)
-        outputs.append(out if with_entropy else (out,))
-    if len(chunks) == 1 and torch.equal(chunks[0], torch.arange(len(rows))):  # one chunk, in the order of `rows`
-        return outputs[0] if with_entropy else outputs[0][0]
-    order = torch.cat(chunks).to(device)  # the output rows of the chunks, in chunk order
-    joined = []
-    for parts in zip(*outputs):  # logprobs, then entropies
-        padded = torch.cat([torch.nn.functional.pad(part, (0, length - part.shape[1])) for part in parts])
-        joined.append(padded.index_select(0, torch.argsort(order)))  # (len(rows), length) in the order of `rows`
-    return tuple(joined) if with_entropy else joined[0]
-
-
-def length_chunks(lengths, max_chunks=MAX_CHUNKS, chunk_cost=CHUNK_COST):
-    """Rows (indices into `lengths`) in at most max_chunks chunks of consecutive response lengths, split where
-    the forwards cost least: the sum over chunks of rows x longest response (token positions) + chunk_cost (a
-    forward's fixed cost, in positions). Exact over the splits of the rows sorted by length, by dynamic
-    programming over the places where the length changes (a cut inside a run of equal lengths never costs less
-    than one at its end). E.g. lengths (3, 4, 4, 20), chunk_cost 8: one chunk costs 4 x 20 + 8 = 88 positions,
-    the best two, (3, 4, 4) and (20), 3 x 4 + 8 + 1 x 20 + 8 = 48."""
-    order = torch.argsort(lengths, stable=True)
-    sorted_lengths = lengths[order].tolist()
-    cuts = [0] + [i for i in range(1, len(order)) if sorted_lengths[i] != sorted_lengths[i - 1]] + [len(order)]
-    cost = {(i, j): (cuts[j] - cuts[i]) * sorted_lengths[cuts[j] - 1] + chunk_cost  # chunk of sorted rows cuts[i]:cuts[j]
-            for i in range(len(cuts) - 1) for j in range(i + 1, len(cuts))}
-    last, plans = len(cuts) - 1, [{0: (0, [])}]  # plans[c][j]: cheapest (cost, chunk ends) of rows :cuts[j] in c chunks
-    for _ in range(min(max_chunks, last)):
-        plans.append({j: min((plans[-1][i][0] + cost[i, j], plans[-1][i][1] + [j]) for i in plans[-1] if i < j)
-                      for j in range(1, last + 1) if min(plans[-1]) < j})
-    _, ends = min((plan[last] for plan in plans[1:] if last in plan), key=lambda plan: (plan[0], len(plan[1])))
-    bounds = [0] + [cuts[j] for j in ends]
-    return [order[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
 def decode_responses(tokenizer, response_ids, response_lengths):

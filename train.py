@@ -83,7 +83,7 @@ show_progress = True
 config_keys = [key for key, value in globals().items() if not key.startswith("_") and
                isinstance(value, (int, float, bool, str, tuple, dict))]
 if __name__ == "__main__":
-    from cli import apply_overrides
+    from infra.cli import apply_overrides
     apply_overrides(sys.argv[1:], globals(), config_keys)
 config = {key: globals()[key] for key in config_keys}
 
@@ -136,12 +136,12 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import DistributedType, gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
 from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, score_items, summarize  # noqa: E402
 from loss import update_policy  # noqa: E402
-from optim import StochasticRoundingAdamW  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
-from tiny import is_tiny  # noqa: E402
+from infra.checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
+from infra.optim import StochasticRoundingAdamW  # noqa: E402
+from infra.tiny import is_tiny  # noqa: E402
 
 if threads:
     torch.set_num_threads(threads)
@@ -153,10 +153,11 @@ precision = dtype if dtype != "auto" else ("bf16-mixed" if use_cuda else "float3
 if log_with:  # accelerate would silently drop a tracker whose package is missing
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 
+    installed = sorted(str(getattr(tracker, "value", tracker)) for tracker in get_available_trackers())  # LoggerTypes
     for tracker in log_with.split(","):
-        if tracker not in LOGGER_TYPE_TO_CLASS or tracker not in get_available_trackers():
+        if tracker not in LOGGER_TYPE_TO_CLASS or tracker not in installed:
             config_error(f"log_with: {tracker!r} is not an installed accelerate tracker (installed: "
-                         f"{sorted(get_available_trackers()) or 'none'}; known: {sorted(LOGGER_TYPE_TO_CLASS)})")
+                         f"{installed or 'none'}; known: {sorted(LOGGER_TYPE_TO_CLASS)})")
 accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if precision == "bf16-mixed" else "no",
                           log_with=log_with.split(",") if log_with else None, project_dir=out_dir)
 n_processes, rank, master = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
@@ -179,7 +180,7 @@ torch.manual_seed(seed)
 
 policy_path = resume_from or init_from or model
 if policy_path == "tiny":  # warm-started on the train split by the main process (or found cached/shipped) first
-    from tiny import load_or_train_task_tiny, load_or_train_tiny
+    from infra.tiny import load_or_train_task_tiny, load_or_train_tiny
 
     with accelerator.main_process_first():
         try:

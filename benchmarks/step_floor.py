@@ -31,7 +31,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-import bench  # noqa: E402
+from benchmarks import bench  # noqa: E402
 
 # the aten kernels whose self time is the step's arithmetic (linear layers, attention products, their backward)
 ARITHMETIC = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",

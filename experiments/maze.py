@@ -7,14 +7,15 @@
     python experiments/maze.py --long --only k          # one group (and the runs it depends on)
     python experiments/maze.py --tasks                  # Pass@1 vs Pass@k on reasoning-gym tasks
     python experiments/maze.py --primary --rerun pass1 --seeds 0   # rerun one recorded row, compare its line
-    python plots.py experiments/results/long.jsonl      # figures + tables of a grid's record
+    python -m lab.plots experiments/results/long.jsonl      # figures + tables of a grid's record
 
 Every run is one `python train.py ...` subprocess with its own out_dir,
 experiments/runs/<mode>/<group>/<name>-seed<s>/ (metrics.jsonl, eval.json, ckpt/, log.txt,
 command.txt, wall.json), run by compare.run_pool, two at a time (--workers), each on one thread, seed by seed.
-Those folders stay out of git: as each run ends, the grid's record, one line per complete run (plots.compact_runs),
-is rewritten to experiments/results/<mode>.jsonl, and plots.py redraws every figure and table from it. The grid
-runs a copy of the code taken when it first starts, experiments/runs/<mode>/code/ (VERSION says which commit), so
+Those folders stay out of git: as each run ends, the grid's record, one line per complete run (lab/records.py's
+compact_runs), is rewritten to experiments/results/<mode>.jsonl, and `python -m lab.plots` redraws every figure and
+table from it. The grid runs a copy of the code (the top-level modules and infra/) taken when it first starts,
+experiments/runs/<mode>/code/ (VERSION says which commit), so
 edits made meanwhile change no run. Stop the script any time and start it again: a run whose eval.json exists is
 complete and skipped, an unfinished one is continued from its last checkpoint (--resume=True), and a run already
 in the record is skipped too, so a grid started in one clone is finished in another (its run folders gone) once
@@ -35,7 +36,7 @@ Groups of the short grids (--quick 40 steps, --full 150; paper figures in bracke
   implicit    passk_exceeding, passk_combination, passk_adaptive, pass1_no_easy          [fig 10-13]
   baselines   noise_rewards 0.1/0.3/0.5, pass1 + entropy regularisation                  [fig 6]
   continual   passk_analytical T steps then pass1 T steps, against pass1 (and passk) 2T [tab 2]
-The long grid adds the objectives group (issue 13's estimators); plots.py holds what each grid is drawn as.
+The long grid adds the objectives group (issue 13's estimators); lab/grids.py holds what each grid is drawn as.
 """
 import argparse
 import hashlib
@@ -48,6 +49,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join("experiments", "runs")  # paths are relative to ROOT: main() works from there
+CODE_FOLDERS = ("", "infra")  # what a grid's code snapshot copies: the method's modules and the plumbing they import
 RESULTS = os.path.join("experiments", "results")  # the grids' records, <mode>.jsonl (committed)
 WARMSTART = os.path.join(RUNS, "warmstart", "tiny-warmstart")  # the policy every run starts from
 SEEDS = (0, 1, 2)
@@ -232,16 +234,22 @@ def train_args(mode, group, name, overrides, seed):
     return args
 
 
+def is_code(path):
+    """Whether a repository path is one of the modules a run imports: the top-level ones and infra/'s."""
+    return path.endswith(".py") and os.path.dirname(path) in CODE_FOLDERS
+
+
 def snapshot_code(mode):
-    """Copy the repository's top-level modules to runs/<mode>/code/ once, and run that train.py: every run
-    of a grid then uses the same code even while train.py & co. are edited (resume keeps the snapshot).
+    """Copy the repository's top-level modules and infra/ to runs/<mode>/code/ once, and run that train.py: every
+    run of a grid then uses the same code even while train.py & co. are edited (resume keeps the snapshot).
     code/VERSION records the commit and whether those files differed from it."""
     code = os.path.join(RUNS, mode, "code")
     restore_snapshot(code)
     if not os.path.exists(os.path.join(code, "VERSION")):
-        os.makedirs(code, exist_ok=True)
-        files = sorted(name for name in os.listdir(".") if name.endswith(".py"))
+        files = sorted(os.path.join(folder, name) if folder else name for folder in CODE_FOLDERS
+                       for name in os.listdir(folder or ".") if is_code(os.path.join(folder, name)))
         for name in files:
+            os.makedirs(os.path.join(code, os.path.dirname(name)), exist_ok=True)
             shutil.copy2(name, os.path.join(code, name))
         git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()  # noqa: E731
         with open(os.path.join(code, "VERSION"), "w") as f:
@@ -281,7 +289,7 @@ def adopt_recorded_snapshot(mode, results):
 
 def restore_snapshot(code):
     """A snapshot whose VERSION was committed without its copies (the repository keeps only VERSION, not a
-    second copy of the code): bring back the top-level modules of the commit it names, with `git show`.
+    second copy of the code): bring back the modules of the commit it names (is_code), with `git show`.
     A snapshot taken with uncommitted changes cannot be restored this way: ValueError."""
     version = os.path.join(code, "VERSION")
     if not os.path.exists(version) or os.path.exists(os.path.join(code, "train.py")):
@@ -291,13 +299,19 @@ def restore_snapshot(code):
     commit = lines[0].split()[1]
     if lines[-1] != "none":
         raise ValueError(f"{version}: the snapshot had uncommitted changes; it cannot be restored from {commit}")
-    names = subprocess.run(["git", "ls-tree", "--name-only", commit], capture_output=True, text=True, check=True)
-    for name in names.stdout.split():
-        if name.endswith(".py"):
-            text = subprocess.run(["git", "show", f"{commit}:{name}"], capture_output=True, text=True, check=True).stdout
-            with open(os.path.join(code, name), "w") as f:
-                f.write(text)
+    write_commit_code(commit, code)
     print(f"code snapshot restored from commit {commit}", flush=True)
+
+
+def write_commit_code(commit, folder):
+    """Write the modules a run imports (is_code) as they were at a commit into folder, with `git show`."""
+    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit], capture_output=True, text=True, check=True)
+    for name in names.stdout.split():
+        if is_code(name):
+            text = subprocess.run(["git", "show", f"{commit}:{name}"], capture_output=True, text=True, check=True).stdout
+            os.makedirs(os.path.join(folder, os.path.dirname(name)), exist_ok=True)
+            with open(os.path.join(folder, name), "w") as f:
+                f.write(text)
 
 
 def ensure_warmstart(mode=None):
@@ -419,12 +433,12 @@ def write_grid_record(mode, jobs, recorded, results):
     """Rewrite the grid's record: every complete run folder of the mode, and the recorded runs whose folders are
     not here, less those of `jobs` left out of `recorded` (another start: they are run again). Written to a
     temporary file and renamed, so a crash never leaves half a record. Returns the records."""
-    import plots
+    from lab.records import compact_runs, write_records
 
     stale = {(job["key"], job["seed"]) for job in jobs} - set(recorded)
     by_run = {key: record for key, record in read_record(results).items() if key not in stale}
     fingerprints, code = {}, snapshot_commit(mode)
-    for record in plots.compact_runs(os.path.join(RUNS, mode))[0]:
+    for record in compact_runs(os.path.join(RUNS, mode))[0]:
         key, model = (record["run"], record["seed"]), record["config"].get("model", "")
         if not is_complete(run_dir(mode, *key)):
             continue
@@ -432,7 +446,7 @@ def write_grid_record(mode, jobs, recorded, results):
             fingerprints[model] = weights_fingerprint(model) if os.path.exists(model) else None
         by_run[key] = dict(record, start_weights=fingerprints[model], code=code)
     records = [by_run[key] for key in sorted(by_run)]
-    plots.write_records(records, results + ".tmp")
+    write_records(records, results + ".tmp")
     os.replace(results + ".tmp", results)
     return records
 
@@ -476,12 +490,12 @@ def rerun_row(mode, run, seed, keep_dir=None):
     row names (its "code", restored with git show at the command's script path) and the shipped start policy of the
     mode (SHIPPED_STARTS, fingerprint checked against the row's start_weights) at the command's --model path; no
     eval cache, so the step-0 evaluation is computed again too. Its folder is compacted as the grid does
-    (plots.run_record) and compared value by value (record_differences: wall time and step times aside). Returns
+    (lab.records.run_record) and compared value by value (record_differences: wall time and step times aside). Returns
     (differences, compared, wall seconds). keep_dir: run there instead of a temporary folder, and keep it."""
     import tempfile
 
-    import plots
-    from cli import CommandError
+    from infra.cli import CommandError
+    from lab.records import run_record
 
     results = os.path.join(RESULTS, f"{mode}.jsonl")
     records = read_record(results)
@@ -506,14 +520,7 @@ def rerun_row(mode, run, seed, keep_dir=None):
     config = recorded["config"]
     root = keep_dir or tempfile.mkdtemp(prefix=f"rerun-{mode}-")
     try:
-        code = os.path.join(root, os.path.dirname(script))
-        os.makedirs(code, exist_ok=True)
-        names = subprocess.run(["git", "ls-tree", "--name-only", commit], capture_output=True, text=True, check=True)
-        for name in names.stdout.split():
-            if name.endswith(".py"):
-                text = subprocess.run(["git", "show", f"{commit}:{name}"], capture_output=True, text=True, check=True)
-                with open(os.path.join(code, name), "w") as f:
-                    f.write(text.stdout)
+        write_commit_code(commit, os.path.join(root, os.path.dirname(script)))
         shutil.copytree(shipped, os.path.join(root, config["model"]), dirs_exist_ok=True)
         out_dir = os.path.join(root, config["out_dir"])
         os.makedirs(out_dir, exist_ok=True)
@@ -530,7 +537,7 @@ def rerun_row(mode, run, seed, keep_dir=None):
                                    f"{f.read()[-1500:]}")
         with open(os.path.join(out_dir, "wall.json"), "w") as f:
             json.dump({"wall_seconds": seconds}, f)
-        rerun = plots.run_record(out_dir, recorded["train_every"], recorded["grid"], recorded["run"])
+        rerun = run_record(out_dir, recorded["train_every"], recorded["grid"], recorded["run"])
         rerun = json.loads(json.dumps(dict(rerun, start_weights=weights_fingerprint(os.path.join(root, config["model"])),
                                            code=commit)))
     finally:
@@ -608,7 +615,7 @@ def run_grid(jobs, workers, dry_run=False, recorded=(), after_each=None):
 
 
 def main(argv=None):
-    from cli import add_debug_option, usage_error
+    from infra.cli import add_debug_option, usage_error
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
@@ -659,7 +666,7 @@ def main(argv=None):
     if args.workers < 1:
         usage_error(f"--workers={args.workers} must be >= 1")
     script = "train.py"
-    # the grid's record, the file plots.py and RESULTS.md read (the run folders stay out of git)
+    # the grid's record, the file the lab and RESULTS.md read (the run folders stay out of git)
     results = os.path.join(RESULTS, f"{args.mode}.jsonl")
     if not args.dry_run:
         ensure_warmstart(args.mode)
@@ -683,12 +690,12 @@ def main(argv=None):
     record = lambda: write_grid_record(args.mode, jobs, recorded, results)  # noqa: E731
     failed = run_grid(jobs, args.workers, args.dry_run, recorded, after_each=record)
     if not args.dry_run:
-        print(f"{len(record())} runs recorded in {results}; figures and tables: python plots.py {results}")
+        print(f"{len(record())} runs recorded in {results}; figures and tables: python -m lab.plots {results}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, ROOT)  # run as a script: cli.py is in the repository root
-    from cli import run
+    sys.path.insert(0, ROOT)  # run as a script: infra/ and the method live in the repository root
+    from infra.cli import run
 
     run(main)

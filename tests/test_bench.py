@@ -1,14 +1,14 @@
-"""bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), and benchmarks/alternate.py takes
-its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths, benchmarks/step_floor.py
-profiles a train.py step; none is a timed test."""
-import importlib.util
+"""benchmarks/bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), benchmarks/alternate.py
+takes its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths,
+benchmarks/step_floor.py profiles a train.py step; none is a timed test."""
+import importlib
 import os
 
 import pytest
 import torch
 from conftest import make_micro_model
 
-import bench
+from benchmarks import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,18 +31,15 @@ def test_decode_step_times_reports_every_figure(micro_tokenizer, dtype):
 
 
 def test_bad_arguments_are_usage_errors():
-    from cli import CommandError
+    from infra.cli import CommandError
 
     with pytest.raises(CommandError, match="shapes"):
         bench.main(["--shapes=13b"])
 
 
 def load_benchmark(name):
-    """benchmarks/<name>.py as a module (the folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/<name>.py as a module."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_alternate_runs_both_checkouts_in_turn_and_takes_ratios_within_a_round(monkeypatch, capsys):

@@ -1,15 +1,15 @@
-"""cli.py and every command-line entry point on bad input: one line on stderr naming the problem, exit status
+"""infra/cli.py and every command-line entry point on bad input: one line on stderr naming the problem, exit status
 2 for bad usage and 1 for a failure while running, a traceback only under --debug / NANOPASSK_DEBUG=1.
 
-Each entry point runs as users run it (`python script.py args`, through conftest's `scripts`) on one or two bad
-inputs; the others go in-process through the same cli.run. Every bad input here is rejected before any compute."""
+Each entry point runs as users run it (`python script.py args` or `python -m package.module args`, through conftest's
+`scripts`) on one or two bad inputs; the others go in-process through the same cli.run. Every bad input here is rejected before any compute."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-import cli
+from infra import cli
 from conftest import make_micro_model, make_micro_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,12 +115,12 @@ def test_evaluate_bad_input(scripts, tmp_path, truncated_model_dir, monkeypatch,
 
 
 # -----------------------------------------------------------------------------
-# plots.py (a truncated metrics.jsonl and skipped runs among usable ones: tests/test_plots.py)
+# lab/plots.py (a truncated metrics.jsonl and skipped runs among usable ones: tests/test_plots.py)
 def test_plots_bad_input(scripts, tmp_path, monkeypatch, capsys):
-    import plots
+    from lab import plots
 
     out = tmp_path / "figures"
-    assert_one_line_error(run_script(scripts, "plots.py", tmp_path / "nonexistent", "--out", out), 2,
+    assert_one_line_error(run_script(scripts, "-m", "lab.plots", tmp_path / "nonexistent", "--out", out), 2,
                           f"'{tmp_path / 'nonexistent'}' does not exist")
     stray = tmp_path / "quick" / "stray" / "run"  # a train.py out_dir, but not where experiments/maze.py puts runs
     stray.mkdir(parents=True)
@@ -139,13 +139,16 @@ def test_plots_bad_input(scripts, tmp_path, monkeypatch, capsys):
 
 
 # -----------------------------------------------------------------------------
-# bench.py, experiments/maze.py, tiny.py
+# benchmarks/bench.py, experiments/maze.py, infra/tiny.py
+BENCH = os.path.join("benchmarks", "bench.py")
+
+
 def test_bench_bad_input(scripts):
-    assert_one_line_error(run_script(scripts, "bench.py", "--steps=0"), 2, "--steps=0 must be >= 1")
+    assert_one_line_error(run_script(scripts, BENCH, "--steps=0"), 2, "--steps=0 must be >= 1")
     # before: a mistyped --model silently benchmarked a freshly trained tiny model instead
-    assert_one_line_error(run_script(scripts, "bench.py", "--model=/nonexistent"), 2,
+    assert_one_line_error(run_script(scripts, BENCH, "--model=/nonexistent"), 2,
                           "--model='/nonexistent' is not a Hugging Face model folder")
-    assert_one_line_error(run_script(scripts, "bench.py", "--device=tpu"), 2, "invalid choice: 'tpu'", usage=True)
+    assert_one_line_error(run_script(scripts, BENCH, "--device=tpu"), 2, "invalid choice: 'tpu'", usage=True)
 
 
 def test_maze_bad_input(scripts):
@@ -162,10 +165,10 @@ def test_maze_bad_input(scripts):
 
 
 def test_tiny_bad_input(scripts, tmp_path, monkeypatch, capsys):
-    import tiny
+    from infra import tiny
 
     # before: tiny.py ignored its arguments and went on to a minutes-long warm start
-    assert_one_line_error(run_script(scripts, "tiny.py", "--steps=10"), 2, "unrecognized arguments: --steps=10",
+    assert_one_line_error(run_script(scripts, "-m", "infra.tiny", "--steps=10"), 2, "unrecognized arguments: --steps=10",
                           usage=True)
     (tmp_path / "file").write_text("")
     assert run_main(tiny.main, [f"--out_dir={tmp_path / 'file'}"], monkeypatch, capsys) == (

@@ -8,7 +8,7 @@ backslash continues a line, `a && b` is two commands, `# ...` is a comment. Each
   - in a fresh folder holding a copy of the repository as a clone has it (no outputs, nothing git ignores) and
     the `out/` of one plain `python train.py` run (what a reader has after the first example: `out/ckpt`,
     `out/tiny-warmstart`), so that `--resume=True`, `--init_from=out/ckpt`, `evaluate.py out/ckpt` and
-    `bench.py` find what they expect, and no command sees another's outputs;
+    `benchmarks/bench.py` find what they expect, and no command sees another's outputs;
   - with its script's SMALLEST settings: FORCED ones appended (the later value of an option wins; they only
     make it cheap: steps, samples, tokens), DEFAULTS appended only where the command does not set the option
     itself (sizes the document may show on purpose: `--n_train=2000 --n_test=100` of a reasoning-gym task is
@@ -44,13 +44,13 @@ PARALLEL = 2  # commands at once, each on one thread: the 2 cores the suite is s
 TRAIN_FORCED = ["--max_steps=2", "--eval_samples=2", "--eval_k=1", "--curve_samples=0", "--max_new_tokens=8",
                 "--warmup_sft_steps=2", "--show_progress=False", "--threads=1", "--device=cpu"]
 TRAIN_DEFAULTS = {"--n_train": "4", "--n_test": "2", "--prompt_batch": "2", "--mini_batch": "2"}
-SMALLEST = {  # script -> (FORCED, DEFAULTS)
+SMALLEST = {  # script (or module, for python -m) -> (FORCED, DEFAULTS)
     "train.py": (TRAIN_FORCED, TRAIN_DEFAULTS),
     "compare.py": (TRAIN_FORCED, TRAIN_DEFAULTS),  # passes train.py settings through to its warm start and runs
     "evaluate.py": (["--n_mazes=1", "--max_new_tokens=8"], {}),
-    "bench.py": (["--quick", "--steps=1", "--warmup=0", "--samplers=fast", "--threads=1"], {}),
-    "plots.py": (["--out=figures-test"], {}),  # into the command's own folder, never over assets/
-    "tiny.py": ([], {}),  # no size options: it copies the shipped warm start and evaluates it (~10 s)
+    os.path.join("benchmarks", "bench.py"): (["--quick", "--steps=1", "--warmup=0", "--samplers=fast", "--threads=1"], {}),
+    "lab.plots": (["--out=figures-test"], {}),  # (python -m lab.plots) into the command's own folder, never over assets/
+    "infra.tiny": ([], {}),  # no size options: it copies the shipped warm start and evaluates it (~10 s)
     # a grid takes hours: its dry run prints the grid's train.py commands
     os.path.join("experiments", "maze.py"): (["--dry-run"], {}),
 }
@@ -171,10 +171,13 @@ def substitute_models(args, model_dir):
 
 
 def runnable(argv, model_dir):
-    """(kind, argv) to run for a documented argv: ("script", [script, *args]) or ("accelerate", [launch args])."""
+    """(kind, argv) to run for a documented argv: ("script", [script, *args]), ("script", ["-m", module, *args])
+    or ("accelerate", [launch args])."""
     if argv[0] in ("python", "python3") and len(argv) > 1 and argv[1].endswith(".py"):
         script = os.path.normpath(argv[1])
         return "script", [script, *with_settings(script, substitute_models(argv[2:], model_dir))]
+    if argv[0] in ("python", "python3") and len(argv) > 2 and argv[1] == "-m":
+        return "script", ["-m", argv[2], *with_settings(argv[2], substitute_models(argv[3:], model_dir))]
     if argv[:2] == ["accelerate", "launch"]:
         position = next((i for i, arg in enumerate(argv) if arg.endswith(".py")), None)
         if position is None:
@@ -297,7 +300,7 @@ def test_documented_command_runs(doc, line, text, argv, outcomes):
 
 
 def test_git_keeps_exactly_the_figures_the_documents_show():
-    """experiments/figures holds what plots.py draws; git keeps a figure only when README, RESULTS, BENCHMARKS or
+    """experiments/figures holds what lab/plots.py draws; git keeps a figure only when README, RESULTS, BENCHMARKS or
     docs/ show it, and every figure they show is in git (a fresh clone renders them)."""
     tracked = subprocess.run(["git", "ls-files", "experiments/figures"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.split()

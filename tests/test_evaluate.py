@@ -104,7 +104,7 @@ def test_evaluate_loop_and_cli(tmp_path):
 
     from evaluate import evaluate, format_table
     from tasks import MazeTask
-    from tiny import build_model, build_tokenizer
+    from infra.tiny import build_model, build_tokenizer
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)

@@ -29,11 +29,11 @@ def test_every_run_uses_known_config_keys():
 
 
 def test_plots_comparisons_name_runs_of_each_grid():
-    import plots
+    from lab import grids
 
     for mode in ("quick", "long", "primary", "tune", "horizon"):
         runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(maze.MODES[mode]["steps"], mode)}
-        for entries in plots.comparisons(mode, runs).values():
+        for entries in grids.comparisons(mode, runs).values():
             for _, run in entries:
                 assert run in runs, (mode, run)
 
@@ -100,9 +100,9 @@ def test_tasks_mode_runs_pass1_and_passk_on_every_preset_from_its_own_warm_start
     jobs = maze.select("tasks", None, [0, 1])
     assert len(jobs) == 2 * 2 * len(TASK_PRESETS)
     runs = {f"{group}/{name}" for group, name, _, _ in maze.grid(600, "tasks")}
-    import plots
+    from lab import grids
 
-    figures = plots.comparisons("tasks", runs)
+    figures = grids.comparisons("tasks", runs)
     assert set(figures) == {task.split(":", 1)[1] for task in TASK_PRESETS}
     for entries in figures.values():
         assert {run for _, run in entries} <= runs and entries[0][0] == "Pass@1"
@@ -130,6 +130,7 @@ def test_a_committed_snapshot_version_restores_its_code(tmp_path):
         os.chdir(cwd)
     shown = subprocess.run(["git", "show", f"{head}:train.py"], cwd=maze.ROOT, capture_output=True, text=True).stdout
     assert (code / "train.py").read_text() == shown and (code / "advantage.py").exists()
+    assert (code / "infra" / "cli.py").exists() and not (code / "lab").exists()  # what train.py imports, no more
     (code / "train.py").unlink()
     (code / "VERSION").write_text(f"commit {head}\ncopied now\nuncommitted changes in these files:\n M train.py\n")
     with pytest.raises(ValueError, match="uncommitted changes"):
@@ -209,7 +210,7 @@ def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypa
 
 
 def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_replace_it(monkeypatch, tmp_path):
-    from cli import CommandError
+    from infra.cli import CommandError
 
     monkeypatch.setattr(maze, "RESULTS", str(tmp_path))
     for name in ("ensure_warmstart", "adopt_recorded_snapshot"):
@@ -228,10 +229,10 @@ def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_repla
 
 
 def test_plots_draws_and_compares_the_baselines_the_primary_grid_runs():
-    import plots
+    from lab import grids
 
-    assert [run for _, run in plots.PRIMARY_BASELINES] == list(maze.PRIMARY_BASELINES)
-    assert [name for _, name in plots.PRIMARY_METHODS] == list(maze.PRIMARY)
+    assert [run for _, run in grids.PRIMARY_BASELINES] == list(maze.PRIMARY_BASELINES)
+    assert [name for _, name in grids.PRIMARY_METHODS] == list(maze.PRIMARY)
 
 
 # the records made before each line carried its start policy's fingerprint (start_weights): their starts were
@@ -275,7 +276,7 @@ def test_record_differences_names_what_differs_beyond_float_tolerance():
 
 
 def test_a_row_reruns_only_from_the_start_and_code_its_record_names(monkeypatch, tmp_path):
-    from cli import CommandError
+    from infra.cli import CommandError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(maze, "RESULTS", "results")

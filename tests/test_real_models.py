@@ -9,13 +9,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
 
-from checkpoint import load_policy
 from conftest import build_bpe_tokenizer
 from evaluate import score_items, summarize
 from tasks import MazeTask
 from mazes import format_prompt, make_mazes
-from optim import StochasticRoundingAdamW
-from rollout import chat_prompt, concat_rollouts, generate_rollouts, sequence_logprobs
+from infra.checkpoint import load_policy
+from infra.optim import StochasticRoundingAdamW
+from rollout import chat_prompt, concat_rollouts, generate_rollouts
+from scoring import sequence_logprobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=6", "--n_rollouts=4", "--k=2",

@@ -1,29 +1,35 @@
-"""stats.py: known values, hand-computed corrections, constructed equivalence cases, bootstrap coverage."""
+"""lab/stats.py: against scipy's paired t and one-sided t tests, known values, hand-computed corrections,
+constructed equivalence cases, bootstrap coverage."""
 import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
-import stats
+from lab import stats
 
 
-def test_t_quantiles_match_the_table_and_scipy():
-    table = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045}  # two-sided 95%, any statistics textbook
-    for df, value in table.items():
-        assert stats.t_quantile(0.975, df) == pytest.approx(value, abs=1e-3)
-        assert stats.t_quantile(0.025, df) == pytest.approx(-value, abs=1e-3)
-    scipy_stats = pytest.importorskip("scipy.stats")
-    for df in (1, 3, 7, 50):
-        for t in (-2.5, 0.0, 0.7, 3.1):
-            assert stats.t_sf(t, df) == pytest.approx(scipy_stats.t.sf(t, df), abs=1e-12)
-        assert stats.t_quantile(0.9, df) == pytest.approx(scipy_stats.t.ppf(0.9, df), abs=1e-9)
+def test_paired_t_is_scipys_ttest_rel():
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 10, 30):
+        a, b = rng.normal(0.3, 0.05, size=n), rng.normal(0.32, 0.05, size=n)
+        ours, theirs = stats.paired_t(b - a, level=0.9), scipy_stats.ttest_rel(b, a)
+        interval = theirs.confidence_interval(0.9)
+        assert ours["p"] == pytest.approx(theirs.pvalue, rel=1e-9)
+        assert (ours["lo"], ours["hi"]) == pytest.approx((interval.low, interval.high), rel=1e-9)
 
 
 def test_paired_t_interval_and_p():
+    table = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045}  # two-sided 95% t, any statistics textbook
+    for df, value in table.items():
+        deltas = [0.01 * (i % 2) for i in range(df + 1)]
+        result = stats.paired_t(deltas)
+        half = value * np.std(deltas, ddof=1) / math.sqrt(df + 1)
+        assert result["hi"] - result["mean"] == pytest.approx(half, rel=1e-3)
     result = stats.paired_t([0.02, 0.021, 0.019])  # mean 0.02, sd 0.001, se 0.001/sqrt(3), t = 34.6 on 2 df
     assert result["mean"] == pytest.approx(0.02)
     assert result["hi"] - result["mean"] == pytest.approx(4.3027 * 0.001 / math.sqrt(3), rel=1e-4)
-    assert result["p"] == pytest.approx(2 * stats.t_sf(0.02 / (0.001 / math.sqrt(3)), 2))
+    assert result["p"] == pytest.approx(2 * scipy_stats.t.sf(0.02 / (0.001 / math.sqrt(3)), 2))
     assert stats.paired_t([0.04, -0.01, 0.03])["p"] > 0.05
     assert math.isnan(stats.paired_t([0.05])["p"])
     assert stats.paired_t([0.0, 0.0])["p"] == 1.0
@@ -35,6 +41,16 @@ def test_holm_and_benjamini_hochberg_against_hand_computed_values():
     assert stats.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     # BH: sorted 0.005 x4/1 = 0.02, 0.01 x4/2 = 0.02, 0.03 x4/3 = 0.04, 0.04 x4/4 = 0.04
     assert stats.benjamini_hochberg(p) == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    # Holm: the step-down of Bonferroni, by its definition (reject in order of p while p_(i) <= alpha / (m - i))
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        p, alpha = rng.uniform(0, 0.1, size=6), 0.05
+        order, rejected = np.argsort(p), np.zeros(6, dtype=bool)
+        for i, index in enumerate(order):
+            if p[index] > alpha / (6 - i):
+                break
+            rejected[index] = True
+        assert ((stats.holm(p) <= alpha) == rejected).all()
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
     held = stats.benjamini_hochberg([0.01, math.nan, 0.02])
     assert math.isnan(held[1]) and held[[0, 2]] == pytest.approx([0.02, 0.02])  # nan is left out of m
@@ -53,10 +69,11 @@ def test_tost_accepts_a_tight_zero_and_rejects_a_wide_or_shifted_one():
     assert not result["equivalent"] and result["p"] > 0.05 and result["lo"] < -0.02
     shifted = [0.019, 0.021, 0.02, 0.022, 0.018]  # precisely measured, at the margin: not equivalent
     assert not stats.tost(shifted, margin=0.02)["equivalent"]
-    # TOST p is the larger one-sided p: at mean 0 it equals the one-sided p of margin / se
-    symmetric = [0.01, -0.01, 0.01, -0.01]
-    se = np.std(symmetric, ddof=1) / 2
-    assert stats.tost(symmetric, 0.02)["p"] == pytest.approx(stats.t_sf(0.02 / se, 3))
+    # TOST p is the larger of scipy's two one-sided t tests, against -margin and +margin
+    for deltas in (tight, wide, shifted, [0.01, -0.01, 0.01, -0.01]):
+        lower = scipy_stats.ttest_1samp(deltas, -0.02, alternative="greater").pvalue
+        upper = scipy_stats.ttest_1samp(deltas, 0.02, alternative="less").pvalue
+        assert stats.tost(deltas, 0.02)["p"] == pytest.approx(max(lower, upper), rel=1e-9)
 
 
 def test_pass_at_k_is_the_unbiased_estimator():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import tiny
+from infra import tiny
 from mazes import format_prompt, generate_maze, solve_maze
 
 MICRO = dict(hidden_size=32, num_layers=1, num_heads=2)  # a micro model: tests stay fast
@@ -147,8 +147,8 @@ def test_cache_is_reused_and_retrained_when_settings_change(tmp_path, monkeypatc
 
 def test_the_tiny_model_is_recognised_after_a_save(tmp_path, micro_model):
     """train.py's sampler="auto" picks the fast loop for the tiny model and its checkpoints, wherever they lie."""
-    from checkpoint import load_policy
-    from tiny import build_model, build_tokenizer, is_tiny
+    from infra.checkpoint import load_policy
+    from infra.tiny import build_model, build_tokenizer, is_tiny
 
     tokenizer = build_tokenizer()
     build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2).save_pretrained(tmp_path)
@@ -166,7 +166,7 @@ def default_train_split():
 
 
 def test_the_shipped_warm_start_loads_with_its_character_tokenizer():
-    from tiny import SHIPPED, build_tokenizer, is_tiny, load_tiny
+    from infra.tiny import SHIPPED, build_tokenizer, is_tiny, load_tiny
 
     model, tokenizer = load_tiny(SHIPPED)
     assert is_tiny(model) and model.config.hidden_size == 128 and 1_000_000 <= model.num_parameters() <= 1_100_000
@@ -195,7 +195,7 @@ def test_the_shipped_settings_are_train_py_defaults():
     """The shipped folder is used only while train.py's defaults ask for it; read them without running train.py."""
     import ast
 
-    source = open(os.path.join(os.path.dirname(tiny.__file__), "train.py")).read()
+    source = open(os.path.join(os.path.dirname(os.path.dirname(tiny.__file__)), "train.py")).read()
     values = {target.id: node.value for node in ast.parse(source).body if isinstance(node, ast.Assign)
               for target in node.targets if isinstance(target, ast.Name)}
     names = ("train_sizes", "n_train", "test_sizes", "n_test", "split_seed", "seed", "warmup_sft_steps")

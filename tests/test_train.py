@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from checkpoint import load_policy
-from tiny import build_model, build_tokenizer
+from infra.checkpoint import load_policy
+from infra.tiny import build_model, build_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=3", "--prompt_batch=4",
@@ -79,6 +79,31 @@ def test_two_steps_write_metrics_and_a_loadable_checkpoint(tmp_path, micro_model
     before = params_of(micro_model_dir)
     after = params_of(os.path.join(out, "ckpt"))
     assert any(not torch.equal(before[n], after[n]) for n in before)  # it learned something
+
+
+def test_tensorboard_holds_the_scalars_of_metrics_jsonl(tmp_path, micro_model_dir):
+    """--log_with=tensorboard: the event files, read back with tensorboard's own reader, hold every number of
+    metrics.jsonl under its name at its step, and nothing else."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = str(tmp_path / "run")
+    run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--max_steps=2", "--log_with=tensorboard")
+    folder = os.path.join(out, "nanopassk")  # accelerate's <project_dir>/<project name>; the config in a subfolder
+    assert any("tfevents" in name for name in os.listdir(folder))
+    events = EventAccumulator(folder, size_guidance={"scalars": 0})  # 0: keep every event
+    events.Reload()
+    expected = {}  # name -> {step: value}
+    for record in read_metrics(out):
+        for name, value in record.items():
+            if isinstance(value, (int, float)):
+                expected.setdefault(name, {})[record["step"]] = float(value)
+    assert {"reward", "entropy", "grad_norm", "update_time"} <= set(expected)
+    assert set(events.Tags()["scalars"]) == set(expected)
+    for name, by_step in expected.items():
+        logged = {event.step: event.value for event in events.Scalars(name)}
+        assert set(logged) == set(by_step), name
+        for step, value in by_step.items():  # tensorboard keeps float32
+            assert logged[step] == pytest.approx(value, rel=1e-6, abs=1e-6, nan_ok=True), (name, step)
 
 
 def test_resume_equals_uninterrupted(tmp_path, micro_model_dir):

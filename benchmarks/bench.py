@@ -1,12 +1,12 @@
 """Benchmark: a decode step against its arithmetic limit, then the RL step (train.py itself) on a fixed workload.
 
-    python bench.py                       # decode step, samplers, RL step, then the n_rollouts and maze-size tables
-    python bench.py --quick               # decode step, samplers and the RL step only
-    python bench.py --quick --samplers=fast
-    python bench.py --decode-only         # the decode step and the samplers only (seconds)
-    python bench.py --quick --threads=1   # on a busy machine: 2 threads on loaded cores time the scheduler
-    python bench.py --device=cuda --shapes=tiny,0.5b,7b --decode-only   # random models of Qwen2.5's shapes, bf16
-    python bench.py --estimators-only     # only the advantage estimators (ms per call, 128 x 32 rewards)
+    python benchmarks/bench.py                       # decode step, samplers, RL step, then the n_rollouts and maze-size tables
+    python benchmarks/bench.py --quick               # decode step, samplers and the RL step only
+    python benchmarks/bench.py --quick --samplers=fast
+    python benchmarks/bench.py --decode-only         # the decode step and the samplers only (seconds)
+    python benchmarks/bench.py --quick --threads=1   # on a busy machine: 2 threads on loaded cores time the scheduler
+    python benchmarks/bench.py --device=cuda --shapes=tiny,0.5b,7b --decode-only   # random models of Qwen2.5's shapes, bf16
+    python benchmarks/bench.py --estimators-only     # only the advantage estimators (ms per call, 128 x 32 rewards)
 
 1. The decode step (`decode_step_times`): one step of the fast sampler's decoder (decoders.DirectDecoder) for
    128 rows (8 prompts x 16 rollouts, 7x7 maze prompts of 57 tokens), against the same step through HF's
@@ -41,7 +41,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as a script: the method's files live in the repository root
 SHIPPED = os.path.join(ROOT, "assets", "tiny-maze")  # tiny.SHIPPED, without importing torch here
 DEFAULT = dict(prompt_batch=8, mini_batch=8, n_rollouts=16, k=4, max_new_tokens=32, threads=2,
                train_sizes=(7,), n_train=500, test_sizes=(5,), n_test=1, sampler="fast")
@@ -124,7 +125,7 @@ def load_model(shape, device, model_dir):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from tiny import load_tiny
+    from infra.tiny import load_tiny
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     if shape == "tiny":
@@ -334,7 +335,7 @@ def bench_rl_steps(args, model_dir, results):
 
 
 def main(argv=None):
-    from cli import add_debug_option, usage_error
+    from infra.cli import add_debug_option, usage_error
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
@@ -390,6 +391,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from cli import run
+    from infra.cli import run
 
     run(main)  # a failed train.py run has printed its reason; cli.run adds one line and exits 1

@@ -23,7 +23,7 @@ override; then the declared class (`TokenizersBackend`, the v5 PreTrainedTokeniz
 tokenizer.json as it is. So do not pass trust_remote_code=True for this folder: it would try to
 import the auto_map entry as remote code and fail.
 
-    python tiny.py [--out_dir=out] [--retrain]   # copy (or train) the warm start, print pass@1 / pass@8 on held-out mazes
+    python -m infra.tiny [--out_dir=out] [--retrain]   # copy (or train) the warm start, print pass@1 / pass@8 on held-out mazes
 """
 import hashlib
 import json
@@ -45,7 +45,8 @@ ANSWER_TAGS = ["<answer>", "</answer>"]
 CHARS = "*.SEUDLR\n> "  # maze cells, moves, row separator, the prompt's '>' marker, space
 AUTO_MAP = {"AutoTokenizer": [None, "PreTrainedTokenizerFast"]}  # see the module docstring
 SETTINGS_FILE = "warm_start.json"
-SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "tiny-maze")  # the default warm start
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: infra/'s parent
+SHIPPED = os.path.join(ROOT, "assets", "tiny-maze")  # the default warm start
 RECIPE_VERSION = 2  # bump when warm_start changes, so that cached models are retrained
 
 
@@ -278,10 +279,10 @@ def load_tiny(path):
 
 
 def main(argv=None):
-    """python tiny.py [--out_dir=out] [--retrain]: copy (or train) the default tiny model, measure it on held-out mazes."""
+    """python -m infra.tiny [--out_dir=out] [--retrain]: copy (or train) the default tiny model, measure it on held-out mazes."""
     import argparse
 
-    from cli import add_debug_option, usage_error
+    from infra.cli import add_debug_option, usage_error
     from evaluate import evaluate, format_table
 
     parser = argparse.ArgumentParser(description="Copy (or train) the default tiny model's warm start and evaluate it.")
@@ -310,6 +311,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from cli import run
+    from infra.cli import run
 
     run(main)

@@ -1,4 +1,5 @@
-"""The statistics behind RESULTS.md's verdicts: numpy and the standard library only (no torch, no scipy).
+"""The statistics behind RESULTS.md's verdicts: Student's t and Benjamini-Hochberg from scipy.stats, and what
+scipy does not have: Holm's step-down correction, TOST and a bootstrap over a crossed design of seeds and items.
 
     paired_t(deltas)                         mean, 95% paired-t interval and two-sided p over seeds
     hierarchical_bootstrap(a, b, k)          a percentile interval over seeds *and* held-out items
@@ -15,59 +16,7 @@ replicate, the items within each held-out group (the same draw for every seed: t
 import math
 
 import numpy as np
-
-
-# -----------------------------------------------------------------------------
-# Student's t distribution, from the regularised incomplete beta function (Numerical Recipes 6.4)
-def _beta_continued_fraction(a, b, x):
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a, b, x):
-    """The regularised incomplete beta function I_x(a, b), 0 <= x <= 1."""
-    if x <= 0.0 or x >= 1.0:
-        return float(x >= 1.0)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - front * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_sf(t, df):
-    """P(T > t) for Student's t with df degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return tail if t >= 0 else 1.0 - tail
-
-
-def t_quantile(q, df):
-    """The q-quantile of Student's t with df degrees of freedom (bisection on t_sf; 1e-10 accurate)."""
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"q={q} must be in (0, 1)")
-    if q < 0.5:
-        return -t_quantile(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_sf(hi, df) > 1.0 - q:
-        hi *= 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        lo, hi = (mid, hi) if t_sf(mid, df) > 1.0 - q else (lo, mid)
-        if hi - lo < 1e-12:
-            break
-    return (lo + hi) / 2.0
+from scipy import stats as scipy_stats
 
 
 # -----------------------------------------------------------------------------
@@ -84,9 +33,11 @@ def paired_t(deltas, level=0.95):
     sd = float(values.std(ddof=1))
     if sd == 0.0:
         return dict(mean=mean, lo=mean, hi=mean, p=0.0 if mean else 1.0, n=n, sd=0.0)
-    se = sd / math.sqrt(n)
-    half = t_quantile(0.5 + level / 2.0, n - 1) * se
-    return dict(mean=mean, lo=mean - half, hi=mean + half, p=min(1.0, 2.0 * t_sf(abs(mean) / se, n - 1)), n=n, sd=sd)
+    # scipy.stats.ttest_rel(b, a)'s test, from the differences: ttest_rel warns of precision loss when they are
+    # nearly equal (a method against a near-copy of itself), and the tables only need its t quantile and tail
+    se, t = sd / math.sqrt(n), scipy_stats.t(n - 1)
+    half = float(t.ppf(0.5 + level / 2.0)) * se
+    return dict(mean=mean, lo=mean - half, hi=mean + half, p=min(1.0, 2.0 * float(t.sf(abs(mean) / se))), n=n, sd=sd)
 
 
 def tost(deltas, margin, alpha=0.05):
@@ -100,15 +51,17 @@ def tost(deltas, margin, alpha=0.05):
     mean, se = float(values.mean()), float(values.std(ddof=1)) / math.sqrt(n)
     if se == 0.0:
         return dict(p=0.0 if abs(mean) < margin else 1.0, equivalent=abs(mean) < margin, lo=mean, hi=mean)
-    p = max(t_sf((mean + margin) / se, n - 1), t_sf((margin - mean) / se, n - 1))
-    half = t_quantile(1.0 - alpha, n - 1) * se
+    t = scipy_stats.t(n - 1)
+    p = float(max(t.sf((mean + margin) / se), t.sf((margin - mean) / se)))
+    half = float(t.ppf(1.0 - alpha)) * se
     return dict(p=p, equivalent=p < alpha, lo=mean - half, hi=mean + half)
 
 
 # -----------------------------------------------------------------------------
 # multiplicity
 def holm(pvalues):
-    """Holm's step-down adjusted p-values (family-wise error control), in the input order. nan stays nan."""
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order. nan stays nan.
+    (scipy.stats has no Holm correction; statsmodels' multipletests(method="holm") is the same.)"""
     p = np.asarray(pvalues, dtype=float)
     adjusted = np.full(len(p), math.nan)
     valid = np.flatnonzero(~np.isnan(p))
@@ -120,14 +73,13 @@ def holm(pvalues):
 
 
 def benjamini_hochberg(pvalues):
-    """Benjamini-Hochberg q-values (false-discovery-rate control), in the input order. nan stays nan."""
+    """Benjamini-Hochberg q-values (false-discovery-rate control; scipy.stats.false_discovery_control), in the
+    input order. nan stays nan and is left out of the family's size."""
     p = np.asarray(pvalues, dtype=float)
     q = np.full(len(p), math.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    m, running = len(valid), 1.0
-    for rank, index in reversed(list(enumerate(valid[np.argsort(p[valid], kind="stable")], 1))):
-        running = min(running, m * p[index] / rank)
-        q[index] = running
+    valid = ~np.isnan(p)
+    if valid.any():
+        q[valid] = scipy_stats.false_discovery_control(p[valid], method="bh")
     return q
 
 

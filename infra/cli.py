@@ -1,5 +1,6 @@
-"""How every command-line entry point (evaluate.py, plots.py, bench.py, tiny.py, experiments/maze.py) answers
-bad input: one line on stderr naming the problem, `<script>: error: <message>`, never a stack trace.
+"""How every command-line entry point (evaluate.py, compare.py, lab/plots.py, benchmarks/bench.py, infra/tiny.py,
+experiments/maze.py) answers bad input: one line on stderr naming the problem, `<script>: error: <message>`, never
+a stack trace.
 
 Exit status 2 is bad usage, found before any compute: an unknown option or a value out of range (argparse's
 own errors print the usage line first, then the same one-line `error:`), a path that does not exist or is
