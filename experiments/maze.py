@@ -6,6 +6,7 @@
     python experiments/maze.py --long                   # the 5-seed long-protocol grid (110 runs, exploratory)
     python experiments/maze.py --long --only k          # one group (and the runs it depends on)
     python experiments/maze.py --tasks                  # Pass@1 vs Pass@k on reasoning-gym tasks
+    python experiments/maze.py --primary --rerun pass1 --seeds 0   # rerun one recorded row, compare its line
     python -m lab.plots experiments/results/long.jsonl      # figures + tables of a grid's record
 
 Every run is one `python train.py ...` subprocess with its own out_dir,
@@ -71,7 +72,15 @@ def read_config(path):
 LONG = read_config(os.path.join("config", "maze_tiny_long.py"))
 PRIMARY = ("pass1", "passk_analytical", "passk_bootstrap", "passk_exceeding", "pkpo", "best_of_n")
 PRIMARY_TEST = {5: 30, 7: 200, 9: 300, 11: 120}  # held-out mazes per size of the primary family
+H11_TEST = {5: 30, 7: 200, 9: 600, 11: 240}  # held-out mazes per size of H11's confirmatory test
 PRIMARY_WARMSTART = os.path.join(RUNS, "warmstart", "tiny-warmstart-primary", "tiny-warmstart")
+# the start policies shipped in the repository (HF folders like assets/tiny-maze), by mode: copied into the mode's
+# warm start folder instead of rebuilt, so that a clone on any CPU starts from the weights its record names. None
+# yet: the primary family's start (fingerprint 40d36121...) was rebuilt to other weights wherever it was tried
+# (RESULTS.md); once a machine rebuilds it, "primary" and "h11" map to e.g. assets/tiny-maze-primary
+SHIPPED_STARTS = {}
+# modes whose runs must start from the start policy another grid's record names (the confirmatory test of a family)
+SAME_START_AS = {"h11": "primary"}
 TUNE_ENTROPY, TUNE_NOISE = (0.03, 0.1, 0.3), (0.1, 0.5)
 # the baselines that moved in the tune grid (RESULTS.md, "Baselines"), run beside the primary family and compared
 # with analytical Pass@k as exploratory rows outside its Holm family: entropy 0.1 raised held-out entropy by
@@ -103,6 +112,13 @@ MODES = {
         {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
         n_test=PRIMARY_TEST, eval_every=LONG["max_steps"], model=PRIMARY_WARMSTART,
         eval_cache=os.path.join(RUNS, "primary", "eval-cache"))),
+    # the confirmatory test of H11 (RESULTS.md, declared before its runs): analytical Pass@k against Pass@1 on the
+    # unseen sizes' pass@128, new seeds 10-28, twice the family's unseen mazes (the first 300 9x9 and 120 11x11 are
+    # the family's); the same split of train mazes, so the same start policy (the shipped one)
+    "h11": dict(steps=LONG["max_steps"], seeds=tuple(range(10, 29)), warmstart=PRIMARY_WARMSTART, train=dict(
+        {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
+        n_test=H11_TEST, eval_every=LONG["max_steps"], model=PRIMARY_WARMSTART,
+        eval_cache=os.path.join(RUNS, "h11", "eval-cache"))),
     # the baselines tuned before they are compared (3.1): which entropy coefficient measurably raises held-out
     # entropy over Pass@1, and which noise rate measurably moves anything; 2 seeds, the long protocol
     "tune": dict(steps=LONG["max_steps"], seeds=(0, 1), train=dict(
@@ -127,6 +143,8 @@ def grid(steps, mode="full"):
     if mode == "primary":
         return ([("primary", advantage, dict(advantage=advantage), ()) for advantage in PRIMARY]
                 + [("primary", name, overrides, ()) for name, overrides in PRIMARY_BASELINES.items()])
+    if mode == "h11":
+        return [("h11", advantage, dict(advantage=advantage), ()) for advantage in ("pass1", "passk_analytical")]
     if mode == "tune":
         return ([("tune", "pass1", dict(advantage="pass1"), ())]
                 + [("tune", f"entropy{coef}", dict(advantage="pass1", entropy_coef=coef), ()) for coef in TUNE_ENTROPY]
@@ -281,14 +299,19 @@ def restore_snapshot(code):
     commit = lines[0].split()[1]
     if lines[-1] != "none":
         raise ValueError(f"{version}: the snapshot had uncommitted changes; it cannot be restored from {commit}")
+    write_commit_code(commit, code)
+    print(f"code snapshot restored from commit {commit}", flush=True)
+
+
+def write_commit_code(commit, folder):
+    """Write the modules a run imports (is_code) as they were at a commit into folder, with `git show`."""
     names = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit], capture_output=True, text=True, check=True)
     for name in names.stdout.split():
         if is_code(name):
             text = subprocess.run(["git", "show", f"{commit}:{name}"], capture_output=True, text=True, check=True).stdout
-            os.makedirs(os.path.join(code, os.path.dirname(name)), exist_ok=True)
-            with open(os.path.join(code, name), "w") as f:
+            os.makedirs(os.path.join(folder, os.path.dirname(name)), exist_ok=True)
+            with open(os.path.join(folder, name), "w") as f:
                 f.write(text)
-    print(f"code snapshot restored from commit {commit}", flush=True)
 
 
 def ensure_warmstart(mode=None):
@@ -306,6 +329,10 @@ def ensure_warmstart(mode=None):
         return
     if mode in MODES and "warmstart" in MODES[mode]:  # a warm start of its own, on the mode's own split
         folder, train = MODES[mode]["warmstart"], MODES[mode]["train"]
+        shipped = SHIPPED_STARTS.get(mode)
+        if not os.path.exists(os.path.join(folder, "config.json")) and shipped and os.path.exists(shipped):
+            print(f"warm start for {mode}: copying the shipped {shipped}", flush=True)
+            shutil.copytree(shipped, folder)
         if not os.path.exists(os.path.join(folder, "config.json")):
             print(f"warm start for {mode}: building it on its split (a few minutes)", flush=True)
             split = [f"--{key}={train[key]!r}" if isinstance(train[key], (dict, tuple)) else f"--{key}={train[key]}"
@@ -424,6 +451,102 @@ def write_grid_record(mode, jobs, recorded, results):
     return records
 
 
+IGNORED = ("wall_seconds", "step_time")  # how long it took, not what it computed: not compared by rerun_row
+
+
+def record_differences(recorded, rerun, rtol=1e-4, atol=1e-6, path=""):
+    """[(path, recorded value, rerun value)] where two record lines differ: numbers beyond atol + rtol * |recorded|
+    (floats are rounded to 6 significant digits in a record), anything else unequal; the keys of IGNORED are
+    skipped. Returns (differences, number of values compared)."""
+    if isinstance(recorded, dict) and isinstance(rerun, dict):
+        differences, compared = [], 0
+        for key in sorted(set(recorded) | set(rerun)):
+            if key in IGNORED:
+                continue
+            if key not in recorded or key not in rerun:
+                differences.append((f"{path}/{key}", recorded.get(key, "<missing>"), rerun.get(key, "<missing>")))
+                continue
+            found, count = record_differences(recorded[key], rerun[key], rtol, atol, f"{path}/{key}")
+            differences, compared = differences + found, compared + count
+        return differences, compared
+    if isinstance(recorded, list) and isinstance(rerun, list) and len(recorded) == len(rerun):
+        differences, compared = [], 0
+        for i, (a, b) in enumerate(zip(recorded, rerun)):
+            found, count = record_differences(a, b, rtol, atol, f"{path}/{i}")
+            differences, compared = differences + found, compared + count
+        return differences, compared
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (recorded, rerun))
+    if numbers and recorded is not None and rerun is not None:
+        same = abs(recorded - rerun) <= atol + rtol * abs(recorded) or (recorded != recorded and rerun != rerun)
+    else:
+        same = recorded == rerun
+    return ([] if same else [(path, recorded, rerun)]), 1
+
+
+def rerun_row(mode, run, seed, keep_dir=None):
+    """Run one recorded row of a grid again, as the grid ran it, and compare its record line with the committed one.
+
+    The row's train.py command runs in a temporary folder laid out like the repository: the code of the commit the
+    row names (its "code", restored with git show at the command's script path) and the shipped start policy of the
+    mode (SHIPPED_STARTS, fingerprint checked against the row's start_weights) at the command's --model path; no
+    eval cache, so the step-0 evaluation is computed again too. Its folder is compacted as the grid does
+    (lab.records.run_record) and compared value by value (record_differences: wall time and step times aside). Returns
+    (differences, compared, wall seconds). keep_dir: run there instead of a temporary folder, and keep it."""
+    import tempfile
+
+    from infra.cli import CommandError
+    from lab.records import run_record
+
+    results = os.path.join(RESULTS, f"{mode}.jsonl")
+    records = read_record(results)
+    key = run if "/" in run else next((r for r, s in records if r.split("/")[-1] == run), run)
+    if (key, seed) not in records:
+        rows = sorted({r for r, _ in records})
+        raise CommandError(f"{results} has no row {key!r} seed {seed}; its runs: {', '.join(rows) or 'none'}", 2)
+    recorded = records[(key, seed)]
+    shipped = SHIPPED_STARTS.get(mode)
+    if not shipped or not os.path.exists(os.path.join(shipped, "model.safetensors")):
+        raise CommandError(f"mode {mode!r} has no shipped start policy (SHIPPED_STARTS): its rows cannot be rerun", 2)
+    start = weights_fingerprint(shipped)
+    if not same_start(recorded.get("start_weights"), start):
+        raise CommandError(f"{key} seed {seed} started from {recorded.get('start_weights')}, not from the shipped "
+                           f"{shipped} ({start})")
+    commit = recorded.get("code")
+    if not commit or commit.endswith("+uncommitted"):
+        raise CommandError(f"{key} seed {seed} names no committed code ({commit!r}): it cannot be rerun as it ran")
+    script, *options = recorded["command"].split(" --")
+    script = script.split()[-1]  # "python experiments/runs/<mode>/code/train.py"
+    options = ["--" + option for option in options]
+    config = recorded["config"]
+    root = keep_dir or tempfile.mkdtemp(prefix=f"rerun-{mode}-")
+    try:
+        write_commit_code(commit, os.path.join(root, os.path.dirname(script)))
+        shutil.copytree(shipped, os.path.join(root, config["model"]), dirs_exist_ok=True)
+        out_dir = os.path.join(root, config["out_dir"])
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "command.txt"), "w") as f:
+            f.write(recorded["command"] + "\n")
+        print(f"rerun {key} seed {seed} in {root}: code {commit[:8]}, start {shipped}", flush=True)
+        started = time.time()
+        with open(os.path.join(out_dir, "log.txt"), "w") as log:
+            status = subprocess.run([sys.executable, script, *options], cwd=root, stdout=log, stderr=subprocess.STDOUT)
+        seconds = time.time() - started
+        if status.returncode != 0 or not is_complete(out_dir):
+            with open(os.path.join(out_dir, "log.txt")) as f:
+                raise CommandError(f"the rerun of {key} seed {seed} failed (exit {status.returncode}); log tail:\n"
+                                   f"{f.read()[-1500:]}")
+        with open(os.path.join(out_dir, "wall.json"), "w") as f:
+            json.dump({"wall_seconds": seconds}, f)
+        rerun = run_record(out_dir, recorded["train_every"], recorded["grid"], recorded["run"])
+        rerun = json.loads(json.dumps(dict(rerun, start_weights=weights_fingerprint(os.path.join(root, config["model"])),
+                                           code=commit)))
+    finally:
+        if not keep_dir:
+            shutil.rmtree(root, ignore_errors=True)
+    differences, compared = record_differences(recorded, rerun)
+    return differences, compared, seconds
+
+
 def summary_line(path):
     with open(os.path.join(path, "eval.json")) as f:
         evals = json.load(f)
@@ -503,6 +626,7 @@ def main(argv=None):
     parser.add_argument("--tasks", dest="mode", action="store_const", const="tasks")
     parser.add_argument("--primary", dest="mode", action="store_const", const="primary")
     parser.add_argument("--tune", dest="mode", action="store_const", const="tune")
+    parser.add_argument("--h11", dest="mode", action="store_const", const="h11")
     parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,objectives,continual) "
                                                    "or runs (estimators/pass1)")
     parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
@@ -511,9 +635,24 @@ def main(argv=None):
     parser.add_argument("--rerun_other_starts", action="store_true",
                         help="run again (and replace in the record) the recorded runs whose start policy differs "
                              "from the warm start built here; without it such a record is an error")
+    parser.add_argument("--rerun", metavar="RUN", default="",
+                        help="run one recorded row (RUN, e.g. pass1, with one --seeds) again in a temporary folder, "
+                             "from the shipped start and the code its record names, and compare its record line with "
+                             "the committed one (exit 1 on a difference)")
     add_debug_option(parser)
     args = parser.parse_args(argv)
     os.chdir(ROOT)
+    if args.rerun:
+        if not args.seeds.strip().isdigit():
+            usage_error(f"--rerun needs one seed (--seeds=S), got --seeds={args.seeds!r}")
+        differences, compared, seconds = rerun_row(args.mode, args.rerun, int(args.seeds))
+        for path, recorded, rerun in differences[:20]:
+            print(f"  {path}: recorded {recorded!r}, rerun {rerun!r}")
+        largest = max((abs(a - b) for _, a, b in differences
+                       if all(isinstance(x, (int, float)) for x in (a, b))), default=0.0)
+        print(f"{compared} values compared (wall and step times aside): {len(differences)} differ"
+              f"{f' (largest numeric difference {largest:.3g})' if differences else ''}; the rerun took {seconds:.0f} s")
+        return 1 if differences else 0
     groups = [group for group in args.only.split(",") if group] or list(MODES[args.mode].get("groups", [])) or None
     known = {group for group, *_ in grid(2, args.mode)} | {f"{group}/{name}" for group, name, *_ in grid(2, args.mode)}
     if groups and set(groups) - known:
@@ -531,6 +670,13 @@ def main(argv=None):
     results = os.path.join(RESULTS, f"{args.mode}.jsonl")
     if not args.dry_run:
         ensure_warmstart(args.mode)
+        if args.mode in SAME_START_AS:
+            family = os.path.join(RESULTS, f"{SAME_START_AS[args.mode]}.jsonl")
+            wanted = next(iter(read_record(family).values()), {}).get("start_weights")
+            here = weights_fingerprint(MODES[args.mode]["warmstart"])
+            if not same_start(wanted, here):
+                usage_error(f"--{args.mode} must start from the start policy {family} names ({wanted}); the warm "
+                            f"start built here is {here}: ship that start (SHIPPED_STARTS) or run where it rebuilds")
         adopt_recorded_snapshot(args.mode, results)
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)

@@ -1,7 +1,7 @@
 """Verdicts: paired comparisons of two runs' policies, as RESULTS.md prints them, each with both intervals
-(paired t over seeds; a hierarchical bootstrap over seeds and held-out items), a corrected p (Holm over a
-pre-declared family, Benjamini-Hochberg q-values over an exploratory one) and, for a "no cost" claim, TOST
-against an equivalence margin (stats.py). The families name the paper's takeaways (sections 2.2-4.2).
+(the paired t over seeds, which treats the held-out items as fixed; the two-way random-effects t over seeds and
+items, stats.crossed_test, which decides), a corrected p (Holm over a pre-declared family, Benjamini-Hochberg
+q-values over an exploratory one) and, for a "no cost" claim, TOST against an equivalence margin (stats.py). The families name the paper's takeaways (sections 2.2-4.2).
 
 A comparison: (takeaway, grid, B, A, metric, groups, margin): B minus A paired by seed; B and A are runs
 'group/name' at their end, or 'start:group/name' for that run's step-0 policy; metric 'p@K' (pass@K, from the
@@ -23,7 +23,7 @@ EQUIVALENCE_MARGIN = 0.02  # +-2 points of pass@1: "no pass@1 cost" means within
 
 def comparison_values(index, b, a, metric, groups=None):
     """Per seed (seeds that both runs have): the paired difference of the scalar metric, for pass@k the per-item
-    differences {group: (n_seeds, n_items)} for the hierarchical bootstrap, and the groups' weights (None: equal,
+    differences {group: (n_seeds, n_items)} for the crossed variance, and the groups' weights (None: equal,
     the eval's average over groups; groups="pooled": by item count, the mean over every held-out item).
     index: {run: {seed: record}}. Returns (seeds, deltas, items, weights)."""
     def evaluation(name, record):
@@ -51,29 +51,30 @@ def comparison_values(index, b, a, metric, groups=None):
     return seeds, deltas, ({"seeds": np.array(deltas, dtype=float)[:, None]} if deltas else {}), None
 
 
-def evaluate_comparisons(records, comparisons_list, replicates=4000, correction="bh"):
-    """Each comparison with its paired-t interval and p, its hierarchical bootstrap interval, its corrected p
-    (correction 'holm': a pre-declared family; 'bh': exploratory q-values) over the comparisons without a margin,
-    and, with a margin, its TOST. Returns a list of dicts."""
+def evaluate_comparisons(records, comparisons_list, correction="bh"):
+    """Each comparison with its paired t over seeds ("t", mazes fixed) and its two-way random-effects test over
+    seeds and items ("crossed", stats.crossed_test: what decides), its corrected p (correction 'holm': a
+    pre-declared family; 'bh': exploratory q-values) over the comparisons without a margin, computed from the
+    crossed p, and, with a margin, its TOST on the crossed variance ("tost"; the paired-t TOST beside it in
+    "tost_t"). Returns a list of dicts."""
     index = {}
     for record in records:
         index.setdefault((record["grid"], record["run"]), {})[record["seed"]] = record
     results = []
-    for number, (takeaway, grid, b, a, metric, groups, margin) in enumerate(comparisons_list):
+    for takeaway, grid, b, a, metric, groups, margin in comparisons_list:
         runs = {run: seeds for (g, run), seeds in index.items() if g == grid}
         seeds, deltas, items, weights = comparison_values(runs, b, a, metric, groups)
         result = dict(takeaway=takeaway, grid=grid, b=b, a=a, metric=metric, groups=groups, margin=margin,
                       seeds=len(seeds), t=stats.paired_t(deltas))
-        if items:
-            result["boot"] = stats.hierarchical_bootstrap(items, replicates, seed=number, weights=weights)
-            if margin is not None:
-                result["boot90"] = stats.hierarchical_bootstrap(items, replicates, level=0.90, seed=number, weights=weights)
+        result["crossed"] = stats.crossed_test(items, weights) if len(seeds) >= 2 else None
         if margin is not None:
-            result["tost"] = stats.tost(deltas, margin)
+            result["tost_t"] = stats.tost(deltas, margin)
+            result["tost"] = stats.crossed_tost(items, margin, weights) if len(seeds) >= 2 else \
+                dict(p=math.nan, equivalent=False, lo=math.nan, hi=math.nan)
         results.append(result)
     tested = [r for r in results if r["margin"] is None]
     adjust = stats.holm if correction == "holm" else stats.benjamini_hochberg
-    for result, p in zip(tested, adjust([r["t"]["p"] for r in tested])):
+    for result, p in zip(tested, adjust([r["crossed"]["p"] if r["crossed"] else math.nan for r in tested])):
         result["p_adjusted"] = float(p)
     if correction == "holm":  # a declared family's equivalence claims are a family of their own
         equivalences = [r for r in results if r["margin"] is not None]
@@ -82,19 +83,31 @@ def evaluate_comparisons(records, comparisons_list, replicates=4000, correction=
     return results
 
 
-def verdict(result, alpha=0.05):
-    """'shown' when the corrected p < alpha and the bootstrap interval excludes 0 on the same side; for a margin
-    claim 'equivalent' when TOST p < alpha and the 90% bootstrap interval lies inside the margin."""
+def verdict(result, alpha=0.05, p=None):
+    """'shown (+/-)' when the corrected crossed p < alpha; for a margin claim 'within ±M' when the corrected TOST p
+    (crossed variance) < alpha, i.e. its (1 - 2 alpha) interval lies inside the margin before correction.
+    p: another corrected p to decide with (familywise_line's Holm over a whole family)."""
     if result["margin"] is not None:
-        boot, margin = result.get("boot90"), result["margin"]
-        inside = boot is None or (-margin < boot["lo"] and boot["hi"] < margin)
-        p = result["tost"].get("p_adjusted", result["tost"]["p"])
-        return f"within ±{100 * margin:.0f}" if p < alpha and inside else "not shown"
-    boot, t = result.get("boot"), result["t"]
-    side = (boot is None or boot["lo"] > 0 or boot["hi"] < 0) and not math.isnan(result.get("p_adjusted", math.nan))
-    if side and result["p_adjusted"] < alpha:
-        return "shown (+)" if t["mean"] > 0 else "shown (-)"
+        p = result["tost"].get("p_adjusted", result["tost"]["p"]) if p is None else p
+        return f"within ±{100 * result['margin']:.0f}" if p < alpha else "not shown"
+    p = result.get("p_adjusted", math.nan) if p is None else p
+    if p < alpha:
+        return "shown (+)" if result["crossed"]["mean"] > 0 else "shown (-)"
     return "not shown"
+
+
+def familywise_line(results, alpha=0.05):
+    """One sentence: the verdicts of a declared family under Holm over all its claims together (its tests and its
+    TOSTs in one family: familywise error <= alpha over all of them), and which verdicts that changes."""
+    p = stats.holm([r["tost"]["p"] if r["margin"] is not None else r["crossed"]["p"] for r in results])
+    changed = [r["takeaway"] for r, q in zip(results, p) if verdict(r, alpha, q) != verdict(r, alpha)]
+    held = sum(verdict(r, alpha, q) != "not shown" for r, q in zip(results, p))
+    return (f"As declared, Holm runs over the {sum(r['margin'] is None for r in results)} tests and, apart, over "
+            f"the {sum(r['margin'] is not None for r in results)} equivalence claims, each at {alpha}: the "
+            f"familywise error over all {len(results)} claims together is at most {2 * alpha:.2f}. With Holm over all "
+            f"{len(results)} in one family (familywise error at most {alpha}), {held} claims hold and "
+            + (f"{', '.join(changed)} become \"not shown\" (Holm p {', '.join(f'{q:.3f}' for r, q in zip(results, p) if r['takeaway'] in changed)})."
+               if changed else "no verdict changes."))
 
 
 def run_label(name):
@@ -102,20 +115,29 @@ def run_label(name):
 
 
 def verdict_table(results, correction="bh"):
-    """Markdown: one row per comparison, effect and intervals in points (pass@k, diversity) or nats (entropy)."""
+    """Markdown: one row per comparison, effect and intervals in points (pass@k, diversity) or nats (entropy), the
+    crossed SE's components (seeds, items, seed x item) as SEs, so that their squares add up to its square."""
     p_name = "Holm p" if correction == "holm" else "BH q"
-    lines = [f"| takeaway | comparison (B - A) | metric | seeds | effect | paired-t 95% | hier. bootstrap 95% | "
-             f"{p_name} / TOST p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| takeaway | comparison (B - A) | metric | seeds | effect | paired-t 95% (items fixed) | "
+             f"seeds + items 95% | SE: seeds / items / seed x item | {p_name} / TOST p | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         scale, digits = (100.0, 1) if r["metric"].startswith("p@") else METRICS[r["metric"]][1:]
         interval = lambda x: "-" if x is None or math.isnan(x["lo"]) else f"[{scale * x['lo']:.{digits}f}, {scale * x['hi']:.{digits}f}]"  # noqa: E731
         where = {None: "", "pooled": " (all items)"}.get(r["groups"]) if not isinstance(r["groups"], list) else \
             f" ({', '.join(map(str, r['groups']))})"
-        boot = interval(r.get("boot")) + (" (seeds only)" if r["metric"] in METRICS else "")
+        crossed = r["crossed"]
+        if r["metric"] in METRICS:  # one value a seed: the crossed test is the paired t
+            crossed_cell, parts = interval(crossed) + " (seeds only)", "-"
+        else:
+            crossed_cell = interval(crossed)
+            parts = "-" if crossed is None else " / ".join(f"{scale * math.sqrt(crossed[key]):.{digits + 1}f}"
+                                                           for key in ("seed", "item", "interaction"))
         p = (f"TOST {r['tost'].get('p_adjusted', r['tost']['p']):.3f} (±{100 * r['margin']:.0f})" if r["margin"] is not None
              else f"{r['p_adjusted']:.3f}")
         lines.append(f"| {r['takeaway']} | {run_label(r['b'])} - {run_label(r['a'])} | {r['metric']}{where} | {r['seeds']} | "
-                     f"{scale * r['t']['mean']:+.{digits}f} | {interval(r['t'])} | {boot} | {p} | {verdict(r)} |")
+                     f"{scale * r['t']['mean']:+.{digits}f} | {interval(r['t'])} | {crossed_cell} | {parts} | {p} | "
+                     f"{verdict(r)} |")
     return "\n".join(lines)
 
 
@@ -176,14 +198,18 @@ PRIMARY_FAMILY = (
 
 
 PN = {name: f"primary/{name}" for _, name in PRIMARY_METHODS + PRIMARY_BASELINES}
-# the primary grid's other comparisons, chosen after its declaration: exploratory (BH over these 24), not verdicts
+# the primary grid's other comparisons, chosen after its declaration: exploratory (BH over these 34), not verdicts
 PRIMARY_EXPLORATORY = (
     [("precondition: Pass@1 narrows", "primary", PN["pass1"], "start:" + PN["pass1"], "p@128", "pooled", None),
      ("precondition: Pass@1 narrows", "primary", PN["pass1"], "start:" + PN["pass1"], "entropy", None, None)]
     + [("2.2 narrowing stopped?", "primary", PN[name], "start:" + PN[name], "p@128", "pooled", None)
        for _, name in PRIMARY_METHODS[1:]]
+    + [("3.3 unseen sizes vs the start", "primary", PN[name], "start:" + PN[name], "p@128", UNSEEN, None)
+       for _, name in PRIMARY_METHODS[1:]]
     + [("pass@1 cost", "primary", PN[name], PN["pass1"], "p@1", "pooled", None) for _, name in PRIMARY_METHODS[1:]]
     + [("3.2 explores more", "primary", PN[name], PN["pass1"], "entropy", None, None) for _, name in PRIMARY_METHODS[1:]]
+    + [("3.2 entropy vs the start", "primary", PN[name], "start:" + PN[name], "entropy", None, None)
+       for _, name in PRIMARY_METHODS[1:]]
     + [("3.1 baseline moved?", "primary", PN["entropy0.1"], PN["pass1"], "entropy", None, None),
        ("3.1 Pass@k > entropy reg.", "primary", PN["passk_analytical"], PN["entropy0.1"], "p@8", "pooled", None),
        ("3.1 Pass@k > entropy reg.", "primary", PN["passk_analytical"], PN["entropy0.1"], "p@128", "pooled", None),
@@ -191,6 +217,12 @@ PRIMARY_EXPLORATORY = (
        ("2.4 analytical vs bootstrap", "primary", PN["passk_analytical"], PN["passk_bootstrap"], "p@128", "pooled", None),
        ("4.2 best-of-N vs exceeding", "primary", PN["best_of_n"], PN["passk_exceeding"], "p@128", "pooled", None),
        ("4.2 best-of-N vs exceeding", "primary", PN["best_of_n"], PN["passk_exceeding"], "p@1", "pooled", None)])
+
+
+# H11's confirmatory test (RESULTS.md, declared before its runs), on experiments/maze.py --h11: one test, and
+# "no gain beyond 1 point" (TOST at +-1) when it is not shown
+H11_CONFIRMATORY = [("H11c", "h11", "h11/passk_analytical", "h11/pass1", "p@128", UNSEEN, None),
+                    ("H11c: no gain beyond 1 point", "h11", "h11/passk_analytical", "h11/pass1", "p@128", UNSEEN, 0.01)]
 
 
 def exploratory_family():
@@ -207,16 +239,20 @@ def exploratory_family():
     return family
 
 
-def verdict_tables(records, replicates=4000):
+def verdict_tables(records):
     """{block name: markdown} for RESULTS.md, from the records alone: 'verdicts' and 'family' (the exploratory
-    comparisons of the long and tasks grids, BH), and 'primary' (Holm) and 'primary-exploratory' (BH) when the
-    records hold the primary grid."""
+    comparisons of the long and tasks grids, BH), and 'primary' (Holm), 'primary-familywise' (familywise_line) and
+    'primary-exploratory' (BH) when the records hold the primary grid, 'h11' when they hold its confirmatory test."""
     tables = {}
     if any(record["grid"] in ("long", "tasks") for record in records):
-        results = evaluate_comparisons(records, exploratory_family(), replicates)
+        results = evaluate_comparisons(records, exploratory_family())
         tables["verdicts"] = verdict_table(results[:len(VERDICTS)])
         tables["family"] = verdict_table(results[len(VERDICTS):])
     if any(record["grid"] == "primary" for record in records):
-        tables["primary"] = verdict_table(evaluate_comparisons(records, PRIMARY_FAMILY, replicates, "holm"), "holm")
-        tables["primary-exploratory"] = verdict_table(evaluate_comparisons(records, PRIMARY_EXPLORATORY, replicates))
+        primary = evaluate_comparisons(records, PRIMARY_FAMILY, "holm")
+        tables["primary"] = verdict_table(primary, "holm")
+        tables["primary-familywise"] = familywise_line(primary)
+        tables["primary-exploratory"] = verdict_table(evaluate_comparisons(records, PRIMARY_EXPLORATORY))
+    if any(record["grid"] == "h11" for record in records):
+        tables["h11"] = verdict_table(evaluate_comparisons(records, H11_CONFIRMATORY, "holm"), "holm")
     return tables

@@ -233,3 +233,66 @@ def test_plots_draws_and_compares_the_baselines_the_primary_grid_runs():
 
     assert [run for _, run in grids.PRIMARY_BASELINES] == list(maze.PRIMARY_BASELINES)
     assert [name for _, name in grids.PRIMARY_METHODS] == list(maze.PRIMARY)
+
+
+# the records made before each line carried its start policy's fingerprint (start_weights): their starts were
+# built on the machine that ran them (long, tune: train.py's default split; tasks: each task's own warm start)
+UNFINGERPRINTED = {"long", "tune", "tasks"}
+# fingerprinted records whose start is not in the repository, and why: a fork cannot rerun their rows
+UNSHIPPED = {"primary": "its warm start, rebuilt from its code and split on a 2-vCPU AMD EPYC, gave other weights "
+                        "(c1122714..., sum |w| 27507.72, against the recorded 40d36121..., 27080.75); RESULTS.md"}
+
+
+def test_every_committed_record_names_a_shipped_start_or_says_why_not():
+    """A fork reruns a recorded row only from the weights it started from: each fingerprinted record's start
+    policy is in the repository (experiments/maze.py SHIPPED_STARTS), byte for byte, or its grid is named above."""
+    results = os.path.join(ROOT, maze.RESULTS)
+    shipped = [maze.weights_fingerprint(os.path.join(ROOT, path)) for path in set(maze.SHIPPED_STARTS.values())
+               if os.path.exists(os.path.join(ROOT, path, "model.safetensors"))]
+    grids = sorted(name[:-len(".jsonl")] for name in os.listdir(results) if name.endswith(".jsonl"))
+    assert "primary" in grids
+    for grid in grids:
+        records = list(maze.read_record(os.path.join(results, f"{grid}.jsonl")).values())
+        starts = {json.dumps(record.get("start_weights"), sort_keys=True) for record in records}
+        if grid in UNFINGERPRINTED:
+            assert starts == {"null"}, grid
+            continue
+        assert len(starts) == 1 and "null" not in starts, grid  # one start policy a grid, fingerprinted
+        found = any(json.loads(start)["sha256"] == fingerprint["sha256"] for start in starts for fingerprint in shipped)
+        assert found != (grid in UNSHIPPED), f"{grid}: shipped {found}, named unshipped {grid in UNSHIPPED}"
+
+
+def test_record_differences_names_what_differs_beyond_float_tolerance():
+    recorded = {"run": "g/a", "wall_seconds": 300.0, "evals": [[0, {"pass@1": 0.25, "correct": {"0": 3}}]],
+                "train": {"step": [10], "reward": [0.5], "step_time": [0.3]}}
+    rerun = json.loads(json.dumps(recorded))
+    rerun["wall_seconds"], rerun["train"]["step_time"] = 999.0, [9.9]  # how long it took is not compared
+    rerun["evals"][0][1]["pass@1"] = 0.25 * (1 + 1e-6)  # float rounding
+    assert maze.record_differences(recorded, rerun) == ([], 6)  # run, step, pass@1, count, step, reward
+    rerun["evals"][0][1]["correct"]["0"], rerun["train"]["reward"] = 4, [0.51]
+    rerun["extra"] = 1
+    differences, _ = maze.record_differences(recorded, rerun)
+    assert differences == [("/evals/0/1/correct/0", 3, 4), ("/extra", "<missing>", 1), ("/train/reward/0", 0.5, 0.51)]
+
+
+def test_a_row_reruns_only_from_the_start_and_code_its_record_names(monkeypatch, tmp_path):
+    from infra.cli import CommandError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(maze, "RESULTS", "results")
+    write_start("start")
+    monkeypatch.setattr(maze, "SHIPPED_STARTS", {"m": "start"})
+    os.makedirs("results")
+    line = dict(grid="m", run="m/a", seed=0, command="python code/train.py --model=s --seed=0", config={"model": "s"},
+                start_weights=maze.weights_fingerprint("start"), code="+uncommitted")
+    with open("results/m.jsonl", "w") as f:
+        f.write(json.dumps(line) + "\n" + json.dumps(dict(line, seed=1, start_weights={"sha256": "0", "abs_sum": 1.0})) + "\n")
+    with pytest.raises(CommandError, match="no row 'm/a' seed 2; its runs: m/a"):
+        maze.rerun_row("m", "a", 2)
+    with pytest.raises(CommandError, match="seed 1 started from .* not from the shipped start"):
+        maze.rerun_row("m", "a", 1)
+    with pytest.raises(CommandError, match="names no committed code"):
+        maze.rerun_row("m", "a", 0)
+    shutil.copy("results/m.jsonl", "results/other.jsonl")
+    with pytest.raises(CommandError, match="mode 'other' has no shipped start"):
+        maze.rerun_row("other", "a", 0)

@@ -101,14 +101,15 @@ def test_verdicts_go_into_whichever_written_file_has_their_block(tmp_path):
     record = tmp_path / "primary.jsonl"
     write_records(primary_records(seeds=3), str(record))
     family, other = tmp_path / "results.md", tmp_path / "other.md"
-    family.write_text("# r\n<!-- primary -->\n<!-- /primary -->\nend\n")
+    family.write_text("# r\n<!-- primary -->\n<!-- /primary -->\n<!-- primary-familywise -->\n<!-- /primary-familywise -->\nend\n")
     other.write_text("<!-- primary-exploratory -->\nold\n<!-- /primary-exploratory -->\n")
     plots.main(["--verdicts", str(record), "--write", str(family), "--write", str(other)])
     assert "| H1 | passk_analytical - pass1 |" in family.read_text() and family.read_text().endswith("end\n")
+    assert "familywise error over all 20 claims" in family.read_text()
     assert "| precondition: Pass@1 narrows |" in other.read_text() and "old" not in other.read_text()
-    family.write_text("<!-- primary -->\n<!-- /primary -->\n")
+    family.write_text("<!-- primary -->\n<!-- /primary -->\n<!-- primary-familywise -->\n<!-- /primary-familywise -->\n")
     with pytest.raises(CommandError, match="no --write file has a <!-- primary-exploratory -->"):
         plots.main(["--verdicts", str(record), "--write", str(family)])
-    assert family.read_text() == "<!-- primary -->\n<!-- /primary -->\n"  # nothing written: all or none
+    assert family.read_text() == "<!-- primary -->\n<!-- /primary -->\n<!-- primary-familywise -->\n<!-- /primary-familywise -->\n"  # nothing written: all or none
     with pytest.raises(CommandError, match="is not a markdown file"):
         plots.main(["--verdicts", str(record), "--write", str(tmp_path / "missing.md")])

@@ -93,34 +93,66 @@ def test_item_differences_pair_items_and_seeds():
         stats.item_differences(a, {"7": [[0, 0], [0, 0]]}, 8, 1)
 
 
-def test_hierarchical_bootstrap_is_deterministic_and_wider_than_seeds_alone():
+def simulate_crossed(rng, n_seeds, n_items, seed_sd, item_sd, interaction_sd, mean=1.0):
+    """(n_seeds, n_items) differences with known variance components."""
+    return (mean + rng.normal(0, seed_sd, (n_seeds, 1)) + rng.normal(0, item_sd, (1, n_items))
+            + rng.normal(0, interaction_sd, (n_seeds, n_items)))
+
+
+def test_crossed_variance_is_unbiased_for_known_components_and_its_interval_covers():
+    rng = np.random.default_rng(0)
+    n_seeds, n_items, truth = 10, 60, (0.5, 1.0, 2.0)
+    expected = np.array([truth[0] ** 2 / n_seeds, truth[1] ** 2 / n_items, truth[2] ** 2 / (n_seeds * n_items)])
+    components, covered = [], 0
+    for _ in range(2000):
+        d = simulate_crossed(rng, n_seeds, n_items, *truth)
+        result = stats.crossed_test({"g": d})
+        components.append([result["seed"], result["item"], result["interaction"]])
+        covered += result["lo"] <= 1.0 <= result["hi"]
+    np.testing.assert_allclose(np.mean(components, 0), expected, rtol=0.08)
+    assert 0.93 <= covered / 2000 <= 0.97
+
+
+def test_crossed_variance_matches_an_anova_by_least_squares_and_scipy_t():
+    from scipy import stats as scipy_stats
+
     rng = np.random.default_rng(1)
-    item_effects = rng.normal(0, 0.1, size=(1, 40))  # items differ a lot, seeds little
-    differences = {"g": 0.02 + item_effects + rng.normal(0, 0.005, size=(5, 40))}
-    first = stats.hierarchical_bootstrap(differences, replicates=2000, seed=3)
-    assert first == stats.hierarchical_bootstrap(differences, replicates=2000, seed=3)
-    seeds_only = stats.paired_t(differences["g"].mean(1))
-    assert first["hi"] - first["lo"] > 3 * (seeds_only["hi"] - seeds_only["lo"])  # item noise is counted
-    assert first["lo"] < first["mean"] < first["hi"]
+    d = simulate_crossed(rng, 6, 9, 0.7, 0.9, 0.5)
+    n_seeds, n_items = d.shape
+    # the two-way ANOVA's sums of squares from least-squares fits of the additive model and its parts
+    seeds = np.kron(np.eye(n_seeds), np.ones((n_items, 1)))
+    items = np.kron(np.ones((n_seeds, 1)), np.eye(n_items))
+    y = d.ravel()
+    rss = lambda x: float(((y - x @ np.linalg.lstsq(x, y, rcond=None)[0]) ** 2).sum())  # noqa: E731
+    ones = np.ones((len(y), 1))
+    ms_seed = (rss(ones) - rss(seeds)) / (n_seeds - 1)
+    ms_item = (rss(ones) - rss(items)) / (n_items - 1)
+    ms_int = rss(np.hstack([seeds, items])) / ((n_seeds - 1) * (n_items - 1))
+    result = stats.crossed_test({"g": d})
+    assert result["se"] ** 2 == pytest.approx((ms_seed + ms_item - ms_int) / (n_seeds * n_items), rel=1e-9)
+    assert result["interaction"] == pytest.approx(ms_int / (n_seeds * n_items), rel=1e-9)
+    # one item per seed: the paired t over seeds, as scipy computes it
+    single = stats.crossed_test({"g": d[:, :1]})
+    assert single["p"] == pytest.approx(scipy_stats.ttest_1samp(d[:, 0], 0.0).pvalue, rel=1e-9)
+    assert single["df"] == pytest.approx(n_seeds - 1)
 
 
-def test_hierarchical_bootstrap_covers_the_truth():
-    """Synthetic crossed design: a true mean difference, an item population and seed noise. The 95% interval
-    from each of 60 independent data sets covers the truth in most of them (percentile intervals undercover a
-    little at 10 seeds and 30 items)."""
-    truth, covered = 0.03, 0
-    rng = np.random.default_rng(7)
-    for trial in range(60):
-        items = rng.normal(0, 0.08, size=(1, 30))  # this data set's items, drawn from a population centred on 0
-        seeds = rng.normal(0, 0.02, size=(10, 1))
-        data = {"g": truth + items + seeds + rng.normal(0, 0.02, size=(10, 30))}
-        result = stats.hierarchical_bootstrap(data, replicates=1000, seed=trial)
-        covered += result["lo"] <= truth <= result["hi"]
-    assert covered >= 51  # >= 85 %
+def test_crossed_variance_sets_negative_components_to_zero_and_weighs_groups():
+    rng = np.random.default_rng(2)
+    no_items = 1.0 + rng.normal(0, 1.0, (8, 1)) + rng.normal(0, 3.0, (8, 50))  # items add nothing: often < 0
+    result = stats.crossed_variance({"g": no_items})
+    assert result["seed"] >= 0 and result["item"] >= 0
+    assert result["se"] ** 2 == pytest.approx(result["seed"] + result["item"] + result["interaction"])
+    a, b = simulate_crossed(rng, 8, 30, 0.5, 1.0, 1.0), simulate_crossed(rng, 8, 10, 0.5, 1.0, 1.0, mean=3.0)
+    weighted = stats.crossed_test({"a": a, "b": b}, weights={"a": 3, "b": 1})
+    assert weighted["mean"] == pytest.approx(0.75 * a.mean() + 0.25 * b.mean())
+    with pytest.raises(ValueError, match="same >= 2 seeds"):
+        stats.crossed_variance({"a": a, "b": b[:5]})
 
 
-def test_hierarchical_bootstrap_weights_groups():
-    differences = {"a": np.full((3, 10), 0.1), "b": np.full((3, 30), 0.5)}
-    assert stats.hierarchical_bootstrap(differences, replicates=50)["mean"] == pytest.approx(0.3)
-    pooled = stats.hierarchical_bootstrap(differences, replicates=50, weights={"a": 10, "b": 30})
-    assert pooled["mean"] == pytest.approx((10 * 0.1 + 30 * 0.5) / 40) and pooled["lo"] == pytest.approx(pooled["mean"])
+def test_crossed_tost_needs_the_interval_inside_the_margin():
+    rng = np.random.default_rng(3)
+    d = simulate_crossed(rng, 10, 100, 0.2, 0.2, 0.5, mean=0.1)
+    assert stats.crossed_tost({"g": d}, margin=1.0)["equivalent"]
+    wide = stats.crossed_tost({"g": d}, margin=0.1)
+    assert not wide["equivalent"] and wide["lo"] < 0.1 < wide["hi"]
