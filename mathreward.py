@@ -12,15 +12,19 @@ integer of more than 10^8 digits, 5,000 nested parentheses recurse past Python's
 math-verify's own timeout is `signal.alarm`, which works only on the main thread of the main interpreter, and on
 a timeout it logs the whole answer. So the work is bounded twice, before and around math-verify:
   1. before parsing (`rejected`, microseconds): an answer over MAX_ANSWER_CHARS, nested deeper than MAX_NESTING
-     brackets, with a power inside an exponent (a tower) or an exponent over MAX_EXPONENT_DIGITS digits scores 0
-     unparsed. These catch the known hostile shapes cheaply; they are not the bound.
-  2. the bound: math-verify runs in a worker process (`python mathreward.py --serve`, its timeouts disabled,
-     its logging and output sent to /dev/null, its address space capped at WORKER_MEMORY_BYTES). The caller
-     waits for each reply at most `timeout` seconds (select on the pipe: any thread may call); past that the
-     worker is killed (SIGKILL) and the answer scores 0; a worker that crashes (a recursion or memory error)
-     scores 0 the same way. A second worker stands by, already imported, and takes the killed one's place
-     while a new stand-by starts. So one call takes at most `timeout` (plus what is left of a stand-by's
-     start, ~1.5-2.5 s of imports, when two answers ran out of time within that long).
+     brackets, with a power inside an exponent (a tower), an exponent over MAX_EXPONENT_DIGITS digits or a
+     factorial of more than a MAX_FACTORIAL_DIGITS-digit number scores 0 unparsed. These catch the known hostile shapes cheaply; they are not the bound.
+  2. the bound: math-verify runs in a worker process (`python mathreward.py --serve T`: imported and warmed up
+     once, its timeouts disabled, its logging and output sent to /dev/null). The worker computes nothing
+     itself: a child forked from it does (a fork of a warm single-threaded process: ready in milliseconds, its
+     address space capped at WORKER_MEMORY_BYTES), and the worker waits for each reply at most `timeout`
+     seconds (select on a pipe). Past that, or when the child dies (a recursion or memory error), the child is
+     killed (SIGKILL), the answer scores 0, and the next request goes to a new fork. So every call takes at
+     most `timeout` plus milliseconds, whatever came before it (the first call also waits for the worker's
+     start, START_SECONDS at most); the caller may be any thread (it too waits
+     with select, and replaces the worker should the worker itself ever miss timeout + SLACK_SECONDS).
+     Measured on 2 shared cores (load ~8): the worker adds ~0.13 ms to a 4 ms parse + verify; the call after
+     a kill takes ~26 ms (the new child's caches are those of the warm-up).
 The process prints at most one short line, on the first answer that ran out of time. Results are cached by
 (gold, answer), since many responses to a prompt give the same answer.
 """
@@ -39,7 +43,8 @@ MAX_NESTING = 6  # brackets ( [ { inside one another; parsing time grows steeply
 MAX_EXPONENT_DIGITS = 4  # 2^{2025} is fine, 10^{10^{10}} and 10^{99999999} are not
 MAX_FACTORIAL_DIGITS = 3  # 100! is fine, (1000!)! and (10^{9})! are not
 TIMEOUT_SECONDS = 3.0  # one parse + verify in the worker: ~50x a legitimate answer's on an idle core (1-60 ms)
-START_SECONDS = 60.0  # a fresh worker's imports (~1.5 s on an idle CPU)
+START_SECONDS = 60.0  # the worker's imports and warm-up (~2 s on an idle CPU)
+SLACK_SECONDS = 2.0  # past timeout + this, the worker itself is replaced (it should never take it: it only waits)
 WORKER_MEMORY_BYTES = 2 << 30
 CACHE_SIZE = 1 << 16
 BOXED = "\\boxed{"
@@ -105,71 +110,76 @@ def rejected(answer):
 
 
 class MathVerifier:
-    """math-verify in a worker process, every call bounded by `timeout` seconds (module docstring). A second,
-    idle worker stands by, so that the call after a kill does not wait for a fresh worker's imports."""
+    """math-verify in a worker process, every call bounded by `timeout` seconds (module docstring)."""
 
     def __init__(self, timeout=TIMEOUT_SECONDS):
-        self.timeout, self.workers, self.warned = timeout, [], False
+        self.timeout, self.worker, self.warned = timeout, None, False
         self.lock, self.cache = threading.Lock(), OrderedDict()
 
-    def start(self, n_workers=1):
-        """Start the worker (and a stand-by for n_workers=2) now: it imports math-verify while the caller goes on."""
-        self.workers = [worker for worker in self.workers if worker.poll() is None]
-        while len(self.workers) < n_workers:
-            worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            worker.buffer, worker.ready = b"", False
-            self.workers.append(worker)
+    def start(self):
+        """Start the worker now (it imports math-verify while the caller goes on); returns self."""
+        if self.worker is None or self.worker.poll() is not None:
+            self.worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", str(self.timeout)],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            self.worker.buffer, self.worker.ready = b"", False
         return self
 
+    def wait_ready(self):
+        """Start the worker and wait for its imports (a clean start for a measurement); returns self."""
+        with self.lock:
+            self.ready_worker()
+        return self
+
+    def ready_worker(self):
+        worker = self.start().worker
+        if not worker.ready:
+            worker.ready = self.read_line(time.monotonic() + START_SECONDS) == "ready"
+            if not worker.ready:
+                self.close()
+                raise RuntimeError("the math-verify worker did not start (is math-verify installed?)")
+        return worker
+
     def close(self):
-        for worker in self.workers:
-            worker.kill()
-            worker.wait()
-        self.workers = []
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker.wait()
+        self.worker = None
 
     def __del__(self):
         try:
             self.close()
-        except Exception:  # at interpreter exit; the workers end anyway when their stdin closes
+        except Exception:  # at interpreter exit; the worker ends anyway when its stdin closes
             pass
 
-    @staticmethod
-    def read_line(worker, deadline):
+    def read_line(self, deadline):
         """One line from the worker before `deadline` (time.monotonic()), or None (late, or the worker died)."""
-        fd = worker.stdout.fileno()
-        while b"\n" not in worker.buffer:
+        fd = self.worker.stdout.fileno()
+        while b"\n" not in self.worker.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 return None
             chunk = os.read(fd, 4096)
             if not chunk:
                 return None
-            worker.buffer += chunk
-        line, worker.buffer = worker.buffer.split(b"\n", 1)
+            self.worker.buffer += chunk
+        line, self.worker.buffer = self.worker.buffer.split(b"\n", 1)
         return line.decode()
 
     def ask(self, request):
-        """The worker's reply (a JSON value) to `request`, or None when it took over `timeout` or crashed:
-        then that worker is killed, the stand-by takes its place and a new stand-by starts."""
+        """The worker's reply (a JSON value) to `request`: None when the answer took over `timeout` (the worker
+        killed its computing child). Should the worker itself not reply within timeout + SLACK_SECONDS, it is
+        killed and replaced (a fresh import, seconds) and the reply is None too."""
         with self.lock:
-            worker = self.start().workers[0]
-            if not worker.ready:
-                worker.ready = self.read_line(worker, time.monotonic() + START_SECONDS) == "ready"
-                if not worker.ready:
-                    self.close()
-                    raise RuntimeError("the math-verify worker did not start (is math-verify installed?)")
-                self.start(2)  # the stand-by starts once the first worker is up, not competing with it
+            worker = self.ready_worker()
             try:
                 worker.stdin.write((json.dumps(request) + "\n").encode())
                 worker.stdin.flush()
-                line = self.read_line(worker, time.monotonic() + self.timeout)
+                line = self.read_line(time.monotonic() + self.timeout + SLACK_SECONDS)
             except OSError:  # a broken pipe: the worker died
                 line = None
             if line is None:
-                worker.kill()
-                worker.wait()
-                self.start(2)
+                self.close()
+                self.start()
                 return None
             return json.loads(line)
 
@@ -192,7 +202,7 @@ class MathVerifier:
         except RuntimeError as error:  # no worker: every answer scores 0, said once
             result = self.warn(str(error))
         if result is None:
-            result = self.warn(f"an answer took over {self.timeout:g} s to verify and scored 0")
+            result = self.warn(f"an answer took over {self.timeout:g} s to verify (or crashed it) and scored 0")
         self.cache[key] = result is True
         if len(self.cache) > CACHE_SIZE:
             self.cache.popitem(last=False)
@@ -212,10 +222,13 @@ class MathVerifier:
         return 1.0 if self.verify(gold, answer) else 0.0
 
 
-def serve():
-    """The worker: one JSON request per line on stdin, one JSON reply per line on the original stdout."""
+def serve(timeout):
+    """The worker: one JSON request per line on stdin, one JSON reply per line on the original stdout (null: the
+    answer ran out of time). It computes nothing itself: a forked child does, and is killed (SIGKILL) and forked
+    anew, from the warmed-up worker, when an answer takes over `timeout` seconds or crashes it."""
     import logging
     import resource
+    import signal
 
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # whatever sympy or math-verify prints goes nowhere
@@ -224,29 +237,59 @@ def serve():
     sys.setrecursionlimit(10_000)
     from math_verify import LatexExtractionConfig, parse, verify
 
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, hard))
     config = [LatexExtractionConfig(boxed_match_priority=0)]
-    golds = {}
 
     def parsed(text):
         return parse("\\boxed{" + text + "}", extraction_config=config, parsing_timeout=None)
 
+    def compute(requests, answers):  # the child's loop
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, hard))
+        golds = {}
+        for line in requests:
+            try:
+                request = json.loads(line)
+                if request[0] == "parse":
+                    reply = any(not isinstance(value, str) for value in parsed(request[1]))
+                else:
+                    gold = golds[request[1]] if request[1] in golds else golds.setdefault(request[1], parsed(request[1]))
+                    reply = bool(verify(gold, parsed(request[2]), timeout_seconds=None))
+            except BaseException:  # anything odd in an answer is a 0, never the child's end
+                reply = False
+            answers.write(json.dumps(reply) + "\n")
+            answers.flush()
+
+    def fork_child():
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child keeps its own two pipe ends only
+            for fd in (requests_write, answers_read, 0, replies.fileno()):
+                os.close(fd)
+            compute(os.fdopen(requests_read), os.fdopen(answers_write, "w"))
+            os._exit(0)
+        os.close(requests_read)
+        os.close(answers_write)
+        return pid, os.fdopen(requests_write, "w"), answers_read
+
     for text in WARM_UP:  # the first parses pay for lazy imports and fill the LaTeX parser's caches
         parsed(text)
+    child = fork_child()
     print("ready", file=replies, flush=True)
     for line in sys.stdin:
-        try:
-            request = json.loads(line)
-            if request[0] == "parse":
-                reply = any(not isinstance(value, str) for value in parsed(request[1]))
-            else:
-                gold = golds[request[1]] if request[1] in golds else golds.setdefault(request[1], parsed(request[1]))
-                reply = bool(verify(gold, parsed(request[2]), timeout_seconds=None))
-        except BaseException:  # anything odd in an answer is a 0, never the worker's end
-            reply = False
-        print(json.dumps(reply), file=replies, flush=True)
+        pid, requests, answers = child
+        requests.write(line)
+        requests.flush()
+        reply = os.read(answers, 64) if select.select([answers], [], [], timeout)[0] else b""
+        if not reply.endswith(b"\n"):  # late, or the child died (its reply, one short line, comes in one read)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            requests.close()
+            os.close(answers)
+            child, reply = fork_child(), b"null\n"
+        replies.write(reply.decode())
+        replies.flush()
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
-    serve()
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
+    serve(float(sys.argv[2]))

@@ -109,7 +109,6 @@ class MathTask:
         solution = None if answer else self.columns["solution"]
         group = self.column(data, path, "group", ["group"] if "group" in data.column_names else [])
         name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-        self.verifier.start()
         rows, unparsed = [], []
         for i, item in enumerate(data):
             text, key = item[question], normalise(item[question])
