@@ -13,7 +13,8 @@ reference answers: a `.jsonl`, `.json`, `.parquet` or `.csv` file, or a folder w
   - test: a file (or a list of files, e.g. AIME 2024 and 2025) read the same way as the test split; without it
     a seeded `test_fraction` (default 0.1) of the file is held out (seed: train.py's split_seed).
   - group: the column a test item's table row is reported under (e.g. `source` or `level`); default the
-    column `group` where the file has one, else the file's name (`aime24` for aime24.jsonl).
+    column `group` where the file has one, else the file's name (`aime24` for aime24.jsonl). A test file
+    without the column named is grouped by its name (train on MATH by level, test on AIME files).
   - split: which split of a `save_to_disk` folder that holds several (default: its only one, else `train`).
 Questions are compared after normalising whitespace and case: a repeated question is dropped, and the train
 split never holds a test question. Rows: question, gold (the answer as the file gives it), answer
@@ -50,15 +51,17 @@ def read_table(path, split=""):
     suffix = os.path.splitext(path)[1].lower()
     if not os.path.isdir(path) and suffix not in FORMATS:
         raise ValueError(f"task math: {path!r} is not one of {', '.join(FORMATS)} or a save_to_disk folder")
-    bars = not datasets.is_progress_bar_enabled()
+    bars, verbosity = datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 1)  # its own report of a bad file: ours is one line
     try:
         data = (datasets.load_from_disk(path) if os.path.isdir(path) else
                 datasets.load_dataset(FORMATS[suffix], data_files=path, split="train"))
     except Exception as error:  # datasets raises many kinds (DatasetGenerationError, FileNotFoundError, ArrowInvalid)
         raise ValueError(f"task math: cannot read {path!r}: {one_line(error)}") from None
     finally:
-        if not bars:
+        datasets.logging.set_verbosity(verbosity)
+        if bars:
             datasets.enable_progress_bars()
     if isinstance(data, datasets.DatasetDict):
         name = split or (next(iter(data)) if len(data) == 1 else "train")
@@ -107,11 +110,15 @@ class MathTask:
                              f"the last \\boxed{{}} of (options 'answer', 'solution'); its columns: {', '.join(columns)}")
         answer = self.column(data, path, "answer", ["answer"]) if self.columns["answer"] or "answer" in columns else None
         solution = None if answer else self.columns["solution"]
-        group = self.column(data, path, "group", ["group"] if "group" in data.column_names else [])
+        group = self.columns["group"] or "group"
+        if group not in columns and self.columns["group"] and path == self.path:
+            self.column(data, path, "group", [])  # the named column is missing: the error naming the columns
+        group = group if group in columns else None  # None: the file's name (a test file without the column)
         name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-        rows, unparsed = [], []
+        rows, unparsed, repeated = [], [], 0
         for i, item in enumerate(data):
             text, key = item[question], normalise(item[question])
+            repeated += key in seen
             if not isinstance(text, str) or not text.strip() or key in seen:
                 continue
             gold = gold_answer(item[answer] if answer else last_boxed(item[solution] or ""))
@@ -125,7 +132,7 @@ class MathTask:
             shown = ", ".join(map(str, unparsed[:20])) + (", ..." if len(unparsed) > 20 else "")
             print(f"task math: skipped {len(unparsed)} of {len(data)} rows of {path} whose answer math-verify cannot "
                   f"parse (rows {shown}, numbered from 0)", file=sys.stderr)
-        if not rows:
+        if not rows and not repeated:  # (only repeated questions: make_splits names the empty split)
             raise ValueError(f"task math: {path!r} has no problem with a question and a gold answer math-verify "
                              f"can parse ({len(data)} rows, {len(unparsed)} skipped for their answer)")
         return rows
