@@ -150,3 +150,15 @@ def test_the_tiny_model_trains_on_a_problem_file_and_evaluate_reports_its_curve(
     bad = scripts.run(["train.py", f"--out_dir={tmp_path / 'bad'}", f"--task=math:{path}",
                        "--task_options={'question': 'prompt'}", *FAST])
     assert bad.returncode != 0 and "has no column 'prompt'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("config, length", [("math_llama3.2_3b", 6144), ("math_llama3.1_8b", 6144),
+                                            ("math_r1_distill_qwen_1.5b", 10240), ("math_r1_distill_qwen_7b", 10240)])
+def test_paper_configs_load_and_ask_for_the_users_files(scripts, tmp_path, config, length):
+    """Every key of the math configs is one train.py knows (appendix E.1's response lengths); without the user's
+    problem files the run stops in one line naming the first missing file (the test files are read first), before any compute."""
+    source = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "config", config + ".py")).read()
+    assert f"max_new_tokens = {length}" in source
+    result = scripts.run(["train.py", f"config/{config}.py", "--model=tiny", f"--out_dir={tmp_path}"])
+    assert result.returncode != 0 and "no file or folder 'data/aime24.jsonl'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
