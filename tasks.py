@@ -13,6 +13,8 @@ which task they run:
 
 `make_task("maze", {...})` is the paper's maze (mazes.py + verify.py, unchanged: rows maze/size/solution, plus
 group and answer).
+`make_task("math:PATH", {...})` is a local problem set of mathematics, verified by math-verify (mathtask.py,
+mathreward.py: the paper's appendix E.1).
 `make_task("rg:NAME", {...})` is any reasoning-gym dataset (`reasoning_gym.create_dataset(NAME, size=,
 seed=, **options)`), the field's library of procedural tasks with their own scorers:
   - splits: the test items are generated from `seed`, the train items from another seed, and a train item
@@ -38,6 +40,7 @@ from mazes import make_mazes
 from verify import maze_reward
 
 RG_PREFIX = "rg:"
+MATH_PREFIX = "math:"  # mathtask.py
 MAX_ANSWER_CHARS = 2000
 SAFE_ANSWERS = {  # reasoning-gym datasets whose scorer evaluates the answer: the answers it may see
     "countdown": lambda answer: re.fullmatch(r"[0-9+\-*/() ]*", answer) is not None and "**" not in answer,
@@ -168,10 +171,10 @@ class ReasoningGymTask:
 
 
 def make_task(name="maze", options=None, **splits):
-    """The task named `name` ("maze" or "rg:NAME") with its options; `splits` are the split settings
+    """The task named `name` ("maze", "rg:NAME" or "math:PATH") with its options; `splits` are the split settings
     (maze: train_sizes, n_train, test_sizes, n_test, seed; rg: n_train, n_test, seed, the others ignored,
-    and a per-size n_train dict, train.py's maze default, means the default 2000 items). Bad names and
-    options are a ValueError with one readable line."""
+    and a per-size n_train dict, train.py's maze default, means the default 2000 items; math: seed only, the
+    file decides the items). Bad names and options are a ValueError with one readable line."""
     if name == "maze":
         if options:
             raise ValueError(f"task 'maze' takes no task_options (got {options}); set train_sizes, n_train, ... instead")
@@ -180,4 +183,9 @@ def make_task(name="maze", options=None, **splits):
         splits = {key: value for key, value in splits.items() if key in ("n_train", "n_test", "seed")
                   and not (key == "n_train" and isinstance(value, dict))}
         return ReasoningGymTask(name[len(RG_PREFIX):], options, **splits)
-    raise ValueError(f"unknown task {name!r}: use 'maze' or 'rg:NAME' with NAME a reasoning-gym dataset")
+    if isinstance(name, str) and name.startswith(MATH_PREFIX):
+        from mathtask import make_math_task
+
+        return make_math_task(name[len(MATH_PREFIX):], options, seed=splits.get("seed", 0))
+    raise ValueError(f"unknown task {name!r}: use 'maze', 'rg:NAME' with NAME a reasoning-gym dataset, or 'math:PATH' "
+                     "with PATH a problem file (mathtask.py)")
