@@ -186,7 +186,10 @@ class MathVerifier:
         """Whether math-verify finds a mathematical expression in the gold answer (in bounded time)."""
         if re.fullmatch(r"-?\d{1,30}", gold.strip()):
             return True
-        return self.ask(["parse", gold]) is True
+        try:
+            return self.ask(["parse", gold]) is True
+        except RuntimeError as error:  # while reading a task's file: one line, as for any bad input
+            raise ValueError(f"task math: {error}") from None
 
     def verify(self, gold, answer):
         """Whether `answer` (the extracted text) equals `gold`; False in every doubtful case."""

@@ -124,7 +124,7 @@ def test_the_tiny_model_trains_on_a_problem_file_and_evaluate_reports_its_curve(
                                                                                  tmp_path):
     """train.py and evaluate.py run the math task through tasks.py's interface, as they run any task; a bad
     column is one line before any compute."""
-    from checkpoint import load_policy
+    from infra.checkpoint import load_policy
     from evaluate import evaluate, format_curves
 
     path, _ = problems
