@@ -111,7 +111,7 @@ def test_non_string_responses_get_zero(rg_splits):
 
 @pytest.mark.parametrize("name, options, message", [
     ("rg:no_such_task", {}, "unknown reasoning-gym task 'no_such_task'"),
-    ("countdown", {}, "unknown task 'countdown': use 'maze' or 'rg:NAME'"),
+    ("countdown", {}, "unknown task 'countdown': use 'maze', 'rg:NAME'"),
     ("rg:countdown", {"bogus": 1}, "task rg:countdown rejects options {'bogus': 1}: TypeError"),
     ("rg:countdown", {"min_numbers": 0}, "task rg:countdown rejects options {'min_numbers': 0}: AssertionError"),
     ("maze", {"size": 5}, "task 'maze' takes no task_options"),
