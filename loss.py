@@ -138,7 +138,7 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
 
 def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows, *, accelerator, micro_batch,
                   eps_low=0.2, eps_high=0.28, grad_clip=1.0, entropy_coef=0.0, kl_coef=0.0, reference=None,
-                  sharded=False):
+                  sharded=False, phase=None):
     """One RL step's policy update: DAPO's clipped token-level loss (eq. 4) on each mini-batch, one AdamW step
     per mini-batch. Returns {stat: value} (floats) of the step over ALL processes.
 
@@ -164,6 +164,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     processes of (token sum / global token count): exactly the single-process gradient. Gradients are
     synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before). sharded (FSDP):
     every forward gathers weights from every process, so each micro-batch is one plain forward (`scoring.logprobs_of`).
+    phase: called with "scoring", then "update", as each part starts (train.py times and measures them).
     """
     n_minis = len(mini_tokens)
     rows_per_mini = len(advantages) // n_minis
@@ -174,12 +175,15 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
         rows = torch.arange(mini * rows_per_mini, (mini + 1) * rows_per_mini)
         run = rows[torch.argsort((~has_gradient[rows]).int(), stable=True)][:int(mini_rows[mini])]
         micro_batches.append(list(run.split(micro_batch)) if len(run) else [])
+    phase = phase or (lambda name: None)
+    phase("scoring")
     old_logprobs = rollout.logprobs.clone()  # (rows, R) the sampling policy's; exact for mini-batch 0
     with torch.no_grad(), accelerator.autocast():
         for micro in (micro for micros in micro_batches[1:] for micro in micros):
             scored = logprobs_of(policy, rollout, micro, sharded=sharded)  # (rows, length)
             old_logprobs[micro, :scored.shape[1]] = scored.float().cpu()
 
+    phase("update")
     policy.train()
     sums = {}  # token sums of every stat (stat * mini_tokens), over this process's run rows
     run_tokens, grad_norms = torch.zeros((), dtype=torch.float64, device=device), []

@@ -10,7 +10,9 @@
 
 Each step is the paper's section 2.1: prompts -> rollouts (rollout.py) -> rewards (tasks.py) -> advantages
 (advantage.py: the experiment) -> the clipped token-level update (loss.update_policy), then log, checkpoint
-and evaluate. Metrics go to out_dir/metrics.jsonl as they are computed, checkpoints to out_dir/ckpt.
+and evaluate. Metrics go to out_dir/metrics.jsonl as they are computed, checkpoints to out_dir/ckpt; each step
+logs the seconds and peak memory (MiB) of its phases (generation, advantage, scoring the old policy of later
+mini-batches, update) as NAME_time and NAME_peak_mb (infra/memory.py).
 
 Data parallel is accelerate's (docs/real_models.md): every process rolls out its slice of every mini-batch
 (a prompt's group never splits), rewards are gathered so that advantages and metrics are those of the global
@@ -139,6 +141,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, score_items, summarize  # noqa: E402
 from loss import update_policy  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
+from infra.memory import Phases  # noqa: E402
 from infra.checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
 from infra.optim import StochasticRoundingAdamW  # noqa: E402
 from infra.tiny import is_tiny  # noqa: E402
@@ -233,13 +236,6 @@ share = positions[:, rank].flatten()  # this process's prompts
 gather_order = positions.transpose(0, 1).flatten()  # the positions of accelerator.gather's process-major rows
 
 
-def peak_memory_mb():  # the main process's
-    if use_cuda:
-        return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def log(record):
     if master:
         with open(metrics_path, "a") as f:
@@ -294,6 +290,7 @@ def run_eval(step, n_samples=eval_samples):
 if master:
     print(f"{n_processes} process(es) on {accelerator.device}, {precision}, policy {policy_path}, sampler {rollout_sampler}")
 evals = {}
+phases = Phases(accelerator.device)  # each step's seconds and peak memory (MiB) per phase (infra/memory.py)
 if eval_every and start_step == 0:  # the step-0 evaluation, shared by a grid's runs from the same weights
     key = [task, task_options, [task_spec.format_prompt(row, template) for row in test_items], template,
            curve_samples or eval_samples, eval_k, max_new_tokens, seed, n_processes]
@@ -307,13 +304,14 @@ elif eval_every and master:  # resumed: the step-0 evaluation is in the metrics 
 for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_progress and master),
                  initial=start_step, total=max_steps):
     started = time.time()
+    phases.begin("generation")
     # 1. prompts: this process's share of the step's prompt batch
     rows = [train_items[int(index)] for index in step_prompts(step)[share]]
     prompts = [chat_prompt(tokenizer, task_spec.format_prompt(row, template)) for row in rows]
 
     # 2. rollouts: n_rollouts responses per prompt, with the sampling policy's logprobs and entropies
     rollout = sample_rollouts(step, prompts)
-    generated = time.time()
+    phases.begin("advantage")  # rewards and advantages
 
     # 3. rewards (tasks.py), 0 or 1 per response; gathered with per-response sums, so every process sees the global batch
     local_rewards = torch.tensor([task_spec.reward(text, rows[i // n_rollouts]) for i, text in enumerate(rollout.texts)])
@@ -327,7 +325,6 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
     advantages = compute_advantages(advantage, rewards, advantage_options, k=step_k, sequence_logprobs=row_logprob,
                                     entropies=row_entropy.sum(-1) / row_tokens.sum(-1).clamp_min(1),
                                     generator=torch.Generator().manual_seed(seed * 1_000_003 + step))  # (P, N)
-    rewarded = time.time()
 
     # 5. update: DAPO's token-level loss over mini-batches (loss.py). Rows of advantage 0 add nothing unless an
     # entropy or KL term is on; every process runs as many rows as the process with the most rows that do
@@ -337,7 +334,7 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
                           mini_rows=trained.view(n_minis, n_processes, -1).sum(-1).amax(-1),
                           accelerator=accelerator, micro_batch=micro_batch, eps_low=eps_low, eps_high=eps_high,
                           grad_clip=grad_clip, entropy_coef=entropy_coef, kl_coef=kl_coef, reference=reference,
-                          sharded=sharded)
+                          sharded=sharded, phase=phases.begin)  # it begins "scoring", then "update"
     scheduler.step()  # the learning-rate schedule counts RL steps
 
     # 6. log, checkpoint, evaluate
@@ -349,10 +346,9 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
          "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
          "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
          **stats, "lr": scheduler.get_last_lr()[0],
-         "generation_time": generated - started, "advantage_time": rewarded - generated,
-         "update_time": time.time() - rewarded, "step_time": time.time() - started,
+         **phases.take(), "step_time": time.time() - started,  # each phase's seconds and peak MiB
          "generated_tokens": int(row_lengths.sum()), "trained_tokens": int(row_tokens[trained].sum()),
-         "peak_memory_mb": peak_memory_mb()})
+         "peak_memory_mb": phases.overall_peak_mb()})
     if (step + 1) % checkpoint_every == 0 or step + 1 == max_steps:
         save_checkpoint(ckpt_dir, accelerator, policy, optimizer.optimizer, tokenizer,
                         {"scheduler": scheduler.state_dict(), "step": step + 1, "config": config})

@@ -64,8 +64,13 @@ def test_two_steps_write_metrics_and_a_loadable_checkpoint(tmp_path, micro_model
     steps = [r for r in records if "reward" in r]
     assert [r["step"] for r in steps] == [1, 2]
     for key in ("reward", "pass@1", "pass@2", "entropy", "response_length", "zero_advantage_prompts", "eta",
-                "clip_fraction", "grad_norm", "generation_time", "update_time"):
+                "clip_fraction", "grad_norm"):
         assert key in steps[0], key
+    phases = ("generation", "advantage", "scoring", "update")  # infra/memory.Phases, each step's
+    for r in steps:
+        assert sum(r[f"{name}_time"] for name in phases) <= r["step_time"] + 1e-3
+        peaks = [r[f"{name}_peak_mb"] for name in phases]
+        assert all(100 < peak <= r["peak_memory_mb"] for peak in peaks), r  # CPU: resident MiB, torch and all
     trained = [r for r in steps if "ratio_mean" in r]
     assert trained and all(r["trained_tokens"] < r["generated_tokens"] for r in trained)  # rows were skipped
     for r in trained:  # diagnostics are means over the trained tokens, not diluted by the skipped rows

@@ -1,0 +1,82 @@
+"""Seconds and peak memory of the phases of an RL step (sampling, scoring, update), for metrics.jsonl.
+
+    phases = Phases(device)
+    phases.begin("generation")   # ... sample ...
+    phases.begin("update")       # ... update (the previous phase ends here) ...
+    phases.take()                # {"generation_time": s, "generation_peak_mb": MiB, "update_time": ..., ...}
+
+The peak of a phase is the most memory held at any moment during it, not what it added:
+  - CUDA: the most torch's allocator had allocated (torch.cuda.max_memory_allocated, reset at the phase's start);
+  - CPU (Linux): the process's peak resident set, VmHWM of /proc/self/status, which writing "5" to
+    /proc/self/clear_refs resets to the current resident set at the phase's start. It counts everything the
+    process holds (Python, libraries, weights), as the operating system sees it. Where /proc cannot be reset
+    (another OS), the process's peak since it started (getrusage) is reported instead.
+The reset also lowers getrusage's ru_maxrss of this process, so `overall_peak_mb` keeps the maximum itself.
+"""
+import resource
+import time
+
+import torch
+
+MIB = 2 ** 20
+
+
+def _cpu_peak_mb():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _reset_cpu_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # "5": reset the peak resident set to the current one (proc(5))
+    except OSError:
+        pass
+
+
+class Phases:
+    """Seconds and peak memory (MiB) of each named phase, phase after phase: `begin(name)` ends the phase that
+    runs (if any) and starts `name`; `take()` ends it and returns what was measured since the last take."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.seconds, self.peak_mb = {}, {}
+        self.running, self._start, self._overall_mb = None, 0.0, 0.0
+
+    def _peak(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / MIB
+        return _cpu_peak_mb()
+
+    def end(self):
+        if self.running is not None:
+            peak = self._peak()
+            self.seconds[self.running] = self.seconds.get(self.running, 0.0) + time.perf_counter() - self._start
+            self.peak_mb[self.running] = max(self.peak_mb.get(self.running, 0.0), peak)
+            self._overall_mb = max(self._overall_mb, peak)
+        self.running = None
+
+    def begin(self, name):
+        self.end()
+        self._overall_mb = max(self._overall_mb, self._peak())
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            _reset_cpu_peak()
+        self.running, self._start = name, time.perf_counter()
+
+    def overall_peak_mb(self):
+        """The peak over the object's life: every phase's, and what was held between them."""
+        return max(self._overall_mb, self._peak())
+
+    def take(self):
+        """{NAME_time: s, NAME_peak_mb: MiB} of every phase since the last take (the running one ended)."""
+        self.end()
+        record = {**{f"{name}_time": value for name, value in self.seconds.items()},
+                  **{f"{name}_peak_mb": value for name, value in self.peak_mb.items()}}
+        self.seconds, self.peak_mb = {}, {}
+        return record
