@@ -57,6 +57,8 @@ class _ChunkedHead(torch.autograd.Function):
                 if with_entropy:  # H = logZ - E_p[logit]
                     probs = (logits - log_normalizers[part, None]).exp_()
                     entropies[part] = log_normalizers[part] - probs.mul_(logits).sum(-1)
+                    del probs
+                del logits  # freed before the next chunk's are made: one chunk's (n, V) live at a time
         ctx.save_for_backward(hidden, weight, bias, targets, log_normalizers, entropies)
         ctx.temperature, ctx.with_entropy, ctx.chunk, ctx.dtype = temperature, with_entropy, chunk, dtype
         return logprobs, entropies
@@ -87,6 +89,7 @@ class _ChunkedHead(torch.autograd.Function):
                     grad_weight += (grad.T @ hidden[part].to(ctx.dtype)).float()
                 if bias is not None:
                     grad_bias += grad.float().sum(0)
+                del logits, probs, grad  # freed before the next chunk's logits are made
         grad_bias = None if bias is None else grad_bias.to(ctx.bias_dtype)
         return grad_hidden, grad_weight.to(ctx.weight_dtype), grad_bias, None, None, None, None, None
 

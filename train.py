@@ -343,6 +343,7 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
          f"pass@{k}": float(pass_at_k(n_rollouts, rewards.sum(-1), k).mean()),
          "entropy": float(row_entropy.sum() / row_tokens.sum()),
          "response_length": float(row_lengths.float().mean()),
+         "prompt_length": rollout.prompt_length,  # this process's padded prompt tokens (the longest prompt)
          "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
          "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
          **stats, "lr": scheduler.get_last_lr()[0],

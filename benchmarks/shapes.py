@@ -96,6 +96,8 @@ CONFIGS = {
     "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, max_window_layers=28),
 }
+# Qwen2.5-0.5B's layout at a test's size (`wide`): its 151,936-row tied vocabulary, 2 layers of width 64
+SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 COMMON = dict(hidden_act="silu", rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=32768,
               use_sliding_window=False, sliding_window=None, attention_dropout=0.0, initializer_range=0.02,
               bos_token_id=ENDOFTEXT_ID, eos_token_id=IM_END_ID)

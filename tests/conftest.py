@@ -110,9 +110,6 @@ def chat_model_dir(tmp_path_factory):
     return path
 
 
-# Qwen2.5-0.5B-Instruct's layout at a test's size: the real vocabulary and tied embeddings, 2 layers of width 64
-QWEN_SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2)
 
 
 @pytest.fixture(scope="session")
@@ -127,10 +124,10 @@ def qwen_tokenizer():
 def qwen_model_dir(tmp_path_factory, qwen_tokenizer):
     """A saved folder as a --model=/path/to/Qwen2.5-0.5B-Instruct would be, small: random float32 weights (2 layers,
     width 64, 151,936-row tied embeddings), the real tokenizer and Qwen2.5-Instruct's generation_config.json."""
-    from benchmarks.shapes import write_model_folder
+    from benchmarks.shapes import SMALL, write_model_folder
 
     path = str(tmp_path_factory.mktemp("qwen2.5_small"))
-    return write_model_folder(path, "0.5b", dtype=torch.float32, tokenizer=qwen_tokenizer, **QWEN_SMALL)
+    return write_model_folder(path, "0.5b", dtype=torch.float32, tokenizer=qwen_tokenizer, **SMALL)
 
 
 @pytest.fixture(scope="session")
