@@ -123,7 +123,7 @@ def write_model(folder, shape, layers, device, lock=""):
     partial = folder + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     command = [sys.executable, os.path.join(ROOT, "benchmarks", "shapes.py"), f"--shape={shape}", f"--out={partial}",
-               f"--dtype={'bfloat16' if device == 'cuda' else 'float32'}", f"--layers={layers}"]
+               f"--dtype={'bfloat16' if device == 'cuda' else 'float32'}", f"--layers={layers}", f"--device={device}"]
     with holding(lock):
         subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     os.rename(partial, folder)

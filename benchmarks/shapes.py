@@ -141,14 +141,16 @@ def qwen_config(name, **overrides):
     return Qwen2Config(**{**COMMON, **CONFIGS[name], **overrides})
 
 
-def random_model(config, dtype=torch.float32, seed=0):
-    """Qwen2ForCausalLM with random weights (transformers' init, seeded) from a config or a shape name."""
+def random_model(config, dtype=torch.float32, seed=0, device="cpu"):
+    """Qwen2ForCausalLM with random weights (transformers' init, seeded) from a config or a shape name, made on
+    `device` (a GPU initialises 7B in seconds; its random numbers are not the CPU's)."""
     from transformers import Qwen2ForCausalLM
 
     if isinstance(config, str):
         config = qwen_config(config)
     torch.manual_seed(seed)
-    return Qwen2ForCausalLM(config).to(dtype).eval()
+    with torch.device(device):
+        return Qwen2ForCausalLM(config).to(dtype).eval()
 
 
 def generation_config(name="0.5b"):
@@ -158,10 +160,10 @@ def generation_config(name="0.5b"):
     return GenerationConfig(**GENERATION, repetition_penalty=REPETITION_PENALTY[name])
 
 
-def write_model_folder(path, name="0.5b", dtype=torch.bfloat16, seed=0, tokenizer=None, **overrides):
+def write_model_folder(path, name="0.5b", dtype=torch.bfloat16, seed=0, tokenizer=None, device="cpu", **overrides):
     """Save a random-weight Qwen2.5-{name}-Instruct (config overrides as in `qwen_config`) with the tokenizer and
     Qwen2.5-Instruct's generation_config.json to the folder `path`, for train.py --model=path. Returns path."""
-    model = random_model(qwen_config(name, **overrides), dtype, seed)
+    model = random_model(qwen_config(name, **overrides), dtype, seed, device)
     model.generation_config = generation_config(name)
     model.save_pretrained(path)
     (tokenizer or qwen_tokenizer()).save_pretrained(path)
@@ -174,12 +176,13 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="the folder to write")
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where the random weights are made (cuda: fast at 7B)")
     parser.add_argument("--layers", type=int, default=0, help="num_hidden_layers instead of the shape's (0: the shape's)")
     args = parser.parse_args(argv)
     if args.layers < 0:
         parser.error(f"--layers={args.layers} must be >= 0")
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
-    write_model_folder(args.out, args.shape, getattr(torch, args.dtype), args.seed, **overrides)
+    write_model_folder(args.out, args.shape, getattr(torch, args.dtype), args.seed, device=args.device, **overrides)
     with open(os.path.join(args.out, "config.json")) as f:
         print(json.dumps({"folder": args.out, "shape": args.shape, "config": json.load(f)["architectures"]}))
 
