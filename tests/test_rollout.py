@@ -1,5 +1,6 @@
 """Tests of rollout.py: batched sampling (our fast loop and HF generate) and the logprobs it records."""
 import copy
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -237,6 +238,32 @@ def test_generate_prefills_once_at_the_real_vocabulary(qwen_model_dir, qwen_toke
         torch.testing.assert_close(logprobs, fast.logprobs, atol=1e-4, rtol=0)
         torch.testing.assert_close(entropies, fast.entropies, atol=1e-4, rtol=0)
     assert fast.response_lengths.min() < fast.response_lengths.max()
+
+
+def test_generate_sampler_sharded_equals_one_process(tmp_path, micro_model, micro_tokenizer):
+    """The generate sampler on a model sharded by FSDP2 over 2 gloo processes (tests/generate_worker.py), each with
+    prompts of its own (one a batch one column wide) and its own number of steps: no process waits on a forward the
+    other never runs, and each draws what the unsharded model draws for its rows, logprobs to 1e-5."""
+    import subprocess
+    import sys
+
+    import generate_worker
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "tests/generate_worker.py", str(tmp_path)], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=120)  # ~10 s; a forward one process misses: it hangs
+    assert result.returncode == 0, result.stderr[-4000:]
+    steps = []
+    for rank in (0, 1):
+        sharded = torch.load(tmp_path / f"{rank}.pt")
+        response_ids, logprobs, entropies = generate_worker.sample(micro_model, micro_tokenizer, rank)
+        assert torch.equal(sharded["response_ids"], response_ids)
+        torch.testing.assert_close(sharded["logprobs"], logprobs, atol=1e-5, rtol=0)
+        torch.testing.assert_close(sharded["entropies"], entropies, atol=1e-5, rtol=0)
+        steps.append(response_ids.shape[1])
+    assert steps[0] > steps[1]  # process 1 stopped first and kept stepping with process 0
 
 
 def test_direct_decoder_only_for_plain_qwen2(micro_model):
