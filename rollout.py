@@ -15,8 +15,11 @@ Two samplers draw the same tokens for the same seed and record the same numbers 
     processor `SamplingPolicy` applies temperature and HF's top-p warper and records, step by step, the
     logprob of the drawn token and the entropy (no (B, R, V) logits kept, unlike output_logits=True);
     generate itself draws the tokens (softmax, torch.multinomial over the whole batch), pads ended rows
-    and stops.
-  - "fast": our own short loop (`sample_responses`, tested on Qwen2), four savings over generate:
+    and stops. Each prompt is prefilled once (`prefill_prompts`: all but its last token, the cache then
+    repeated to its n rows) rather than generate's prefill of its n copies; with cache_implementation="static"
+    generate prefills every copy itself.
+  - "fast": our own short loop (`sample_responses`, tested on Qwen2), four savings over plain HF generate
+    (the "generate" sampler above shares the first):
       - shared-prompt prefill: the n rollouts of a prompt share its tokens, so each prompt is run through
         the model once (HF's forward), and its KV cache serves the n rows of its group;
       - decode steps without HF's per-token overhead: for Qwen2 (`DirectDecoder`) the loop runs the model's
@@ -186,22 +189,50 @@ def is_sharded(model):
     return torch.distributed.is_initialized() and any(isinstance(module, FSDPModule) for module in model.modules())
 
 
+def prefill_prompts(model, prompt_ids, prompt_mask, n_rollouts):
+    """The "generate" sampler's shared-prompt prefill: every prompt but its last column run through the model once,
+    into a DynamicCache then repeated to the n_rollouts rows of its group (each layer's keys and values (U, ...) ->
+    (B, ...), as HF generate's own prefill of B repeated prompts would hold them). Returns the cache and the prompts
+    (B, P') to give generate: it then runs only their last column. A prompt batch one column wide gets a pad column
+    on its left first (masked, so nothing changes), so that every call runs this one forward: under FSDP every
+    process must run the same number of forwards."""
+    if prompt_ids.shape[1] == 1:
+        prompt_ids = torch.nn.functional.pad(prompt_ids, (1, 0), value=0)  # (U, 2): masked, so any token id
+        prompt_mask = torch.nn.functional.pad(prompt_mask, (1, 0), value=0)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=prompt_ids[:, :-1], attention_mask=prompt_mask[:, :-1],
+          position_ids=attention_positions(prompt_mask[:, :-1]), cache=cache, use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(n_rollouts)
+    return cache, prompt_ids.repeat_interleave(n_rollouts, 0), prompt_mask.repeat_interleave(n_rollouts, 0)
+
+
 def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
-                       temperature=1.0, top_p=1.0, cache_implementation=None):
+                       temperature=1.0, top_p=1.0, cache_implementation=None, prefill_once=True):
     """The "generate" sampler: `sample_responses`'s contract (same tokens for the same seed, module doc)
     with HF `model.generate` doing the decoding. Pure sampling: the model's own generation_config
     (top_k, repetition_penalty, min_p, suppressed tokens...) is set aside for the call.
+    prefill_once: each prompt is prefilled once (`prefill_prompts`) and generate, given its prompts repeated and
+    that cache, runs only their last token, instead of prefilling every one of the n_rollouts copies of a prompt
+    (num_return_sequences=n_rollouts). The same draws (generate draws once over the (B, V) batch either way), the
+    logits to float rounding. False: generate's own repeated prefill (tests and benchmarks/prefill.py compare them).
     cache_implementation: None (a DynamicCache) or "static": a preallocated cache, with which transformers
-    also torch.compiles the decode step on a GPU (its auto-compile; the first calls pay the compile time)."""
+    also torch.compiles the decode step on a GPU (its auto-compile; the first calls pay the compile time). generate
+    takes a cache or a cache_implementation, not both, so "static" keeps generate's repeated prefill."""
+    prefill_once = prefill_once and cache_implementation is None
+    if prefill_once:  # generate gets B prompts and their cache up to the last token
+        cache, prompt_ids, prompt_mask = prefill_prompts(model, prompt_ids, prompt_mask, n_rollouts)  # (B, P)
+        prompts, copies = dict(input_ids=prompt_ids, attention_mask=prompt_mask, cache=cache), 1
+    else:  # generate repeats each of the U prompts n_rollouts times and prefills every copy
+        prompts, copies = dict(input_ids=prompt_ids, attention_mask=prompt_mask), n_rollouts
     policy = SamplingPolicy(prompt_ids.shape[1], temperature, top_p)
-    config = GenerationConfig(do_sample=True, num_beams=1, num_return_sequences=n_rollouts,
+    config = GenerationConfig(do_sample=True, num_beams=1, num_return_sequences=copies,
                               max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
                               eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id,
                               cache_implementation=cache_implementation)  # T and top_p: the policy's
     # generate fills what `config` leaves unset from model.generation_config: a blank one during the call
     model_config, model.generation_config = model.generation_config, GenerationConfig()
     try:
-        sequences = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config,
+        sequences = model.generate(**prompts, generation_config=config,
                                    logits_processor=LogitsProcessorList([policy]),  # (B, P + R), prompt-major
                                    synced_gpus=is_sharded(model))  # FSDP: every process steps until all are done
     finally:

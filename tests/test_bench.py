@@ -1,6 +1,7 @@
 """benchmarks/bench.py's decode-step benchmark runs (on a micro model, in bf16 and fp32), benchmarks/alternate.py
 takes its turns and ratios (on fake timings), benchmarks/compile_update.py runs its eager paths,
-benchmarks/step_floor.py profiles a train.py step; none is a timed test."""
+benchmarks/step_floor.py profiles a train.py step, benchmarks/prefill.py times both prefills and compares their
+tokens; none is a timed test."""
 import importlib
 import os
 
@@ -88,3 +89,16 @@ def test_step_floor_profiles_train_py_and_sets_the_target_against_its_kernels(mo
     assert figures["target_s"] == pytest.approx(15.0) and figures["ours_over_trl"] == pytest.approx(0.1)
     with pytest.raises(SystemExit):
         step_floor.main(["--steps=0"])
+
+
+def test_prefill_times_both_ways_and_compares_their_tokens(micro_model, micro_tokenizer):
+    from mazes import format_prompt, make_mazes
+
+    prefill = load_benchmark("prefill")
+    mazes = make_mazes((5, 7), {5: 1, 7: 1}, (5,), 1, seed=0)["train"]["maze"]
+    prompts = [format_prompt(maze, "compact") for maze in mazes]  # different lengths: left padding
+    figures = prefill.measure(micro_model, micro_tokenizer, prompts, n_rollouts=3, new_tokens=4)
+    assert set(figures["seconds"]) == {"repeated", "once"} and all(value > 0 for value in figures["seconds"].values())
+    assert figures["same_tokens"] and figures["max_logprob_diff"] < 1e-5 and figures["max_entropy_diff"] < 1e-5
+    assert figures["prompts"] == 2 and len(set(figures["prompt_tokens"])) == 2
+    assert figures["padded_length"] == max(figures["prompt_tokens"])

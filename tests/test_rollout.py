@@ -1,5 +1,6 @@
 """Tests of rollout.py: batched sampling (our fast loop and HF generate) and the logprobs it records."""
 import copy
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -163,6 +164,106 @@ def test_generate_with_a_static_cache_draws_the_same(micro_model, micro_tokenize
     assert_same_rollouts(*rollouts)
     with pytest.raises(ValueError, match="cache_implementation"):
         generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 2, 4, sampler="generate", cache_implementation="x")
+
+
+def generate_both_ways(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos, pad, seed, **options):
+    """generate_responses with the prefill once per prompt and with generate's prefill of every copy, the same seed;
+    also the (batch, length) of each forward's input_ids."""
+    from rollout import generate_responses
+
+    results, calls = {}, {}
+    for prefill_once in (True, False):
+        calls[prefill_once] = shapes = []
+        hook = model.register_forward_pre_hook(lambda module, args, kwargs: shapes.append(tuple(
+            kwargs["input_ids"].shape)), with_kwargs=True)
+        torch.manual_seed(seed)
+        try:
+            with torch.no_grad():
+                results[prefill_once] = generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens,
+                                                           eos, pad, prefill_once=prefill_once, **options)
+        finally:
+            hook.remove()
+    return results, calls
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS, ["a", "b"]])  # left-padded 10, 4 and 1 tokens; one column wide
+def test_generate_prefills_each_prompt_once(micro_model, micro_tokenizer, prompts):
+    """The generate sampler runs each of the U prompts once (all but its last token), then generate runs the B rows
+    from their last prompt token on: the tokens of generate's own prefill of every copy, the same seed, to the end
+    (rows end at different steps); logprobs and entropies to 1e-5 (float rounding: the last prompt token's
+    attention over a cache instead of inside one prefill, on values of size ~1)."""
+    n_rollouts = 5
+    encoded = micro_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+    (n_prompts, prompt_length), pad = encoded["input_ids"].shape, micro_tokenizer.pad_token_id
+    results, calls = generate_both_ways(micro_model, encoded["input_ids"], encoded["attention_mask"], n_rollouts, 16,
+                                        [micro_tokenizer.eos_token_id], pad, seed=9, temperature=1.1, top_p=0.9)
+    (once_ids, once_logprobs, once_entropies), (ids, logprobs, entropies) = results[True], results[False]
+    batch, response_len = ids.shape
+    assert torch.equal(once_ids, ids)
+    torch.testing.assert_close(once_logprobs, logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(once_entropies, entropies, atol=1e-5, rtol=0)
+    lengths = response_mask_from_eos(ids, [micro_tokenizer.eos_token_id])[1]
+    assert batch == n_prompts * n_rollouts and lengths.min() < lengths.max()
+    assert calls[False][0] == (batch, prompt_length)  # generate's prefill: every copy, every token
+    prefilled = max(prompt_length - 1, 1)  # a one-column batch prefills one masked pad column
+    assert calls[True][0] == (n_prompts, prefilled) and set(calls[True][1:]) == {(batch, 1)}
+    assert len(calls[True]) == 1 + response_len  # the prefill, then one token a step (the last prompt token first)
+
+
+def test_generate_prefills_once_at_the_real_vocabulary(qwen_model_dir, qwen_tokenizer):
+    """Qwen2.5's tokenizer, chat template and 151,936-token vocabulary, maze prompts of different lengths
+    (left-padded), 8 rollouts: prefill once, generate's prefill of every copy and the fast sampler draw the same
+    tokens; logprobs and entropies to 1e-4 (float32 rounding of a log-softmax over 151,936 logits, values ~12:
+    5e-6 apart at most here)."""
+    from transformers import Qwen2ForCausalLM
+
+    model = Qwen2ForCausalLM.from_pretrained(qwen_model_dir).eval()
+    bias = torch.zeros(model.config.vocab_size)
+    bias[151645] = 10.0  # <|im_end|> p ~ 0.13 a step: rows end unevenly
+    model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bias)
+    mazes = make_mazes((5, 7), {5: 3, 7: 3}, (5,), 1, seed=1)["train"]["maze"][:3]
+    prompts = [chat_prompt(qwen_tokenizer, format_prompt(maze, "paper")) for maze in mazes]
+    encoded = qwen_tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False,
+                             return_tensors="pt")
+    lengths = encoded["attention_mask"].sum(-1)
+    assert lengths.min() < lengths.max()  # left padding
+    eos = end_token_ids(model, qwen_tokenizer)
+    results, calls = generate_both_ways(model, encoded["input_ids"], encoded["attention_mask"], 8, 12, eos,
+                                        qwen_tokenizer.pad_token_id, seed=3, top_p=0.95)
+    assert calls[True][0] == (3, encoded["input_ids"].shape[1] - 1)
+    torch.manual_seed(3)
+    fast = generate_rollouts(model, qwen_tokenizer, prompts, 8, 12, top_p=0.95, sampler="fast")
+    for response_ids, logprobs, entropies in results.values():
+        assert torch.equal(response_ids, fast.response_ids)
+        torch.testing.assert_close(logprobs, fast.logprobs, atol=1e-4, rtol=0)
+        torch.testing.assert_close(entropies, fast.entropies, atol=1e-4, rtol=0)
+    assert fast.response_lengths.min() < fast.response_lengths.max()
+
+
+def test_generate_sampler_sharded_equals_one_process(tmp_path, micro_model, micro_tokenizer):
+    """The generate sampler on a model sharded by FSDP2 over 2 gloo processes (tests/generate_worker.py), each with
+    prompts of its own (one a batch one column wide) and its own number of steps: no process waits on a forward the
+    other never runs, and each draws what the unsharded model draws for its rows, logprobs to 1e-5."""
+    import subprocess
+    import sys
+
+    import generate_worker
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "tests/generate_worker.py", str(tmp_path)], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=120)  # ~10 s; a forward one process misses: it hangs
+    assert result.returncode == 0, result.stderr[-4000:]
+    steps = []
+    for rank in (0, 1):
+        sharded = torch.load(tmp_path / f"{rank}.pt")
+        response_ids, logprobs, entropies = generate_worker.sample(micro_model, micro_tokenizer, rank)
+        assert torch.equal(sharded["response_ids"], response_ids)
+        torch.testing.assert_close(sharded["logprobs"], logprobs, atol=1e-5, rtol=0)
+        torch.testing.assert_close(sharded["entropies"], entropies, atol=1e-5, rtol=0)
+        steps.append(response_ids.shape[1])
+    assert steps[0] > steps[1]  # process 1 stopped first and kept stepping with process 0
 
 
 def test_direct_decoder_only_for_plain_qwen2(micro_model):
