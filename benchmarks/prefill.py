@@ -51,7 +51,8 @@ def measure(model, tokenizer, prompts, n_rollouts, new_tokens, repeats=1, ways=W
     on `prompts`; returns the figures as a dict (seconds the best of `repeats`, after a warm-up run)."""
     encoded = tokenizer(list(prompts), padding=True, padding_side="left", add_special_tokens=False,
                         return_tensors="pt")
-    prompt_ids, prompt_mask = encoded["input_ids"], encoded["attention_mask"]
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
     eos = end_token_ids(model, tokenizer)
     figures = dict(prompts=len(prompts), prompt_tokens=prompt_mask.sum(-1).tolist(), padded_length=prompt_ids.shape[1],
                    rollouts=n_rollouts, new_tokens=new_tokens, threads=torch.get_num_threads(), seconds={})
@@ -61,9 +62,11 @@ def measure(model, tokenizer, prompts, n_rollouts, new_tokens, repeats=1, ways=W
         for _ in range(1 + repeats):  # the first run warms up
             torch.manual_seed(seed)
             start = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
                 results[way] = generate_responses(model, prompt_ids, prompt_mask, n_rollouts, new_tokens, eos,
                                                   tokenizer.pad_token_id, prefill_once=way == "once")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         figures["seconds"][way] = round(min(times[1:]), 3)
         figures["response_length"] = results[way][0].shape[1]
@@ -85,18 +88,22 @@ def main(argv=None):
     parser.add_argument("--new_tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="cuda: float32 weights under bf16 autocast (train.py's bf16-mixed)")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, of {WAYS}")
     args = parser.parse_args(argv)
     from benchmarks.shapes import qwen_tokenizer, random_model
 
     torch.set_num_threads(args.threads)
     tokenizer = qwen_tokenizer()
-    model = random_model(args.shape)  # float32, eval
+    model = random_model(args.shape, device=args.device)  # float32, eval
     prompts = maze_prompts(tokenizer, [int(size) for size in args.sizes.split(",")])
     figures = measure(model, tokenizer, prompts, args.rollouts, args.new_tokens, args.repeats,
                       [way for way in WAYS if way in args.ways.split(",")])
-    figures.update(shape=args.shape, sizes=args.sizes,
+    figures.update(shape=args.shape, sizes=args.sizes, device=args.device,
                    peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    if args.device == "cuda":
+        figures["max_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     print(json.dumps(figures))
     return figures
 

@@ -107,7 +107,7 @@ def predict_peaks(shape, work):
     # generation: the cache of every row (the fast sampler keeps each prompt's part once), then the transients
     cached = work["prompts"] * P + rows * R if work["sampler"] == "fast" else rows * (P + R)
     kv_cache = L * 2 * KV * act * cached
-    prefill = (work["prompts"] if work["sampler"] == "fast" else rows) * P * (3 * I + 2 * H) * act  # MLP, K/V repeated
+    prefill = work["prompts"] * P * (3 * I + 2 * H) * act  # each prompt once, both samplers: MLP, K/V repeated
     decode_logits = rows * V * 4 * 6  # (rows, V) float32: logits, log-softmax, scores, softmax, entropy terms
     generation = state + kv_cache + max(prefill, decode_logits)
     terms["generation kv cache"] = kv_cache
