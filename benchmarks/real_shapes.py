@@ -64,6 +64,7 @@ CONFIGS = {"tiny": "", "wide": "config/maze_qwen2.5_0.5b.py", "0.5b": "config/ma
            "1.5b": "config/maze_qwen2.5_1.5b.py", "7b": "config/maze_qwen2.5_7b.py"}
 TRAIN_PROMPT_TOKENS = 298  # the longest maze prompt of the paper's train sizes 9-15, through Qwen2.5's chat template
 GPU_BYTES, GPU_SHARE = 80e9, 0.9  # an 80 GB GPU; the share the model may fill (the rest: CUDA context, fragments)
+MODEL_MARGIN = 1.15  # what a config may assume of the model's transient terms: its error at the measured shapes
 
 
 def model_shape(config):
@@ -152,7 +153,16 @@ from benchmarks import alternate_shape
 accelerator = Accelerator(cpu=True)
 config = alternate_shape.read_config({config!r}) if {config!r} else dict(alternate_shape.TRAIN_DEFAULTS)
 task, items = alternate_shape.train_items(config)  # the task's splits
-tokenizer = AutoTokenizer.from_pretrained({folder!r})  # and the tokenizer
+tokenizer = AutoTokenizer.from_pretrained({folder!r})  # and the tokenizer,
+# and the code every phase runs, paged in by a 1-layer model of width 16 (its own memory: a few hundred KiB)
+micro = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32,
+    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, bos_token_id=0, eos_token_id=1))
+ids = torch.randint(2, 64, (2, 6))
+micro.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=True, pad_token_id=0)
+optimizer = torch.optim.AdamW(micro.parameters(), fused=True)
+with scoring.scoring_head(micro, ids[:, 1:]):
+    micro(input_ids=ids[:, :-1]).logits[0].sum().backward()
+optimizer.step()
 print(next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmRSS:')) / 1024)
 """
 
@@ -267,7 +277,8 @@ def print_rows(rows):
 def predict_configs(shapes):
     """For each config: the phases' predicted peaks at its own work (paper_maze.py's batches, its max_new_tokens,
     the longest train prompt), and the largest rollout_batch (prompts per generate call) and micro_batch (rows per
-    forward and backward), powers of 2 within the mini-batch, whose peaks fit GPU_SHARE of an 80 GB GPU."""
+    forward and backward), powers of 2 within the mini-batch, that fit: weights, gradients and AdamW (exact) plus
+    MODEL_MARGIN x the rest of the predicted peak within GPU_SHARE of an 80 GB GPU."""
     from benchmarks.shapes import CONFIGS as QWEN
 
     budget_mib, table = GPU_BYTES * GPU_SHARE / MIB, []
@@ -279,17 +290,19 @@ def predict_configs(shapes):
                     mini_batches=config["prompt_batch"] // config["mini_batch"], step=2, baseline_mib=0.0,
                     gradient_checkpointing=config["gradient_checkpointing"], sampler="generate")
 
-        def peaks(prompts, micro):
-            return predict_peaks(sizes, dict(base, prompts=prompts, micro_batch=micro))[0]
+        def fits(prompts, micro, phases):
+            peaks, terms = predict_peaks(sizes, dict(base, prompts=prompts, micro_batch=micro))
+            state = terms["weights+grads"] + terms["adamw"]
+            return all(state + MODEL_MARGIN * (peaks[phase] - state) <= budget_mib for phase in phases)
 
+        rows = config["mini_batch"] * config["n_rollouts"]
         powers = [2 ** i for i in range(12)]
-        rollout_batches = [u for u in powers if config["mini_batch"] % u == 0 and peaks(u, 1)["generation"] <= budget_mib]
-        micro_batches = [m for m in powers if m <= config["mini_batch"] * config["n_rollouts"]
-                         and max(peaks(1, m)["update"], peaks(1, m).get("scoring", 0)) <= budget_mib]
+        rollout_batches = [u for u in powers if config["mini_batch"] % u == 0 and fits(u, 1, ["generation"])]
+        micro_batches = [m for m in powers if m <= rows and fits(1, m, ["update", "scoring"])]
         predicted, terms = predict_peaks(sizes, dict(base, prompts=config["rollout_batch"],
                                                      micro_batch=config["micro_batch"]))
         table.append(dict(shape=shape, precision=config["dtype"], rollout_batch=config["rollout_batch"],
-                          micro_batch=config["micro_batch"],
+                          micro_batch=config["micro_batch"], gradient_checkpointing=config["gradient_checkpointing"],
                           predicted_gb={k: round(v * MIB / 1e9, 1) for k, v in predicted.items()},
                           terms_gb={k: round(v * MIB / 1e9, 1) for k, v in terms.items()},
                           largest_rollout_batch=max(rollout_batches, default=0),

@@ -3,7 +3,8 @@
 #   python train.py config/maze_qwen2.5_7b.py --model=/path/to/Qwen2.5-7B-Instruct   # one GPU: fits, but slow
 # The paper's settings come from paper_maze.py (lr 1e-6, 10 warmup steps, 128 prompts, mini-batch 32,
 # 32 rollouts, eps 0.2/0.28, no KL, no entropy, train 9-15, test 7-21, k = 8; the paper tries 4, 8, 16).
-# Only the memory-related choices below are ours; memory numbers are estimates (docs/real_models.md).
+# Only the memory-related choices below are ours. Memory figures: PREDICTED for one 80 GB GPU by the memory model
+# of benchmarks/real_shapes.py (`python benchmarks/real_shapes.py --predict`; docs/real_models.md).
 exec(open("config/paper_maze.py").read())
 model = "/path/to/Qwen2.5-7B-Instruct"
 out_dir = "out/maze-qwen2.5-7b"
@@ -13,8 +14,10 @@ out_dir = "out/maze-qwen2.5-7b"
 # plain bf16 AdamW would round almost every lr=1e-6 step away.
 dtype = "bfloat16"
 max_new_tokens = 1024  # OUR choice: the paper does not state the maze response limit
-# 61 GB are taken: 2 prompts x 32 rollouts = 64 rows per generate call, KV cache ~56 KB/token x 64 x
-# ~1500 tokens ~ 5.5 GB; 2 rows per forward/backward (~5 GB of float32 logits) with checkpointing
+# 61 GB are taken. 2 prompts x 32 rollouts = 64 rows per generate call: predicted generation peak 66.0 GB, of
+# which the KV cache 4.9 GB (the largest rollout_batch that fits, `--predict`: 2)
 rollout_batch = 2
-micro_batch = 2
+# rows per forward/backward with checkpointing: the largest that fits (`--predict`: 4), predicted update peak
+# 67.9 GB
+micro_batch = 4
 gradient_checkpointing = True
