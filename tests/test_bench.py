@@ -68,9 +68,11 @@ def test_alternate_names_a_commit_it_cannot_export():
         load_benchmark("alternate").main(["--before=no-such-commit"])
 
 
-def test_compile_update_times_both_eager_paths_and_checks_they_agree():
+def test_compile_update_times_both_eager_paths_and_checks_they_agree(monkeypatch):
     compile_update = load_benchmark("compile_update")
+    monkeypatch.setattr(compile_update, "SHAPES", [(32, 5), (16, 9)])  # 2 of its 8 micro-batch shapes, smaller
     figures = compile_update.main(["--no-compile", "--passes=1", "--threads=1"])
+    assert figures["shapes"] == [(32, 5), (16, 9)]
     assert figures["full_vs_shared_max_abs_diff"] <= 1e-4
     assert figures["eager_full_s"] > 0 and figures["eager_shared_s"] > 0 and "compiled_full_s" not in figures
     with pytest.raises(SystemExit):
@@ -82,11 +84,16 @@ def test_step_floor_profiles_train_py_and_sets_the_target_against_its_kernels(mo
     monkeypatch.setattr(bench, "run_workload", lambda *args, **kwargs: {
         "seconds_per_step": 10.0, "generation_s": 4.0, "update_s": 6.0})  # the unprofiled run, faked
     monkeypatch.setattr(bench, "run_trl", lambda *args: {"seconds_per_step": 100.0})
+    for key, value in dict(prompt_batch=2, mini_batch=2, n_rollouts=4).items():  # a smaller workload to profile
+        monkeypatch.setitem(bench.DEFAULT, key, value)
+    peak = step_floor.peak_matmul_flops  # the machine's peak rate, measured for real on a smaller product
+    monkeypatch.setattr(step_floor, "peak_matmul_flops", lambda: peak(size=256, repeats=2))
     figures = step_floor.main(["--steps=1", "--warmup=0", "--threads=1"])  # train.py, one step, profiled for real
     kernels = figures["kernels_s"]
     assert figures["profiled_steps"] == 1 and set(kernels) <= set(step_floor.ARITHMETIC) and "aten::mm" in kernels
     assert 0 < figures["arithmetic_s"] < 10.0 and figures["other_s"] == pytest.approx(10.0 - figures["arithmetic_s"])
     assert figures["target_s"] == pytest.approx(15.0) and figures["ours_over_trl"] == pytest.approx(0.1)
+    assert figures["peak_gflops"] > 0 and figures["products_at_peak_s"] > 0
     with pytest.raises(SystemExit):
         step_floor.main(["--steps=0"])
 

@@ -1,8 +1,11 @@
-"""compare.py, the main demo: two train.py runs from one warm start, printed side by side (a few steps here)."""
+"""compare.py, the main demo: two train.py runs from one warm start, printed side by side (a few steps here).
+compare.py runs through conftest's `scripts` (its own imports paid once per session); the train.py runs it starts
+are real interpreters, as for a user."""
 import json
 import os
-import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5, 7)", "--n_test=2", "--prompt_batch=4",
@@ -10,9 +13,17 @@ SMALL = ["--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5, 7)", "--n_test=
          "--curve_samples=8", "--eval_every=2", "--warmup_sft_steps=3", "--max_steps=2"]
 
 
+SCRIPTS = None  # conftest's script server
+
+
+@pytest.fixture(autouse=True)
+def _script_server(scripts):
+    global SCRIPTS
+    SCRIPTS = scripts
+
+
 def run_compare(*args):
-    return subprocess.run([sys.executable, "compare.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    return SCRIPTS.run(["compare.py", *args], cwd=ROOT, timeout=600)
 
 
 def test_two_runs_side_by_side_from_one_warm_start(tmp_path):

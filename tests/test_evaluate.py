@@ -96,11 +96,10 @@ def test_summarize_per_group_and_average():
     assert g_pass == {"G-pass@4_0.5": ((1.0 + 0.0) / 2 + 1.0) / 2, "G-pass@4_1.0": ((0.0 + 0.0) / 2 + 1.0) / 2}
 
 
-def test_evaluate_loop_and_cli(tmp_path):
-    """The loop on a micro model: well-formed, deterministic; the CLI evaluates a saved folder to JSON."""
+def test_evaluate_loop_and_cli(tmp_path, scripts):
+    """The loop on a micro model: well-formed, deterministic; the CLI evaluates a saved folder to JSON (run as a
+    script through conftest's `scripts`)."""
     import json
-    import subprocess
-    import sys
 
     from evaluate import evaluate, format_table
     from tasks import MazeTask
@@ -125,9 +124,9 @@ def test_evaluate_loop_and_cli(tmp_path):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     out = tmp_path / "eval.json"
-    subprocess.run([sys.executable, "evaluate.py", str(folder), "--sizes=5", "--n_mazes=2", "--n_samples=4",
-                    "--k=2", "--max_new_tokens=8", f"--out={out}"], check=True, capture_output=True,
-                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = scripts.run(["evaluate.py", str(folder), "--sizes=5", "--n_mazes=2", "--n_samples=4", "--k=2",
+                          "--max_new_tokens=8", f"--out={out}"])  # in the repository, as a user runs it
+    assert result.returncode == 0, result.stderr[-3000:]
     assert set(json.loads(out.read_text())["average"]) == {"pass@1", "pass@2"}
 
 

@@ -183,23 +183,25 @@ def test_property_matches_reference_and_accumulates(seed, batch, response_len, e
     assert sum(part.item() for part in parts) == pytest.approx(loss.item(), rel=1e-4, abs=1e-5)
 
 
+@pytest.fixture(scope="module")
+def one_process_update(scripts, tmp_path_factory):
+    """tests/update_worker.py in one process: the reference both launches below are compared with (run once)."""
+    one = str(tmp_path_factory.mktemp("update") / "one.pt")
+    result = scripts.run(["tests/update_worker.py", one], timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return one
+
+
 @pytest.mark.parametrize("launch", ["ddp", "fsdp2"])
-def test_update_policy_over_two_processes_equals_one_process(tmp_path, launch):
+def test_update_policy_over_two_processes_equals_one_process(tmp_path, launch, scripts, one_process_update):
     """update_policy in 2 gloo processes, DDP (accelerator.prepare) or sharded by FSDP2's fully_shard (what
     accelerate's FSDP plugin applies on a GPU node), equals 1 process: the same gradient norm and weights after 3
-    steps of 2 mini-batches, one of which gives one process only padding rows (tests/update_worker.py)."""
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    one, two = str(tmp_path / "one.pt"), str(tmp_path / "two.pt")
-    commands = [[sys.executable, "tests/update_worker.py", one],
-                [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "tests/update_worker.py", two,
-                 *(["--shard"] if launch == "fsdp2" else [])]]
-    for command in commands:
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-4000:]
+    steps of 2 mini-batches, one of which gives one process only padding rows (tests/update_worker.py). The
+    launcher runs through conftest's scripts; its 2 workers are real interpreters."""
+    one, two = one_process_update, str(tmp_path / "two.pt")
+    result = scripts.run(["-m", "torch.distributed.run", "--nproc_per_node=2", "tests/update_worker.py", two,
+                          *(["--shard"] if launch == "fsdp2" else [])], timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
     a, b = torch.load(one), torch.load(two)
     # Adam divides out a gradient's scale, so the weights alone would miss a wrong factor of 2: the norm checks it
     assert b["stats"]["grad_norm"] == pytest.approx(a["stats"]["grad_norm"], rel=1e-4)

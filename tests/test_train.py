@@ -2,7 +2,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -243,8 +242,7 @@ def test_training_is_unchanged_by_the_redesign(tmp_path, micro_model_dir):
             "--prompt_template=paper"]
     runs = {"before": str(tmp_path / "run_before"), "now": str(tmp_path / "run_now")}
     for name, cwd in (("before", str(old_tree)), ("now", ROOT)):
-        result = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={runs[name]}"], cwd=cwd,
-                                capture_output=True, text=True, timeout=600, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        result = SCRIPTS.run(["train.py", *args, f"--out_dir={runs[name]}"], cwd=cwd)  # the script's own folder first
         assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
     before, now = ([r for r in read_metrics(out) if "reward" in r] for out in runs.values())
     # exact: both run the same float operations in the same order on this machine (the update's code moved, its
