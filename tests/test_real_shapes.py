@@ -19,8 +19,9 @@ def test_model_shape_counts_the_real_parameters(name, parameters):
 def test_activations_per_token_are_what_a_decoder_layer_saves():
     """The bytes one layer saves for its backward, per token: counted by torch's saved-tensor hooks (storages,
     weights excluded), the difference of two sequence lengths, against `activations_per_token` (+ the final norm)."""
-    config = qwen_config("0.5b", **{**SMALL, "hidden_size": 96, "intermediate_size": 288, "num_attention_heads": 6},
-                         num_hidden_layers=1, vocab_size=64, tie_word_embeddings=False, bos_token_id=0, eos_token_id=1)
+    config = qwen_config("0.5b", **{**SMALL, "hidden_size": 96, "intermediate_size": 288, "num_attention_heads": 6,
+                                    "num_hidden_layers": 1}, vocab_size=64, tie_word_embeddings=False,
+                         bos_token_id=0, eos_token_id=1)
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
