@@ -12,7 +12,14 @@ The peak of a phase is the most memory held at any moment during it, not what it
     process holds (Python, libraries, weights), as the operating system sees it. Where /proc cannot be reset
     (another OS), the process's peak since it started (getrusage) is reported instead.
 The reset also lowers getrusage's ru_maxrss of this process, so `overall_peak_mb` keeps the maximum itself.
+
+On CPU each phase first hands the memory torch has freed back to the operating system (`release_freed_memory`):
+glibc's malloc keeps freed blocks of up to 32 MiB in its heaps for reuse, so without it the update's freed
+activations stay resident through the next phases and the process holds GBs more than it uses (at the Qwen2.5-0.5B
+shape, 2 prompts x 8 rollouts: about 1.5 GiB).
 """
+import ctypes
+import ctypes.util
 import resource
 import time
 
@@ -35,6 +42,23 @@ def _reset_cpu_peak():
             clear_refs.write("5")  # "5": reset the peak resident set to the current one (proc(5))
     except OSError:
         pass
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+LIBC = _libc()
+
+
+def release_freed_memory():
+    """Return the free pages of malloc's heaps to the operating system (glibc's malloc_trim(0)); elsewhere nothing."""
+    trim = getattr(LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 class Phases:
@@ -66,6 +90,7 @@ class Phases:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
         else:
+            release_freed_memory()
             _reset_cpu_peak()
         self.running, self._start = name, time.perf_counter()
 
