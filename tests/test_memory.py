@@ -1,8 +1,10 @@
 """infra/memory.py: each phase's seconds and peak memory, the peak reset at every phase's start."""
 import time
 
+import pytest
 import torch
 
+from infra import memory
 from infra.memory import Phases
 
 
@@ -28,3 +30,23 @@ def test_a_phase_begun_twice_in_a_step_adds_its_seconds():
         time.sleep(0.02)
         phases.begin("b")
     assert phases.take()["a_time"] >= 0.04
+
+
+def read_rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def test_freed_heap_memory_is_handed_back_only_above_the_threshold():
+    if memory.heap_free_mb() is None:
+        pytest.skip("malloc is not glibc's (no mallinfo2): release_freed_memory trims whenever it can")
+    blocks = [torch.ones(2 ** 14) for _ in range(6000)]  # 64 KiB each, from malloc's heap: 375 MiB, touched
+    kept = blocks[::16]  # every 16th stays allocated: the freed ones between them cannot shrink the heap
+    del blocks
+    assert memory.heap_free_mb() > 300
+    before = read_rss_mb()
+    assert not memory.release_freed_memory(above_mb=10 ** 6)  # below the threshold: kept
+    assert read_rss_mb() > before - 50
+    assert memory.release_freed_memory(above_mb=256)
+    assert read_rss_mb() < before - 250  # the free pages went back to the operating system
+    del kept
