@@ -1,11 +1,13 @@
 """Our RL step (train.py) against TRL's GRPOTrainer at a real Qwen2.5 shape, in fresh processes taken in turn.
 
-    PYTHONPATH=.trl python benchmarks/alternate_shape.py --shape=0.5b --prompts=2 --rollouts=8 --max_new_tokens=64 --rounds=2
-    PYTHONPATH=.trl python benchmarks/alternate_shape.py --shape=0.5b --prompts=2 --rollouts=8 --max_new_tokens=1024 --rounds=1 --warmup=0 --steps=1
+    PYTHONPATH=.trl python benchmarks/alternate_shape.py --shape=0.5b --prompts=2 --rollouts=8 --max_new_tokens=64 --micro_batch=8 --rounds=2
+    PYTHONPATH=.trl python benchmarks/alternate_shape.py --shape=0.5b --config=CONFIG --prompts=1 --rollouts=8 --max_new_tokens=1024 --micro_batch=8 --rounds=1 --warmup=0 --steps=1
     PYTHONPATH=.trl python benchmarks/alternate_shape.py --shape=0.5b --layers=2 --prompts=1 --rollouts=4 --max_new_tokens=8 --micro_batch=4 --rounds=1 --warmup=0 --steps=1
 
 (from the repository root; the first is the side-by-side at 0.5B, the second the config's response length, where
-it says which side fits, the third a smoke run on 2 of the 24 layers). trl is not a dependency of this project:
+it says which side fits (CONFIG: the 0.5B config with gradient_checkpointing = True, which 8 rows of 1,024 tokens
+need on a 24 GB CPU machine: a file that execs config/maze_qwen2.5_0.5b.py, then sets it), the third a smoke run
+on 2 of the 24 layers). trl is not a dependency of this project:
 PYTHONPATH names a folder where trl 1.16 is installed. Do not run it under `flock /tmp/bigmem.lock`: it takes that
 lock itself around each process that holds a model (the model folder's writer, then every run), so other big jobs
 can go between runs (--lock='' to take none).
@@ -18,8 +20,8 @@ run (s/step, generation and update seconds, peak memory) and each round's ratios
 The work, the same on both sides: the config's maze prompts (its train split, `paper` template through the chat
 template), the --prompts of each step drawn as train.py draws them (`step_prompts`), --rollouts responses each in
 ONE generate call (ours: rollout_batch=0), at most --max_new_tokens, temperature 1.0, top_p 1.0, no top-k and no
-repetition penalty; one optimizer update per step over all rows in micro-batches of --micro_batch rows (the
-config's 8 by default); DAPO's token-level loss with clip-higher (eps 0.2 / 0.28), no KL, no entropy term;
+repetition penalty; one optimizer update per step over all rows in micro-batches of --micro_batch rows (0: the
+config's); DAPO's token-level loss with clip-higher (eps 0.2 / 0.28), no KL, no entropy term;
 fused AdamW (torch.optim.AdamW(fused=True); TRL: optim=adamw_torch_fused), lr 1e-6, weight decay 0, grad-norm clip
 1.0; gradient checkpointing as the config says (off at 0.5B, on at 1.5B and 7B), for both. CPU: float32 weights,
 no autocast, --threads torch threads. CUDA (--device=cuda): float32 master weights under bf16 autocast (ours:

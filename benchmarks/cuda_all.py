@@ -30,7 +30,8 @@ STEPS = [
     ("update", ["benchmarks/head_memory.py", "--mode=update", "--device=cuda"], 0.05),
     ("real_shapes", ["benchmarks/real_shapes.py", "--device=cuda", "--shapes=tiny,0.5b,1.5b,7b", "--lock="], 0.55),
     ("prefill", ["benchmarks/prefill.py", "--device=cuda", "--sizes=9,15", "--new_tokens=64", "--repeats=2"], 0.1),
-    ("trl", ["benchmarks/alternate_shape.py", "--device=cuda", "--shape=0.5b", "--rounds=1", "--lock="], 0.25),
+    ("trl", ["benchmarks/alternate_shape.py", "--device=cuda", "--shape=0.5b", "--micro_batch=8", "--rounds=1",
+             "--lock="], 0.25),
 ]
 
 

@@ -33,9 +33,10 @@ On CPU the resident set counts memory torch has freed but glibc's malloc still h
 allocations up to 32 MiB from its heap once a freed one has raised its (dynamic) mmap threshold, and a fragmented
 heap is not returned. So the children run with MALLOC_MMAP_THRESHOLD_=131072 (glibc's initial threshold, fixed):
 every allocation of 128 KiB or more is its own mapping, returned when freed, and the resident set follows the live
-tensors, as CUDA's max_memory_allocated does. --malloc_mmap_threshold=0 runs glibc's default (at 0.5B its step-2
-phases then start about 3.7 GiB higher: the update's freed activations, still held). Bytes per saved activation are counted from HF's Qwen2 decoder layer
-(`ACTIVATIONS_PER_TOKEN`). It prints one row per shape, step and phase, then one JSON line.
+tensors, as CUDA's max_memory_allocated does. --malloc_mmap_threshold=0 runs glibc's default (at 0.5B, step 2:
+generation and scoring 0.2 GiB higher, the update 1.6 GiB: freed activations its heap still holds). Bytes per
+saved activation are counted from HF's Qwen2 decoder layer (`ACTIVATIONS_PER_TOKEN`). It prints one row per
+shape, step and phase, then one JSON line.
 """
 import argparse
 import json
