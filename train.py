@@ -141,7 +141,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, score_items, summarize  # noqa: E402
 from loss import update_policy  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
-from infra.memory import Phases  # noqa: E402
+from infra.memory import Phases, fix_mmap_threshold  # noqa: E402
 from infra.checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
 from infra.optim import StochasticRoundingAdamW  # noqa: E402
 from infra.tiny import is_tiny  # noqa: E402
@@ -153,6 +153,8 @@ use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
 # forward/backward under bf16 autocast (the CUDA default). bfloat16: bf16 weights and AdamW moments with
 # stochastic rounding (optim.py; 8 bytes/parameter).
 precision = dtype if dtype != "auto" else ("bf16-mixed" if use_cuda else "float32")
+if not use_cuda:  # freed activations of >= 1 MiB go back to the OS, not into malloc's heaps (infra/memory.py)
+    fix_mmap_threshold()
 if log_with:  # accelerate would silently drop a tracker whose package is missing
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 

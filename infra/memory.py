@@ -18,10 +18,13 @@ when malloc's heaps hold more than TRIM_ABOVE_MB of it: glibc's malloc keeps fre
 heaps for reuse, so without it the update's freed activations stay resident through the next phases and the
 process holds GBs more than it uses (at the Qwen2.5-0.5B shape, 2 prompts x 8 rollouts: about 1.5 GiB). Below
 that it keeps them: pages handed back are faulted in again by the next allocations, which cost the tiny model's
-step about 6-30% when every phase trimmed.
+step about 6-30% when every phase trimmed. And train.py on CPU fixes glibc's mmap threshold at 1 MiB
+(`fix_mmap_threshold`): at the 0.5B shape the update's peak is then 11.6 GiB rather than 13.1 GiB, within 2% of
+the live tensors', at the same speed.
 """
 import ctypes
 import ctypes.util
+import os
 import resource
 import time
 
@@ -29,6 +32,8 @@ import torch
 
 MIB = 2 ** 20
 TRIM_ABOVE_MB = 256  # free memory in malloc's heaps worth handing back at a phase's start
+CPU_MMAP_THRESHOLD = MIB  # train.py on CPU: allocations this large are mappings of their own (fix_mmap_threshold)
+M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 def _cpu_peak_mb():
@@ -70,6 +75,17 @@ def heap_free_mb():
     if getattr(LIBC, "mallinfo2", None) is None:
         return None
     return LIBC.mallinfo2().fordblks / MIB
+
+
+def fix_mmap_threshold(nbytes=CPU_MMAP_THRESHOLD):
+    """glibc's mallopt(M_MMAP_THRESHOLD, nbytes): every allocation of nbytes or more becomes its own mapping, handed
+    back to the operating system when it is freed. glibc's default threshold starts at 128 KiB and rises (up to
+    32 MiB) whenever such a block is freed, after which activations of a few MiB come from the heaps and stay
+    there, fragmented, once freed. Not where MALLOC_MMAP_THRESHOLD_ is set already (the environment decides) or
+    malloc is not glibc's. Returns whether it set the threshold."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or getattr(LIBC, "mallopt", None) is None:
+        return False
+    return bool(LIBC.mallopt(M_MMAP_THRESHOLD, int(nbytes)))
 
 
 def release_freed_memory(above_mb=0.0):
