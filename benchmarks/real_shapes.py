@@ -33,8 +33,9 @@ On CPU the resident set counts memory torch has freed but glibc's malloc still h
 allocations up to 32 MiB from its heap once a freed one has raised its (dynamic) mmap threshold, and a fragmented
 heap is not returned. So the children run with MALLOC_MMAP_THRESHOLD_=131072 (glibc's initial threshold, fixed):
 every allocation of 128 KiB or more is its own mapping, returned when freed, and the resident set follows the live
-tensors, as CUDA's max_memory_allocated does. --malloc_mmap_threshold=0 runs glibc's default (at 0.5B, step 2:
-generation and scoring 0.2 GiB higher, the update 1.6 GiB: freed activations its heap still holds). Bytes per
+tensors, as CUDA's max_memory_allocated does. --malloc_mmap_threshold=0 sets none: train.py then fixes it at 1
+MiB itself (infra/memory.py; at 0.5B, step 2, the update 0.2 GiB higher; under glibc's dynamic default it held
+1.6 GiB more: freed activations its heaps keep, BENCHMARKS.md). Bytes per
 saved activation are counted from HF's Qwen2 decoder layer (`ACTIVATIONS_PER_TOKEN`). It prints one row per
 shape, step and phase, then one JSON line.
 """
@@ -323,7 +324,7 @@ def main(argv=None):
     parser.add_argument("--micro_batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--malloc_mmap_threshold", type=int, default=131072,
-                        help="CPU: glibc's MALLOC_MMAP_THRESHOLD_ in the runs (0: glibc's own, dynamic)")
+                        help="CPU: glibc's MALLOC_MMAP_THRESHOLD_ in the runs (0: none set: train.py's 1 MiB)")
     parser.add_argument("--work", default="/tmp/real_shapes", help="model folders (kept) and runs (removed)")
     parser.add_argument("--lock", default=alternate_shape.LOCK, help="flock file around each big run ('': none)")
     parser.add_argument("--predict", action="store_true", help="only the configs' predicted peaks on an 80 GB GPU")
