@@ -38,12 +38,13 @@ Two samplers draw the same tokens for the same seed and record the same numbers 
     entry of `probs` whatever the values, so the random stream, and with it every token, is generate's.
 Both record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
 scoring.sequence_logprobs computes); top_p only restricts which tokens can be drawn. Our model calls pass the
-KV cache as `cache=` (transformers >= 5.24; the older `past_key_values=` is deprecated, removed in 5.40).
+KV cache under the installed transformers' keyword (`infra.compat.kv_cache`: `cache=` from 5.24, else `past_key_values=`).
 """
 from dataclasses import dataclass
 
 import torch
 from infra.decoders import DirectDecoder, HFDecoder
+from infra.compat import kv_cache
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 SAMPLERS = ("fast", "generate")
@@ -125,7 +126,7 @@ def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens,
     batch = n_prompts * n_rollouts
     cache = DynamicCache(config=model.config)
     output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
-                   cache=cache, use_cache=True, logits_to_keep=1)
+                   **kv_cache(cache), use_cache=True, logits_to_keep=1)
     if direct is None:
         direct = DirectDecoder.supports(model)
     decoder = (DirectDecoder if direct else HFDecoder)(model, cache, prompt_mask, n_rollouts, max_new_tokens)
@@ -201,7 +202,7 @@ def prefill_prompts(model, prompt_ids, prompt_mask, n_rollouts):
         prompt_mask = torch.nn.functional.pad(prompt_mask, (1, 0), value=0)
     cache = DynamicCache(config=model.config)
     model(input_ids=prompt_ids[:, :-1], attention_mask=prompt_mask[:, :-1],
-          position_ids=attention_positions(prompt_mask[:, :-1]), cache=cache, use_cache=True, logits_to_keep=1)
+          position_ids=attention_positions(prompt_mask[:, :-1]), **kv_cache(cache), use_cache=True, logits_to_keep=1)
     cache.batch_repeat_interleave(n_rollouts)
     return cache, prompt_ids.repeat_interleave(n_rollouts, 0), prompt_mask.repeat_interleave(n_rollouts, 0)
 
@@ -221,7 +222,7 @@ def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_token
     prefill_once = prefill_once and cache_implementation is None
     if prefill_once:  # generate gets B prompts and their cache up to the last token
         cache, prompt_ids, prompt_mask = prefill_prompts(model, prompt_ids, prompt_mask, n_rollouts)  # (B, P)
-        prompts, copies = dict(input_ids=prompt_ids, attention_mask=prompt_mask, cache=cache), 1
+        prompts, copies = dict(input_ids=prompt_ids, attention_mask=prompt_mask, **kv_cache(cache)), 1
     else:  # generate repeats each of the U prompts n_rollouts times and prefills every copy
         prompts, copies = dict(input_ids=prompt_ids, attention_mask=prompt_mask), n_rollouts
     policy = SamplingPolicy(prompt_ids.shape[1], temperature, top_p)

@@ -30,6 +30,7 @@ import torch
 from transformers import DynamicCache
 
 from rollout import attention_positions
+from infra.compat import kv_cache
 
 CHUNK_POSITIONS = 1024  # positions per chunk of the output layer: (1,024, V) float32 logits, 622 MB at V = 151,936
 MAX_CHUNKS = 4  # rollout_logprobs runs its rows in at most this many chunks of similar response length
@@ -196,7 +197,7 @@ def prompt_states(model, input_ids, attention_mask, prompt_length, prompt_index)
     cache = DynamicCache(config=getattr(model, "module", model).config)
     with scoring_head(model):  # the output layer returns its input: (U, 1, H)
         last_hidden = model(input_ids=input_ids[first_row, :P], attention_mask=mask,
-                            position_ids=attention_positions(mask), cache=cache, use_cache=True,
+                            position_ids=attention_positions(mask), **kv_cache(cache), use_cache=True,
                             logits_to_keep=1).logits
     return PromptStates(prompt_ids, [(layer.keys, layer.values) for layer in cache.layers], last_hidden)
 
@@ -221,7 +222,7 @@ def _shared_prompt_scores(model, input_ids, attention_mask, prompt_length, promp
         cache.update(keys.index_select(0, index), values.index_select(0, index), layer)  # (U, ...) -> (B, ...)
     with scoring_head(model, response_ids, temperature, with_entropy, prefix=first_hidden):
         return model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
-                     position_ids=attention_positions(attention_mask)[:, P:-1], cache=cache, use_cache=True).logits
+                     position_ids=attention_positions(attention_mask)[:, P:-1], **kv_cache(cache), use_cache=True).logits
 
 
 def rollout_logprobs(model, rollout, rows, with_entropy=False, max_chunks=MAX_CHUNKS):

@@ -173,6 +173,7 @@ def decode_step_times(model, prompt_ids, prompt_mask, n_rollouts=16, steps=16, r
     import torch
     from transformers import DynamicCache
 
+    from infra.compat import kv_cache
     from rollout import DirectDecoder, HFDecoder, attention_positions
 
     device = prompt_ids.device
@@ -186,7 +187,7 @@ def decode_step_times(model, prompt_ids, prompt_mask, n_rollouts=16, steps=16, r
             for _ in range(repeats + 1):  # the first run warms up
                 cache = DynamicCache(config=model.config)
                 model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
-                      cache=cache, use_cache=True, logits_to_keep=1)
+                      **kv_cache(cache), use_cache=True, logits_to_keep=1)
                 decoder = decoder_class(model, cache, prompt_mask, n_rollouts, steps)
                 start = now()
                 for step in range(steps):

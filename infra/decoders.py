@@ -10,6 +10,8 @@ DynamicCache, for every other architecture. BENCHMARKS.md has the measurements.
 """
 import torch
 
+from infra.compat import kv_cache
+
 FUSE_PARAMETERS = 100_000_000  # DirectDecoder concatenates the q/k/v and gate/up weights of models up to this size
 
 
@@ -28,7 +30,7 @@ class HFDecoder:
     def __call__(self, tokens, positions):
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
         output = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=positions[:, None],
-                            cache=self.cache, use_cache=True)
+                            **kv_cache(self.cache), use_cache=True)
         return output.logits[:, -1]
 
 
