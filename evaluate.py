@@ -1,19 +1,17 @@
 """Evaluation with the unbiased pass@k estimator (Chen et al., 2021), as the paper uses it (appendix A.2).
 
-pass@k = 1 - C(n - c, k) / C(n, k) (`pass_at_k`, in advantage.py since it is also the paper's eq. 11): the
-chance that k of the n samples, c of them correct, contain a correct one. `g_pass_at_k` is G-Pass@k_tau
-(arXiv 2412.13147): at least ceil(tau k) of the k samples correct, a stability-aware pass@k.
+pass@k = 1 - C(n - c, k) / C(n, k) (`pass_at_k`, in advantage.py since it is also the paper's eq. 11): the chance
+that k of the n samples, c of them correct, contain a correct one. `g_pass_at_k` is G-Pass@k_tau (arXiv
+2412.13147): at least ceil(tau k) of the k samples correct.
 
-`evaluate` is the evaluation loop of appendix A.2 (temperature 1.0, top_p 0.95, 32 samples per item) on any
-task's held-out items (tasks.py): unbiased pass@1 and pass@k per group (a maze size, or a reasoning-gym task)
-and averaged over groups (table 7), the answer diversity of negative responses (figure 7a) and the mean policy
-entropy. It is `score_items` (per-item records, optionally of one data-parallel shard) then `summarize`.
-`python evaluate.py PATH` evaluates any checkpoint or HF folder on held-out mazes and writes JSON.
+`evaluate` is appendix A.2's evaluation (temperature 1.0, top_p 0.95, 32 samples per item) of any task's held-out
+items through the task object (tasks.py: its prompt, its reward, its answers): pass@1 and pass@k per group (a maze
+size, a reasoning-gym task) and averaged over groups (table 7), the diversity of wrong answers (figure 7a), the
+policy entropy, and pass@k curves for k = 1, 2, 4, ..., n from the same samples (Yue et al., 2025) with where two
+curves cross (`crossing_k`) and which items each policy solves (`solved_overlap`). It is `score_items` (per-item
+records, optionally of one data-parallel shard) then `summarize`.
 
-Pass@k curves (Yue et al., 2025, "Does Reinforcement Learning Really Incentivize Reasoning Capacity in
-LLMs Beyond the Base Model?"): `summarize` also gives unbiased pass@k for k = 1, 2, 4, ..., n from the
-same n samples per item, and the per-item correct counts, so two policies can be compared by where their
-curves cross (`crossing_k`) and by which items each solves at all within n samples (`solved_overlap`).
+    python evaluate.py PATH [--task=rg:chain_sum] [--n_test=30] [--out=FILE]   # a checkpoint or HF folder
 """
 import hashlib
 import json
@@ -25,9 +23,16 @@ import torch
 from tqdm.auto import tqdm
 
 from advantage import pass_at_k  # noqa: F401  (re-exported: the estimator lives with the advantages, eq. 11)
+from infra.tiny import is_tiny
 from rollout import chat_prompt, generate_rollouts
-from tasks import MazeTask
-from verify import extract_answer
+
+TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")  # whose config block has the defaults
+
+
+def prompt_template_for(model, configured=""):
+    """The prompt template a policy is trained and evaluated with: `configured`, else "compact" for the tiny
+    char-level model and "paper" (through the tokenizer's chat template) for any other."""
+    return configured or ("compact" if is_tiny(model) else "paper")
 
 
 def group_order(group):
@@ -137,16 +142,15 @@ def distinct_negative_share(answers, rewards):
 
 def score_items(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
                 temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, shard=(0, 1), show_progress=True,
-                sampler="fast", task=None):
-    """Sample n_samples responses per item of `dataset` (a task's split: its `group` column names the group
-    each item is reported under); one record per item. `task` (tasks.py; default the maze) makes the
-    prompts and rewards.
+                sampler="fast", *, task):
+    """Sample n_samples responses per item of `dataset` (a split of `task`: its `group` column names the group
+    each item is reported under); one record per item. `task` (tasks.py) makes the prompts and rewards and
+    reads the answers of wrong responses.
 
     The items go in batches of prompts_per_batch, batch b sampled after torch.manual_seed(seed *
     1_000_003 + b). shard=(i, n) scores only batches b with b % n == i, so n data-parallel processes
     each score a share and the gathered records are exactly those of one process scoring all.
     """
-    task = MazeTask() if task is None else task
     ks = sorted(set(ks))
     if not ks or ks[0] < 1 or ks[-1] > n_samples:
         raise ValueError(f"every k must be in [1, n_samples={n_samples}], got {ks}")
@@ -171,7 +175,8 @@ def score_items(model, tokenizer, dataset, template="compact", n_samples=32, ks=
             records.append({
                 "index": start + i, "group": row["group"], "correct": int(sum(rewards)),
                 **{f"pass@{k}": pass_at_k(n_samples, int(sum(rewards)), k) for k in ks},
-                "negative_answer_diversity": distinct_negative_share([extract_answer(t) or t for t in texts], rewards),
+                "negative_answer_diversity": distinct_negative_share([task.extract_answer(t) or t for t in texts],
+                                                                     rewards),
                 "entropy_sum": float(entropies[responses].sum()),
                 "tokens": float(rollout.response_mask[responses].sum()),
                 "length_sum": float(rollout.response_lengths[responses].sum()),
@@ -210,7 +215,7 @@ def summarize(records, n_samples, temperature, top_p):
 
 
 def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, task=None):
+             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, *, task):
     """Sample n_samples responses per item of `dataset` (a task's split, see score_items) and score them.
 
     Returns {"per_group": {group: {"pass@k": ..., "n_items": ...}}, "average": {"pass@k": ...} (the mean
@@ -257,54 +262,80 @@ def format_curves(results_by_name):
     return "\n".join(lines)
 
 
+def run_config(path):
+    """The settings of the run that made the model folder `path`: train.py's config block (its defaults, read
+    without running it), updated by the config a nanopassk checkpoint saved in its trainer state."""
+    from infra.checkpoint import TRAINER_STATE, load_trainer_state
+    from infra.cli import config_defaults
+
+    config = config_defaults(TRAIN_SCRIPT)
+    if os.path.exists(os.path.join(path, TRAINER_STATE)):
+        config.update(load_trainer_state(path).get("config", {}))
+    return config
+
+
 def main(argv=None):
-    """python evaluate.py PATH [--sizes=5,7] [--n_mazes=50] [--n_samples=32] [--k=8] [--out=FILE] [--debug]"""
+    """python evaluate.py PATH [--task=maze] [--sizes=5,7] [--n_test=30] [--n_samples=32] [--k=8] [--out=FILE]"""
     import argparse
 
     from infra.checkpoint import load_policy
     from infra.cli import add_debug_option, usage_error
-    from mazes import PROMPT_TEMPLATES
+    from tasks import make_task
 
-    parser = argparse.ArgumentParser(description="Evaluate a checkpoint or HF folder on held-out mazes.")
+    parser = argparse.ArgumentParser(description="Evaluate a checkpoint or HF folder on a task's held-out items. "
+                                     "Unset options are the run's (a train.py checkpoint's config), else train.py's "
+                                     "defaults.")
     parser.add_argument("path", help="a local Hugging Face model folder (a train.py ckpt/ is one)")
-    parser.add_argument("--sizes", default="5,7,9")
-    parser.add_argument("--n_mazes", type=int, default=50)
-    parser.add_argument("--n_samples", type=int, default=32)
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--template", default="compact", choices=sorted(PROMPT_TEMPLATES))
-    parser.add_argument("--max_new_tokens", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--maze_seed", type=int, default=0)
+    parser.add_argument("--task", help="maze, rg:NAME or math:PATH (tasks.make_task)")
+    parser.add_argument("--sizes", help="maze sizes of the test split, e.g. 5,7,9")
+    parser.add_argument("--n_test", "--n_mazes", type=int, help="held-out items per group")
+    parser.add_argument("--n_samples", type=int, help="samples per item (train.py's eval_samples)")
+    parser.add_argument("--k", type=int, help="pass@k besides pass@1 (train.py's eval_k)")
+    parser.add_argument("--template", choices=["compact", "paper"], help="default: by model, as train.py picks it")
+    parser.add_argument("--max_new_tokens", type=int)
+    parser.add_argument("--seed", type=int, default=0, help="the sampling seed")
+    parser.add_argument("--split_seed", "--maze_seed", type=int, help="the seed of the train/test splits")
     parser.add_argument("--out", default="")
     add_debug_option(parser)
     args = parser.parse_args(argv)
-    # everything the command line can get wrong, before the model is loaded or a maze is sampled
+    # everything the command line can get wrong, before the model is loaded or an item is sampled
     if not os.path.isdir(args.path):
         usage_error(f"model path {args.path!r} is not a folder: pass a local Hugging Face model folder "
                     "(weights must be on disk; no model hub access is assumed)")
     if not os.path.isfile(os.path.join(args.path, "config.json")):
         usage_error(f"{args.path!r} has no config.json: not a Hugging Face model folder")
-    try:
-        sizes = tuple(int(size) for size in args.sizes.split(","))
-    except ValueError:
-        usage_error(f"--sizes={args.sizes!r} must be comma-separated integers, e.g. 5,7,9")
-    if any(size < 5 or size % 2 == 0 for size in sizes):
-        usage_error(f"--sizes={args.sizes!r}: every maze size must be an odd integer >= 5")
-    for name in ("n_mazes", "n_samples", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            usage_error(f"--{name}={getattr(args, name)} must be >= 1")
-    if not 1 <= args.k <= args.n_samples:
-        usage_error(f"--k={args.k} must be between 1 and --n_samples={args.n_samples}")
+    config = run_config(args.path)
+    task = args.task or config["task"]
+    test_sizes, n_test = config["test_sizes"], args.n_test or config["n_test"]
+    if args.sizes is not None:
+        try:
+            test_sizes = tuple(int(size) for size in args.sizes.split(","))
+        except ValueError:
+            usage_error(f"--sizes={args.sizes!r} must be comma-separated integers, e.g. 5,7,9")
+        if any(size < 5 or size % 2 == 0 for size in test_sizes):
+            usage_error(f"--sizes={args.sizes!r}: every maze size must be an odd integer >= 5")
+        n_test = n_test if isinstance(n_test, int) else min(n_test.values())  # a count per size of other sizes
+    n_samples, k = args.n_samples or config["eval_samples"], args.k or config["eval_k"]
+    max_new_tokens = args.max_new_tokens or config["max_new_tokens"]
+    for name, value in (("n_test", args.n_test), ("n_samples", args.n_samples), ("max_new_tokens", args.max_new_tokens)):
+        if value is not None and value < 1:
+            usage_error(f"--{name}={value} must be >= 1")
+    if not 1 <= k <= n_samples:
+        usage_error(f"--k={k} must be between 1 and --n_samples={n_samples}")
     if args.out and (os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(args.out) or ".")):
         usage_error(f"--out={args.out!r} must be a file in an existing folder")
-    try:
-        test = MazeTask(train_sizes=(), n_train=0, test_sizes=sizes, n_test=args.n_mazes, seed=args.maze_seed).make_splits()["test"]
+    try:  # the run's test split: every task makes its test items first, so a train split of one item leaves them
+        task_spec = make_task(task, config["task_options"] if task == config["task"] else {}, train_sizes=(),
+                              n_train=1, test_sizes=test_sizes, n_test=n_test,
+                              seed=config["split_seed"] if args.split_seed is None else args.split_seed)
+        test = task_spec.make_splits()["test"]
     except ValueError as error:  # e.g. more mazes of a size than exist
         usage_error(str(error))
 
     model, tokenizer = load_policy(args.path)
-    result = evaluate(model, tokenizer, test, args.template, args.n_samples, (1, args.k), args.max_new_tokens,
-                      seed=args.seed)
+    template = args.template or prompt_template_for(model, config["prompt_template"])
+    result = evaluate(model, tokenizer, test, template, n_samples, (1, k), max_new_tokens, seed=args.seed,
+                      task=task_spec)
     print(format_table({"model": result}))
     print(json.dumps(result, indent=1))
     if args.out:

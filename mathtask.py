@@ -28,10 +28,10 @@ DeepSeek-R1 prompt), through the chat template; "compact" (the tiny model) is th
 import os
 import sys
 
+from infra.cli import one_line
 from mathreward import MathVerifier, last_boxed
-from tasks import one_line
 
-MATH_PREFIX = "math:"
+MATH_PREFIX = "math:"  # make_task's name of a math task: "math:PATH"
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 OPTIONS = ("question", "answer", "solution", "test", "test_fraction", "group", "split")
@@ -165,6 +165,9 @@ class MathTask:
 
     def reward(self, response, row):
         return self.verifier.reward(response, row["gold"])
+
+    def extract_answer(self, response):
+        return last_boxed(response)
 
 
 def gold_answer(value):

@@ -1,46 +1,30 @@
-"""A verifiable-reward task: held-out splits, a prompt and a binary reward (paper section 2.1, R in {0, 1}).
+"""A verifiable-reward task: held-out splits, a prompt, a binary reward (paper section 2.1, R in {0, 1}).
 
-Every task is the same three functions on plain rows (dicts), so train.py and evaluate.py never know
-which task they run:
-    task.make_splits()                 -> DatasetDict(train, test), deduplicated and disjoint; every row
-                                          has `group` (the group its table row is reported under: the
-                                          maze's size, or an rg task's dataset name, e.g. "countdown"),
-                                          `size` (the same value, the maze's own word; kept on rg rows
-                                          until every reader uses `group`) and `answer` (one reference
-                                          answer, "" if the task has none)
+Every task is the same four methods on plain rows (dicts), so train.py and evaluate.py never know which task
+they run:
+    task.make_splits()                 -> DatasetDict(train, test), deduplicated and disjoint; every row has
+                                          `group` (its table row: a maze size, an rg dataset's name) and
+                                          `answer` (one reference answer, "" if the task has none)
     task.format_prompt(row, template)  -> the prompt text ("compact": the tiny model's; "paper": English)
     task.reward(response, row)         -> 0.0 or 1.0, never raises: a response is untrusted input
+    task.extract_answer(response)      -> the answer the reward reads, or None (evaluate.py's wrong-answer
+                                          diversity, figure 7a)
 
-`make_task("maze", {...})` is the paper's maze (mazes.py + verify.py, unchanged: rows maze/size/solution, plus
-group and answer).
-`make_task("math:PATH", {...})` is a local problem set of mathematics, verified by math-verify (mathtask.py,
-mathreward.py: the paper's appendix E.1).
-`make_task("rg:NAME", {...})` is any reasoning-gym dataset (`reasoning_gym.create_dataset(NAME, size=,
-seed=, **options)`), the field's library of procedural tasks with their own scorers:
-  - splits: the test items are generated from `seed`, the train items from another seed, and a train item
-    whose question is also a test question (or repeats an earlier one) is dropped. A generator that gives
-    up on its options (countdown with a target range three small numbers cannot reach) is one ValueError
-    line naming the task, its options and the preset that works (TASK_PRESETS);
-  - reward: the text inside the last `<answer>...</answer>` (reasoning_gym.utils.extract_answer, the format
-    of the task's own examples), scored by the dataset's `score_answer`; only a score of exactly 1.0 is 1.
-    Partial credit (countdown scores a wrong expression 0.01) is 0: Pass@k needs binary rewards. Some
-    scorers evaluate the answer as code (countdown: sympy's parse_expr, which calls eval), so the answers of
-    such a task must first match the task's grammar (SAFE_ANSWERS): `__import__('os')` or `9**9**9` (a
-    number of 370 million digits) is 0 without being evaluated. Answers over MAX_ANSWER_CHARS are 0;
-  - prompts: "paper" is the question after an instruction to answer inside the tags (reasoning-gym's
-    default system prompt, shortened), through the chat template as for mazes. "compact" (the tiny model) is the
-    question without the text that every question of the task shares (their longest common prefix and
-    suffix, e.g. countdown's instructions), then "\\n>": the tiny model reads only what varies.
+`make_task(NAME, options, ...)` makes one: "maze" (the paper's, mazes.py + verify.py), "math:PATH" (a local
+problem set, mathtask.py: appendix E.1) or "rg:NAME" (any reasoning-gym dataset, `ReasoningGymTask`: the
+field's library of procedural tasks, each scored by its own `score_answer`; only a score of exactly 1 is 1).
 """
 import os
 import re
 
+from infra.cli import one_line
+from mathtask import MATH_PREFIX, make_math_task
 from mazes import format_prompt as format_maze_prompt
 from mazes import make_mazes
+from verify import extract_answer as extract_tagged_answer
 from verify import maze_reward
 
 RG_PREFIX = "rg:"
-MATH_PREFIX = "math:"  # mathtask.py
 MAX_ANSWER_CHARS = 2000
 SAFE_ANSWERS = {  # reasoning-gym datasets whose scorer evaluates the answer: the answers it may see
     "countdown": lambda answer: re.fullmatch(r"[0-9+\-*/() ]*", answer) is not None and "**" not in answer,
@@ -52,11 +36,6 @@ TASK_PRESETS = {
 }
 RG_INSTRUCTION = ("Given a problem, answer the question. Provide the final answer in the following format: "
                   "<answer>answer here</answer>. Do not explain your reasoning inside the answer tags.\n\n")
-
-
-def one_line(error):
-    """'TypeName: message' on one line (a library's message may span several)."""
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 class MazeTask:
@@ -81,10 +60,29 @@ class MazeTask:
     def reward(self, response, row):
         return maze_reward(response, row["maze"])
 
+    def extract_answer(self, response):
+        return extract_tagged_answer(response)
+
 
 class ReasoningGymTask:
-    """Any reasoning-gym dataset as a binary-reward task (module docstring). Items are kept by the task:
-    a row's `key` ("test:i" or "train:i") names its entry, which `score_answer` needs."""
+    """Any reasoning-gym dataset (`reasoning_gym.create_dataset(NAME, size=, seed=, **options)`) as a binary-reward
+    task. Items are kept by the task: a row's `key` ("test:i" or "train:i") names its entry, which `score_answer`
+    needs.
+      - splits: the test items are generated from `seed`, the train items from another seed, and a train item
+        whose question is also a test question (or repeats an earlier one) is dropped. A generator that gives up
+        on its options (countdown with a target range three small numbers cannot reach) is one ValueError line
+        naming the task, its options and the preset that works (TASK_PRESETS);
+      - reward: the text inside the last `<answer>...</answer>` (reasoning_gym.utils.extract_answer, the format
+        of the task's own examples), scored by the dataset's `score_answer`; only a score of exactly 1.0 is 1.
+        Partial credit (countdown scores a wrong expression 0.01) is 0: Pass@k needs binary rewards. Some
+        scorers evaluate the answer as code (countdown: sympy's parse_expr, which calls eval), so the answers of
+        such a task must first match the task's grammar (SAFE_ANSWERS): `__import__('os')` or `9**9**9` is 0
+        without being evaluated. Answers over MAX_ANSWER_CHARS are 0;
+      - prompts: "paper" is the question after an instruction to answer inside the tags (reasoning-gym's
+        default system prompt, shortened), through the chat template as for mazes. "compact" (the tiny model) is
+        the question without the text that every question of the task shares (their longest common prefix and
+        suffix, e.g. countdown's instructions), then "\\n>": the tiny model reads only what varies.
+    """
 
     def __init__(self, dataset_name, options=None, n_train=2000, n_test=100, seed=0):
         import reasoning_gym
@@ -104,7 +102,7 @@ class ReasoningGymTask:
         except Exception as error:  # reasoning-gym raises AssertionError/TypeError/ValueError for bad options
             raise ValueError(f"task {self.name} rejects options {self.options}: {one_line(error)}"
                              f"{self.preset_hint()}") from None
-        self.n_train, self.entries = n_train, {}
+        self.n_train, self.entries, self.rows = n_train, {}, None
 
     def preset_hint(self):
         """'; a setting that works: ...' naming this task's preset as a --task_options value, or ''."""
@@ -121,9 +119,11 @@ class ReasoningGymTask:
             raise ValueError(f"task {self.name} with options {self.options}: its generator gave up "
                              f"({one_line(error)}){self.preset_hint()}") from None
 
-    def make_splits(self):
-        from datasets import Dataset, DatasetDict
-
+    def split_rows(self):
+        """{"test": rows, "train": rows}, built once; also `shared`, the (prefix, suffix) lengths that every
+        question of both splits shares, which the compact prompt cuts."""
+        if self.rows is not None:
+            return self.rows
         seen, rows = set(), {"test": [], "train": []}
         for split, dataset, limit in (("test", self.test_set, len(self.test_set)),
                                       ("train", self.train_set, self.n_train)):
@@ -142,26 +142,37 @@ class ReasoningGymTask:
         questions = [row["question"] for split in rows.values() for row in split]
         prefix = os.path.commonprefix(questions)
         suffix = os.path.commonprefix([question[len(prefix):][::-1] for question in questions])[::-1]
-        self.shared = (len(prefix), len(suffix))  # what every question shares, cut from the compact prompt
+        self.shared, self.rows = (len(prefix), len(suffix)), rows
+        return rows
+
+    def make_splits(self):
+        from datasets import Dataset, DatasetDict
+
+        rows = self.split_rows()
         return DatasetDict({split: Dataset.from_list(rows[split]) for split in ("train", "test")})
 
     def format_prompt(self, row, template="compact"):
         if template == "compact":
             question = row["question"]
-            start, end = self.shared if hasattr(self, "shared") else (0, 0)
+            self.split_rows()  # `shared` is of every question of both splits, whichever is asked for first
+            start, end = self.shared
             return question[start:len(question) - end] + "\n>"
         if template == "paper":
             return RG_INSTRUCTION + row["question"]
         raise ValueError(f"unknown prompt template {template!r}; choose from ['compact', 'paper']")
 
-    def reward(self, response, row):
+    def extract_answer(self, response):
         from reasoning_gym.utils import extract_answer
 
+        return extract_answer(response) if isinstance(response, str) else None
+
+    def reward(self, response, row):
         if not isinstance(response, str):
             return 0.0
+        self.split_rows()  # the entries a row's key names
         dataset, entry = self.entries[row["key"]]
         try:
-            answer = extract_answer(response)
+            answer = self.extract_answer(response)
             safe = SAFE_ANSWERS.get(self.dataset_name, lambda _: True)
             if answer is None or len(answer) > MAX_ANSWER_CHARS or not safe(answer):
                 return 0.0
@@ -184,8 +195,6 @@ def make_task(name="maze", options=None, **splits):
                   and not (key == "n_train" and isinstance(value, dict))}
         return ReasoningGymTask(name[len(RG_PREFIX):], options, **splits)
     if isinstance(name, str) and name.startswith(MATH_PREFIX):
-        from mathtask import make_math_task
-
         return make_math_task(name[len(MATH_PREFIX):], options, seed=splits.get("seed", 0))
     raise ValueError(f"unknown task {name!r}: use 'maze', 'rg:NAME' with NAME a reasoning-gym dataset, or 'math:PATH' "
                      "with PATH a problem file (mathtask.py)")

@@ -138,7 +138,7 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import DistributedType, gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, score_items, summarize  # noqa: E402
+from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, prompt_template_for, score_items, summarize  # noqa: E402
 from loss import update_policy  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
 from infra.memory import Phases, fix_mmap_threshold  # noqa: E402
@@ -180,6 +180,9 @@ if trainer_state:  # a resumed run may run longer, elsewhere or quieter, but mus
     changed = sorted(key for key in config if trainer_state["config"].get(key) != config[key] and key not in free)
     if changed:
         config_error(f"--resume with a different config than the checkpoint's: {changed}")
+    if not os.path.exists(os.path.join(out_dir, "metrics.jsonl")):  # the steps before the stop are logged there
+        config_error(f"--resume: {resume_from} holds step {trainer_state['step']} but {out_dir}/metrics.jsonl, the "
+                     "log of its steps, is missing; start a new run (another out_dir, or --resume=False)")
 os.makedirs(out_dir, exist_ok=True)
 torch.manual_seed(seed)
 
@@ -190,7 +193,8 @@ if policy_path == "tiny":  # warm-started on the train split by the main process
     with accelerator.main_process_first():
         try:
             warm = dict(steps=warmup_sft_steps, seed=seed, progress=show_progress and master, retrain=warmup_retrain)
-            policy_path = (load_or_train_tiny(out_dir, train_items, **warm) if task == "maze" else
+            examples = [(task_spec.format_prompt(row, "compact"), row["answer"]) for row in train_items]
+            policy_path = (load_or_train_tiny(out_dir, examples, **warm) if task == "maze" else  # the maze's characters
                            load_or_train_task_tiny(out_dir, task_spec, splits, max_new_tokens, **warm))
         except ValueError as error:
             config_error(error)
@@ -202,7 +206,7 @@ except ValueError as error:
     config_error(error)
 tiny_model = is_tiny(policy)
 rollout_sampler = "generate" if sharded else sampler if sampler != "auto" else "fast" if tiny_model else "generate"
-template = prompt_template or ("compact" if tiny_model else "paper")
+template = prompt_template_for(policy, prompt_template)  # "compact" for the tiny model, else "paper"
 if gradient_checkpointing:  # recomputes only in train mode: sampling (eval mode) keeps its KV cache
     policy.activation_checkpointing_enable({"use_reentrant": False})
 if weights_dtype == torch.bfloat16:  # plain AdamW would round lr=1e-6 steps away in bf16 (optim.py)
@@ -348,7 +352,9 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
          "prompt_length": rollout.prompt_length,  # this process's padded prompt tokens (the longest prompt)
          "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
          "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
-         **stats, "lr": scheduler.get_last_lr()[0],
+         # the update's stats; its entropy term (the current policy's, entropy_coef) as loss_entropy: entropy is the rollouts'
+         **{"loss_entropy" if name == "entropy" else name: value for name, value in stats.items()},
+         "lr": scheduler.get_last_lr()[0],
          **phases.take(), "step_time": time.time() - started,  # each phase's seconds and peak MiB
          "generated_tokens": int(row_lengths.sum()), "trained_tokens": int(row_tokens[trained].sum()),
          "peak_memory_mb": phases.overall_peak_mb()})

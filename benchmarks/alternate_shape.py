@@ -76,15 +76,10 @@ def config_path(shape):
 
 def read_config(path):
     """train.py's values after a config file: TRAIN_DEFAULTS, then the file's assignments (run from the repository
-    root, as train.py runs it: the configs exec config/paper_maze.py by a relative path)."""
-    values = dict(TRAIN_DEFAULTS)
-    here = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        exec(open(path).read(), {}, values)
-    finally:
-        os.chdir(here)
-    return values
+    root, as train.py runs it)."""
+    from infra.cli import read_config_file
+
+    return {**TRAIN_DEFAULTS, **read_config_file(path if os.path.isabs(path) else os.path.join(ROOT, path))}
 
 
 def train_items(config):

@@ -2,7 +2,8 @@
 #   accelerate launch --num_processes 8 train.py config/math_llama3.2_3b.py --model=/path/to/Llama-3.2-3B-Instruct
 # The paper's settings come from paper_math.py; only the memory-related choices below are ours (estimates,
 # predicted, not measured: docs/real_models.md).
-exec(open("config/paper_math.py").read())
+import os  # noqa: E402  (the file this one builds on is beside it)
+exec(open(os.path.join(os.path.dirname(__file__), "paper_math.py")).read())
 model = "/path/to/Llama-3.2-3B-Instruct"
 out_dir = "out/math-llama3.2-3b"
 max_new_tokens = 6144

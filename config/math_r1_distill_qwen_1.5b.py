@@ -2,7 +2,8 @@
 #   accelerate launch --num_processes 8 train.py config/math_r1_distill_qwen_1.5b.py --model=/path/to/DeepSeek-R1-Distill-Qwen-1.5B
 # The paper's settings come from paper_math.py; only the memory-related choices below are ours (estimates,
 # predicted, not measured: docs/real_models.md).
-exec(open("config/paper_math.py").read())
+import os  # noqa: E402  (the file this one builds on is beside it)
+exec(open(os.path.join(os.path.dirname(__file__), "paper_math.py")).read())
 model = "/path/to/DeepSeek-R1-Distill-Qwen-1.5B"
 out_dir = "out/math-r1-distill-qwen-1.5b"
 max_new_tokens = 10240

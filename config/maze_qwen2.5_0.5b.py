@@ -7,7 +7,8 @@
 # benchmarks/real_shapes.py (`python benchmarks/real_shapes.py --predict`), PREDICTED for one 80 GB GPU at this
 # config's work (1,024 new tokens, prompts of 298 tokens, the longest of the train sizes); the model is checked
 # against measured peaks at the 0.5B shape on the CPU (docs/real_models.md).
-exec(open("config/paper_maze.py").read())
+import os  # noqa: E402  (the file this one builds on is beside it)
+exec(open(os.path.join(os.path.dirname(__file__), "paper_maze.py")).read())
 model = "/path/to/Qwen2.5-0.5B-Instruct"
 out_dir = "out/maze-qwen2.5-0.5b"
 # float32 master weights and gradients + AdamW states (16 bytes/param = 7.9 GB) with bf16 autocast (+ its bf16

@@ -5,7 +5,8 @@
 # 32 rollouts, eps 0.2/0.28, no KL, no entropy, train 9-15, test 7-21, k = 8; the paper tries 4, 8, 16).
 # Only the memory-related choices below are ours. Memory figures: PREDICTED for one 80 GB GPU by the memory model
 # of benchmarks/real_shapes.py (`python benchmarks/real_shapes.py --predict`; docs/real_models.md).
-exec(open("config/paper_maze.py").read())
+import os  # noqa: E402  (the file this one builds on is beside it)
+exec(open(os.path.join(os.path.dirname(__file__), "paper_maze.py")).read())
 model = "/path/to/Qwen2.5-1.5B-Instruct"
 out_dir = "out/maze-qwen2.5-1.5b"
 # float32 master weights and gradients + AdamW states: 16 bytes/param = 24.7 GB (+ autocast's bf16 copy, 3.1 GB),

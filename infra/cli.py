@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import traceback
+import types
 
 DEBUG_ENV = "NANOPASSK_DEBUG"
 
@@ -38,6 +39,11 @@ class CommandError(Exception):
     def __init__(self, message, status=1):
         super().__init__(message)
         self.status = status
+
+
+def one_line(error):
+    """'TypeName: message' on one line (a library's message may span several)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def usage_error(message):
@@ -101,8 +107,7 @@ def apply_overrides(argv, scope, keys):
         if not arg.startswith("--"):
             if not os.path.isfile(arg):
                 raise SystemExit(f"config file {arg!r} not found")
-            exec(open(arg).read(), {}, overrides := {})
-            pairs = overrides.items()
+            pairs = read_config_file(arg).items()
         else:
             if "=" not in arg:
                 raise SystemExit(f"bad argument {arg!r}: use --key=value")
@@ -124,3 +129,37 @@ def apply_overrides(argv, scope, keys):
             if type(value) is not type(default) and not per_group:
                 raise SystemExit(f"config {key}={value!r}: expected {type(default).__name__} like {default!r}")
             scope[key] = value
+
+
+def read_config_file(path):
+    """{name: value} of the assignments of a config file (python). It runs with its own `__file__`, so that it
+    can build on another file beside it from any working directory (config/maze_qwen2.5_7b.py runs
+    paper_maze.py); the modules it imports to do so are not values."""
+    values = {}
+    with open(path) as f:
+        exec(f.read(), {"__file__": os.path.abspath(path)}, values)
+    return {name: value for name, value in values.items() if not isinstance(value, types.ModuleType)}
+
+
+def config_defaults(script):
+    """The config block of a nanoGPT-style script (train.py) without running it: {name: value} of its top-level
+    assignments of literal values (`eps_low, eps_high = 0.2, 0.28` too) above the line `config_keys = ...`.
+    evaluate.py reads train.py's defaults this way, so that each default is written once."""
+    with open(script) as f:
+        tree = ast.parse(f.read())
+    defaults = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", "") == "config_keys" for target in node.targets):
+            break
+        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+            continue
+        target = node.targets[0]
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:  # not a literal: not a config value
+            continue
+        if isinstance(target, ast.Name):
+            defaults[target.id] = value
+        elif isinstance(target, ast.Tuple) and all(isinstance(name, ast.Name) for name in target.elts):
+            defaults.update(zip((name.id for name in target.elts), value))
+    return defaults

@@ -1,20 +1,18 @@
 """The tiny offline default model: a char-level tokenizer, a small random Qwen2 and its warm start.
-The maze's by default; `load_or_train_task_tiny` builds the same for any task of tasks.py.
 
 No model hub and no GPU needed. `build_tokenizer` makes a character-level tokenizer with the
-`tokenizers` library (one token per maze character and move, `<answer>`/`</answer>` one token each),
+`tokenizers` library (one token per character of the task, `<answer>`/`</answer>` one token each),
 `build_model` a randomly initialised ~1M-parameter `Qwen2ForCausalLM`, and `warm_start` teaches it the
-answer format by supervised fine-tuning on BFS solutions, so that RL starts from a pass@1 well above
-zero but far from one. `load_or_train_tiny` caches the warm-started model in Hugging Face format.
+answer format by supervised fine-tuning on (prompt, reference answer) examples that the caller makes from
+its task (train.py: the compact prompts and answers of the train split), so that RL starts from a pass@1 well
+above zero but far from one. `load_or_train_tiny` caches the warm-started model in Hugging Face format.
 
 The default maze warm start is shipped, not trained: assets/tiny-maze/ (4 MB) is the HF folder that
-`load_or_train_tiny` writes for train.py's default settings (the train split of mazes (5, 7), n_train
-{5: 150, 7: 10000}, maze_seed 0, seed 0, 1200 steps). When a call asks for exactly those settings
-(the "settings" of its warm_start.json, which holds a hash of the train mazes) the folder is copied into
-place instead of trained; any other setting, or `retrain=True`, trains. Why ship rather than train
-faster: the 1200 supervised steps took 2.5-7 minutes on 2 cores, longer than the RL demo itself, and
-float rounding differs between machines and thread counts, so a trained start policy is never quite the
-same twice; the shipped one is the same start policy on every machine, as a base model is.
+`load_or_train_tiny` writes for train.py's default settings. When a call asks for exactly those settings (the
+"settings" of its warm_start.json, which holds a hash of the examples) the folder is copied into place instead
+of trained; any other setting, or `retrain=True`, trains. Shipped rather than trained: the supervised steps
+take minutes on 2 cores, and float rounding differs between machines and thread counts, so a start policy
+trained here is never quite the same twice; the shipped one is the same on every machine, as a base model is.
 
 transformers 5 gotcha: `AutoTokenizer.from_pretrained` on a folder whose config.json says model_type
 "qwen2" ignores `tokenizer_class` and builds `Qwen2Tokenizer` (byte-level BPE: newlines, spaces and
@@ -23,7 +21,7 @@ override; then the declared class (`TokenizersBackend`, the v5 PreTrainedTokeniz
 tokenizer.json as it is. So do not pass trust_remote_code=True for this folder: it would try to
 import the auto_map entry as remote code and fail.
 
-    python -m infra.tiny [--out_dir=out] [--retrain]   # copy (or train) the warm start, print pass@1 / pass@8 on held-out mazes
+    python train.py --max_steps=0 --eval_every=0   # copy (or train) the default warm start into out/tiny-warmstart
 """
 import hashlib
 import json
@@ -38,11 +36,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from mazes import format_prompt, make_mazes
-
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
 ANSWER_TAGS = ["<answer>", "</answer>"]
-CHARS = "*.SEUDLR\n> "  # maze cells, moves, row separator, the prompt's '>' marker, space
+CHARS = "*.SEUDLR\n> "  # the default task's (the maze's) cells, moves, row separator, the prompt's '>' marker, space
 AUTO_MAP = {"AutoTokenizer": [None, "PreTrainedTokenizerFast"]}  # see the module docstring
 SETTINGS_FILE = "warm_start.json"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: infra/'s parent
@@ -94,12 +90,10 @@ def task_chars(texts):
                                          for text in texts)))
 
 
-def sft_example(tokenizer, maze, solution, prompt=None):
-    """(prompt ids, target ids): the compact prompt of `maze` (or the given `prompt` text of another
-    task), then `<answer>solution</answer>` and eos."""
-    prompt = tokenizer(format_prompt(maze, "compact") if prompt is None else prompt,
-                       add_special_tokens=False)["input_ids"]
-    target = tokenizer(f"<answer>{solution}</answer>", add_special_tokens=False)["input_ids"]
+def sft_example(tokenizer, prompt, answer):
+    """(prompt ids, target ids): the prompt text, then `<answer>answer</answer>` and eos."""
+    prompt = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target = tokenizer(f"<answer>{answer}</answer>", add_special_tokens=False)["input_ids"]
     return prompt, target + [tokenizer.eos_token_id]
 
 
@@ -117,20 +111,18 @@ def collate(examples, pad_token_id):
     return input_ids, attention_mask, labels
 
 
-def warm_start(model, tokenizer, train_dataset, steps=1200, batch_size=32, lr=2e-3, seed=0,
+def warm_start(model, tokenizer, examples, steps=1200, batch_size=32, lr=2e-3, seed=0,
                warmup_steps=50, weight_decay=0.01, progress=True):
-    """Supervised fine-tuning on (maze, solution) rows, or (prompt, answer) rows of any task (tasks.py);
-    cross-entropy on the answer tokens only.
+    """Supervised fine-tuning on (prompt, answer) text pairs; cross-entropy on the answer tokens only.
 
     AdamW with linear warmup and cosine decay to lr/10, gradient clipping at 1.0. Right padding keeps
     the default position ids 0..n-1 right for every row. Returns the loss of every step.
     """
     if steps <= 0 or batch_size <= 0 or lr <= 0:
         raise ValueError(f"steps, batch_size and lr must be positive, got {steps}, {batch_size}, {lr}")
-    if len(train_dataset) == 0:
-        raise ValueError("train_dataset is empty")
-    examples = [sft_example(tokenizer, row["maze"], row["solution"]) if "maze" in row
-                else sft_example(tokenizer, None, row["answer"], prompt=row["prompt"]) for row in train_dataset]
+    if len(examples) == 0:
+        raise ValueError("examples is empty: nothing to warm-start on")
+    examples = [sft_example(tokenizer, prompt, answer) for prompt, answer in examples]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
     def lr_factor(step):
@@ -160,38 +152,26 @@ def warm_start(model, tokenizer, train_dataset, steps=1200, batch_size=32, lr=2e
     return losses
 
 
-def default_counts(sizes, small, large):
-    """Mazes per size: `small` for 5x5 (only ~224 distinct layouts exist), `large` for the others."""
-    return {size: small if size == 5 else large for size in sizes}
+def load_or_train_tiny(out_dir, examples, hidden_size=128, num_layers=4, num_heads=4, steps=1200, batch_size=32,
+                       lr=2e-3, seed=0, progress=True, chars=CHARS, name="tiny-warmstart", max_positions=512,
+                       retrain=False):
+    """Path of the model warm-started on `examples`, out_dir/<name>/ (default tiny-warmstart), trained only when
+    needed.
 
-
-def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_train=None, test_sizes=(5, 7, 9, 11),
-                       n_test=30, maze_seed=0, hidden_size=128, num_layers=4, num_heads=4, steps=1200,
-                       batch_size=32, lr=2e-3, seed=0, progress=True, chars=CHARS, name="tiny-warmstart",
-                       max_positions=512, retrain=False):
-    """Path of the warm-started tiny model, out_dir/<name>/ (default tiny-warmstart), trained only when needed.
-
-    train_mazes: rows with maze/solution to train on (e.g. the RL train split, which is disjoint from
-    its test split). Without it, the train split of make_mazes(train_sizes, n_train, test_sizes,
-    n_test, maze_seed) is used (the defaults are train.py's: n_train 150 5x5 and 10,000 of other sizes,
-    30 test mazes per size), so the first n_test test mazes per size stay unseen: evaluate on at most that
-    many test mazes per size of the same maze_seed.
-    The settings (with a hash of the mazes) are stored in warm_start.json inside the folder and a
-    call with other settings retrains. Another task: train_mazes holds its (prompt, answer) rows, `chars`
-    its vocabulary (`task_chars`), `name` a folder of its own and `max_positions` its longest text. The
-    folder is written to a temporary directory and then renamed into place, so an interrupted run never
-    leaves a half-written model behind.
+    examples: (prompt, answer) text pairs to imitate, e.g. the compact prompts and reference answers of the RL
+    train split (which is disjoint from its test split). The settings (with a hash of the examples) are stored in
+    warm_start.json inside the folder and a call with other settings retrains. Another task than the maze: `chars`
+    its vocabulary (`task_chars`), `name` a folder of its own and `max_positions` its longest text
+    (`load_or_train_task_tiny`). The folder is written to a temporary directory and then renamed into place, so an
+    interrupted run never leaves a half-written model behind.
 
     When the settings equal those of the shipped warm start (`SHIPPED`, train.py's default), that folder is
     copied to out_dir/<name> instead of training (module docstring); retrain=True trains here anyway (a
     folder trained here earlier with the same settings is still reused; a copy of the shipped one is not).
     """
-    if train_mazes is None:
-        n_train = default_counts(train_sizes, 150, 10_000) if n_train is None else n_train
-        train_mazes = make_mazes(train_sizes, n_train, test_sizes, n_test, maze_seed)["train"]
-    pairs = [(row["maze"], row["solution"]) if "maze" in row else (row["prompt"], row["answer"]) for row in train_mazes]
-    mazes_hash = hashlib.sha256("\n\n".join(f"{prompt}\n{answer}" for prompt, answer in pairs).encode())
-    settings = dict(recipe_version=RECIPE_VERSION, mazes_sha256=mazes_hash.hexdigest(), n_mazes=len(train_mazes),
+    examples = [(prompt, answer) for prompt, answer in examples]
+    digest = hashlib.sha256("\n\n".join(f"{prompt}\n{answer}" for prompt, answer in examples).encode())
+    settings = dict(recipe_version=RECIPE_VERSION, examples_sha256=digest.hexdigest(), n_examples=len(examples),
                     hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, steps=steps,
                     batch_size=batch_size, lr=lr, seed=seed)
     if chars != CHARS or max_positions != 512:  # another task's (the maze's settings stay as they were)
@@ -208,7 +188,7 @@ def load_or_train_tiny(out_dir="out", train_mazes=None, train_sizes=(5, 7), n_tr
     tokenizer = build_tokenizer(chars)
     model = build_model(tokenizer, hidden_size, num_layers, num_heads, seed, max_positions)
     start = time.time()
-    losses = warm_start(model, tokenizer, train_mazes, steps, batch_size, lr, seed, progress=progress)
+    losses = warm_start(model, tokenizer, examples, steps, batch_size, lr, seed, progress=progress)
     info = dict(settings=settings, parameters=model.num_parameters(), train_seconds=round(time.time() - start, 1),
                 final_loss=sum(losses[-20:]) / len(losses[-20:]))
 
@@ -263,10 +243,10 @@ def load_or_train_task_tiny(out_dir, task, splits, max_new_tokens, steps=1200, s
     if not all(splits["train"]["answer"]):
         raise ValueError(f"task {task.name!r} has no single reference answer per item, which the tiny model's warm "
                          "start needs (it imitates one answer): use a local HF model, --model=/path/to/model")
-    rows = [{"prompt": task.format_prompt(row, "compact"), "answer": row["answer"]} for row in splits["train"]]
-    texts = [row["prompt"] + row["answer"] for row in rows] + [task.format_prompt(row, "compact") for row in splits["test"]]
+    examples = [(task.format_prompt(row, "compact"), row["answer"]) for row in splits["train"]]
+    texts = [prompt + answer for prompt, answer in examples] + [task.format_prompt(row, "compact") for row in splits["test"]]
     longest = max(len(text) for text in texts) + len(ANSWER_TAGS) + max_new_tokens
-    return load_or_train_tiny(out_dir, rows, steps=steps, seed=seed, progress=progress, chars=task_chars(texts),
+    return load_or_train_tiny(out_dir, examples, steps=steps, seed=seed, progress=progress, chars=task_chars(texts),
                               name="tiny-warmstart-" + task.name.replace(":", "-"),
                               max_positions=max(512, 64 * math.ceil(longest / 64)), retrain=retrain)
 
@@ -276,41 +256,3 @@ def load_tiny(path):
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     return AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer
-
-
-def main(argv=None):
-    """python -m infra.tiny [--out_dir=out] [--retrain]: copy (or train) the default tiny model, measure it on held-out mazes."""
-    import argparse
-
-    from infra.cli import add_debug_option, usage_error
-    from evaluate import evaluate, format_table
-
-    parser = argparse.ArgumentParser(description="Copy (or train) the default tiny model's warm start and evaluate it.")
-    parser.add_argument("--out_dir", default="out", help="the model goes to OUT_DIR/tiny-warmstart/")
-    parser.add_argument("--retrain", action="store_true", help="train the warm start here instead of copying the "
-                                                                "shipped one (assets/tiny-maze)")
-    add_debug_option(parser)
-    args = parser.parse_args(argv)
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        usage_error(f"--out_dir={args.out_dir!r} is a file, not a folder")
-
-    torch.set_num_threads(min(2, os.cpu_count()))
-    start = time.time()
-    path = load_or_train_tiny(args.out_dir, retrain=args.retrain)
-    with open(os.path.join(path, SETTINGS_FILE)) as f:
-        info = json.load(f)
-    origin = f"copied from {info['shipped']}, trained there in" if info.get("shipped") else "trained in"
-    print(f"{path}: {info['parameters']:,} parameters, warm start {origin} {info['train_seconds']} s "
-          f"(this call {time.time() - start:.0f} s), final loss {info['final_loss']:.3f}")
-    model, tokenizer = load_tiny(path)
-    from tasks import MazeTask
-
-    test = MazeTask((5, 7), 0, (5, 7), 30, seed=0).make_splits()["test"]  # train.py's held-out 5x5 and 7x7 mazes
-    result = evaluate(model, tokenizer, test, "compact", n_samples=16, ks=(1, 8), max_new_tokens=64)
-    print(format_table({"warm start": result}))
-
-
-if __name__ == "__main__":
-    from infra.cli import run
-
-    run(main)

@@ -139,7 +139,7 @@ def test_plots_bad_input(scripts, tmp_path, monkeypatch, capsys):
 
 
 # -----------------------------------------------------------------------------
-# benchmarks/bench.py, experiments/maze.py, infra/tiny.py
+# benchmarks/bench.py, experiments/maze.py
 BENCH = os.path.join("benchmarks", "bench.py")
 
 
@@ -162,17 +162,6 @@ def test_maze_bad_input(scripts):
     result = run_script(scripts, script, "--workers=0", "--dry-run", "--debug")
     assert result.returncode == 2 and "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "maze.py: error: --workers=0 must be >= 1"
-
-
-def test_tiny_bad_input(scripts, tmp_path, monkeypatch, capsys):
-    from infra import tiny
-
-    # before: tiny.py ignored its arguments and went on to a minutes-long warm start
-    assert_one_line_error(run_script(scripts, "-m", "infra.tiny", "--steps=10"), 2, "unrecognized arguments: --steps=10",
-                          usage=True)
-    (tmp_path / "file").write_text("")
-    assert run_main(tiny.main, [f"--out_dir={tmp_path / 'file'}"], monkeypatch, capsys) == (
-        2, f"tool.py: error: --out_dir='{tmp_path / 'file'}' is a file, not a folder\n")
 
 
 # -----------------------------------------------------------------------------
@@ -207,3 +196,22 @@ def test_scripts_run_a_script_as_python_does(scripts, tmp_path, how):
     assert (served.returncode, served.stdout) == (real.returncode, real.stdout)
     assert served.stdout.startswith(f"argv ['{how}', '--k=1'] name __main__ path0 probe cwd probe\nenv x None")
     assert served.stderr == real.stderr
+
+
+
+@pytest.mark.parametrize("config", sorted(name for name in os.listdir(os.path.join(ROOT, "config")) if name.endswith(".py")))
+def test_config_files_load_from_any_directory(config, tmp_path, monkeypatch):
+    """A config file that builds on another (config/maze_qwen2.5_7b.py on paper_maze.py) finds it beside itself,
+    whatever the working directory."""
+    scope = cli.config_defaults(os.path.join(ROOT, "train.py"))
+    monkeypatch.chdir(tmp_path)
+    cli.apply_overrides([os.path.join(ROOT, "config", config)], scope, list(scope))
+    if config.startswith("maze_qwen"):
+        assert scope["prompt_template"] == "paper" and scope["test_sizes"] == (7, 9, 11, 13, 15, 17, 19, 21)
+
+
+def test_config_defaults_are_train_py_config_block():
+    defaults = cli.config_defaults(os.path.join(ROOT, "train.py"))
+    assert defaults["test_sizes"] == (5, 7, 9, 11) and defaults["n_test"] == 30 and defaults["max_new_tokens"] == 48
+    assert defaults["eps_low"] == 0.2 and defaults["eps_high"] == 0.28 and defaults["task"] == "maze"
+    assert "config_keys" not in defaults and "torch" not in defaults

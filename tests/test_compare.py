@@ -79,3 +79,15 @@ def test_run_pool_runs_in_dependency_order_skips_what_cannot_run_and_reports_fai
     assert failed[1]["skipped"] == "a run it needs failed" and failed[2]["skipped"] == "dependencies incomplete"
     assert order.index("b") < order.index("needs-b") and (tmp_path / "c.log").read_text() == "c\n"
     assert failed[0]["process"].returncode == 3
+
+
+def test_side_by_side_counts_the_items_of_the_overlap():
+    from compare import side_by_side
+
+    curve = lambda *values: {str(k): value for k, value in zip((1, 2, 4), values)}  # noqa: E731
+    start = {"per_group": {5: {"pass@1": 0.5, "pass@4": 0.7, "n_items": 3}}, "average": {"pass@1": 0.5, "pass@4": 0.7},
+             "average_pass@k_curve": curve(0.5, 0.6, 0.7), "correct": {"0": 1, "1": 0, "2": 2},
+             "negative_answer_diversity": 0.5, "entropy": 0.3}
+    after = {**start, "average_pass@k_curve": curve(0.6, 0.6, 0.65), "correct": {"0": 2, "1": 1, "2": 0}}
+    text = side_by_side({"pass1": {"before": start, "after": after}})
+    assert "solved: start 2, run 2, both 1 of 3" in text

@@ -107,9 +107,10 @@ def test_evaluate_loop_and_cli(tmp_path, scripts):
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-    test = MazeTask((), 0, (5, 7), 2, seed=0).make_splits()["test"]
+    task = MazeTask((), 0, (5, 7), 2, seed=0)
+    test = task.make_splits()["test"]
     run = lambda: evaluate(model, tokenizer, test, "compact", n_samples=4, ks=(1, 2), max_new_tokens=8,
-                           prompts_per_batch=3, show_progress=False)
+                           prompts_per_batch=3, show_progress=False, task=task)
     result = run()
     assert result == run()  # seeded
     assert set(result["per_group"]) == {5, 7} and all(v["n_items"] == 2 for v in result["per_group"].values())
@@ -118,13 +119,13 @@ def test_evaluate_loop_and_cli(tmp_path, scripts):
     assert result["entropy"] > 0 and 1 <= result["response_length"] <= 8
     assert "5x5" in format_table({"random": result})
     with pytest.raises(ValueError, match="every k"):
-        evaluate(model, tokenizer, test, n_samples=4, ks=(1, 8))
+        evaluate(model, tokenizer, test, n_samples=4, ks=(1, 8), task=task)
 
     folder = tmp_path / "micro"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     out = tmp_path / "eval.json"
-    result = scripts.run(["evaluate.py", str(folder), "--sizes=5", "--n_mazes=2", "--n_samples=4", "--k=2",
+    result = scripts.run(["evaluate.py", str(folder), "--sizes=5", "--n_test=2", "--n_samples=4", "--k=2",
                           "--max_new_tokens=8", f"--out={out}"])  # in the repository, as a user runs it
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(json.loads(out.read_text())["average"]) == {"pass@1", "pass@2"}
@@ -163,3 +164,80 @@ def test_solved_overlap():
     assert overlap == {"a": 2, "b": 2, "both": 1, "only_a": 1, "only_b": 1, "neither": 1, "items": 4}
     with pytest.raises(ValueError, match="same items"):
         solved_overlap({"0": 1}, {"1": 1})
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_at(monkeypatch, module, name, seen):
+    """Replace module.name by a function that records its arguments and stops the command."""
+    def record(*args, **kwargs):
+        seen.update(args=args, kwargs=kwargs)
+        raise Stop
+    monkeypatch.setattr(module, name, record)
+
+
+def test_cli_picks_the_template_by_model_and_shares_train_py_defaults(qwen_model_dir, tmp_path, monkeypatch):
+    """A chat model (Qwen's tokenizer and chat template) gets the paper's prompt through its chat template, on
+    train.py's held-out split and settings; a nanopassk checkpoint is evaluated with its run's own config."""
+    import torch
+
+    import evaluate
+    from infra.tiny import build_model, build_tokenizer
+
+    seen = {}
+    stop_at(monkeypatch, evaluate, "generate_rollouts", seen)
+    with pytest.raises(Stop):
+        evaluate.main([qwen_model_dir])
+    prompt = seen["args"][2][0]
+    assert prompt.startswith("<|im_start|>") and "You need to solve the following maze" in prompt
+    assert seen["args"][3:5] == (32, 48)  # train.py's eval_samples and max_new_tokens
+
+    stop_at(monkeypatch, evaluate, "score_items", seen)
+    with pytest.raises(Stop):
+        evaluate.main([qwen_model_dir])
+    _, _, test, template, n_samples, ks, max_new_tokens = seen["args"][:7]
+    assert template == "paper" and (n_samples, ks, max_new_tokens) == (32, (1, 8), 48)
+    assert sorted(set(test["group"])) == [5, 7, 9, 11] and len(test) == 4 * 30  # train.py's test split
+
+    run = tmp_path / "ckpt"  # a train.py checkpoint of the tiny model: its run's config decides
+    tokenizer = build_tokenizer()
+    build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2).save_pretrained(run)
+    tokenizer.save_pretrained(run)
+    from infra.cli import config_defaults
+    config = {**config_defaults(os.path.join(os.path.dirname(evaluate.__file__), "train.py")),
+              "test_sizes": (5,), "n_test": 3, "max_new_tokens": 9, "eval_samples": 4, "eval_k": 2}
+    torch.save({"config": config, "step": 1}, run / "trainer_state.pt")
+    with pytest.raises(Stop):
+        evaluate.main([str(run)])
+    _, _, test, template, n_samples, ks, max_new_tokens = seen["args"][:7]
+    assert template == "compact" and (n_samples, ks, max_new_tokens) == (4, (1, 2), 9) and len(test) == 3
+
+
+def test_wrong_answer_diversity_reads_the_tasks_own_answers():
+    """score_items asks the task for each response's answer (a math task's \\boxed{}, not the maze's tags)."""
+    from evaluate import score_items
+    from infra.tiny import build_model, build_tokenizer
+    from tasks import MazeTask
+
+    maze = MazeTask((), 0, (5,), 2, seed=0)
+
+    class Counting:
+        calls = 0
+
+        def format_prompt(self, row, template):
+            return maze.format_prompt(row, template)
+
+        def reward(self, response, row):
+            return 0.0
+
+        def extract_answer(self, response):
+            Counting.calls += 1
+            return "same"
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    records = score_items(model, tokenizer, maze.make_splits()["test"], "compact", n_samples=4, ks=(1,),
+                          max_new_tokens=4, show_progress=False, task=Counting())
+    assert Counting.calls == 2 * 4 and all(record["negative_answer_diversity"] == 1 / 4 for record in records)

@@ -247,8 +247,9 @@ def test_chunked_rollouts_concatenate_exactly(micro_model, micro_tokenizer):
 
 
 def test_sharded_evaluation_equals_unsharded(micro_model, micro_tokenizer):
-    mazes = MazeTask((5,), {5: 1}, (5,), 5, seed=0).make_splits()["test"]
-    options = dict(template="compact", n_samples=4, ks=(1, 2), max_new_tokens=8, prompts_per_batch=2, seed=3,
+    task = MazeTask((5,), {5: 1}, (5,), 5, seed=0)
+    mazes = task.make_splits()["test"]
+    options = dict(task=task, template="compact", n_samples=4, ks=(1, 2), max_new_tokens=8, prompts_per_batch=2, seed=3,
                    show_progress=False)
     whole = score_items(micro_model, micro_tokenizer, mazes, **options)
     shards = [score_items(micro_model, micro_tokenizer, mazes, shard=(i, 2), **options) for i in (1, 0)]

@@ -162,3 +162,21 @@ def test_compact_prompt_keeps_only_what_varies():
     assert row["question"] in task.format_prompt(row, "paper") and "<answer>" in task.format_prompt(row, "paper")
     with pytest.raises(ValueError, match="unknown prompt template"):
         task.format_prompt(row, "chatty")
+
+
+def test_compact_prompt_does_not_depend_on_call_order():
+    split_first = rg_task("rg:chain_sum")
+    row = split_first.make_splits()["test"][0]
+    prompt_first = rg_task("rg:chain_sum")  # a fresh task asked for a prompt before its splits
+    assert prompt_first.format_prompt(row, "compact") == split_first.format_prompt(row, "compact")
+
+
+def test_each_task_extracts_its_own_answer(tmp_path):
+    """The wrong-answer diversity of evaluate.py reads the answer as the task's own reward does."""
+    assert make_task("maze").extract_answer("think <answer>RRD</answer> done") == "RRD"
+    rg = rg_task("rg:chain_sum")
+    assert rg.extract_answer("so <answer> 12 </answer>") == "12" and rg.extract_answer("no tags") is None
+    (tmp_path / "p.jsonl").write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?", "answer": "4"}\n')
+    math = make_task(f"math:{tmp_path / 'p.jsonl'}")
+    assert math.extract_answer("<answer>3</answer> so \\boxed{1} or \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert math.extract_answer("no box") is None

@@ -18,6 +18,11 @@ def some_mazes(count, seed=0):
     return [{"maze": maze, "size": len(maze.split("\n")), "solution": solve_maze(maze)} for maze in mazes]
 
 
+def examples(rows):
+    """(compact prompt, solution) pairs of maze rows: what train.py warm-starts the tiny model on."""
+    return [(format_prompt(row["maze"], "compact"), row["solution"]) for row in rows]
+
+
 def test_tokenizer_is_character_level_and_decodes_exactly():
     tokenizer = tiny.build_tokenizer()
     maze = generate_maze(7, random.Random(1))
@@ -86,8 +91,8 @@ def test_save_load_round_trip_through_auto_classes(tmp_path):
 def test_sft_labels_cover_only_the_answer():
     tokenizer = tiny.build_tokenizer()
     rows = some_mazes(3)
-    examples = [tiny.sft_example(tokenizer, row["maze"], row["solution"]) for row in rows]
-    input_ids, attention_mask, labels = tiny.collate(examples, tokenizer.pad_token_id)
+    pairs = [tiny.sft_example(tokenizer, prompt, answer) for prompt, answer in examples(rows)]
+    input_ids, attention_mask, labels = tiny.collate(pairs, tokenizer.pad_token_id)
     for row, ids, mask, label in zip(rows, input_ids, attention_mask, labels):
         assert tokenizer.decode(ids[mask.bool()], skip_special_tokens=False) == (
             format_prompt(row["maze"], "compact") + f"<answer>{row['solution']}</answer><eos>")
@@ -98,7 +103,7 @@ def test_sft_labels_cover_only_the_answer():
 
 def test_warm_start_decreases_loss_and_is_deterministic():
     tokenizer = tiny.build_tokenizer()
-    rows = some_mazes(32)
+    rows = examples(some_mazes(32))
     weights = []
     for seed in (0, 0, 1):
         model = tiny.build_model(tokenizer, **MICRO, seed=seed)
@@ -115,7 +120,7 @@ def test_warm_start_rejects_bad_input():
     tokenizer = tiny.build_tokenizer()
     model = tiny.build_model(tokenizer, **MICRO)
     with pytest.raises(ValueError, match="positive"):
-        tiny.warm_start(model, tokenizer, some_mazes(2), steps=0, progress=False)
+        tiny.warm_start(model, tokenizer, examples(some_mazes(2)), steps=0, progress=False)
     with pytest.raises(ValueError, match="empty"):
         tiny.warm_start(model, tokenizer, [], steps=1, progress=False)
 
@@ -125,7 +130,7 @@ def test_cache_is_reused_and_retrained_when_settings_change(tmp_path, monkeypatc
     real_warm_start = tiny.warm_start
     monkeypatch.setattr(tiny, "warm_start", lambda *args, **kwargs: calls.append(1) or real_warm_start(*args, **kwargs))
     settings = dict(**MICRO, steps=2, batch_size=4, progress=False)
-    rows = some_mazes(8)
+    rows = examples(some_mazes(8))
 
     path = tiny.load_or_train_tiny(tmp_path, rows, **settings)
     assert path == os.path.join(tmp_path, "tiny-warmstart") and len(calls) == 1
@@ -138,11 +143,6 @@ def test_cache_is_reused_and_retrained_when_settings_change(tmp_path, monkeypatc
 
     model, tokenizer = tiny.load_tiny(path)
     assert tokenizer.padding_side == "left" and model.config.hidden_size == 32
-
-    generated = tmp_path / "generated"  # without train_mazes: a make_mazes train split
-    tiny.load_or_train_tiny(generated, train_sizes=(5,), n_train={5: 6}, test_sizes=(5,), n_test={5: 4}, **settings)
-    tiny.load_or_train_tiny(generated, train_sizes=(5,), n_train={5: 6}, test_sizes=(5,), n_test={5: 4}, **settings)
-    assert len(calls) == 4
 
 
 def test_the_tiny_model_is_recognised_after_a_save(tmp_path, micro_model):
@@ -159,10 +159,12 @@ def test_the_tiny_model_is_recognised_after_a_save(tmp_path, micro_model):
 
 @pytest.fixture(scope="module")
 def default_train_split():
-    """train.py's default maze train split (5x5 and 7x7, n_train {5: 150, 7: 10000}, 30 test mazes per size)."""
-    from mazes import make_mazes
+    """The examples of train.py's default maze train split (5x5 and 7x7, n_train {5: 150, 7: 10000}, 30 test mazes
+    per size), as train.py makes them: the task's compact prompt and reference answer of each train row."""
+    from tasks import make_task
 
-    return make_mazes((5, 7), {5: 150, 7: 10_000}, (5, 7, 9, 11), 30, seed=0)["train"]
+    task = make_task("maze", train_sizes=(5, 7), n_train={5: 150, 7: 10_000}, test_sizes=(5, 7, 9, 11), n_test=30)
+    return [(task.format_prompt(row, "compact"), row["answer"]) for row in task.make_splits()["train"]]
 
 
 def test_the_shipped_warm_start_loads_with_its_character_tokenizer():
@@ -187,8 +189,7 @@ def test_the_default_settings_copy_the_shipped_warm_start(tmp_path, monkeypatch,
         if name != tiny.SETTINGS_FILE:
             assert (tmp_path / "tiny-warmstart" / name).read_bytes() == open(os.path.join(tiny.SHIPPED, name), "rb").read()
     assert tiny._read_info(path)["settings"] == tiny._read_info(tiny.SHIPPED)["settings"]
-    assert tiny.load_or_train_tiny(tmp_path / "b", progress=False)  # the defaults without train_mazes: the same split
-    assert sorted(os.listdir(tmp_path)) == ["b", "tiny-warmstart"]  # no temporary folders left behind
+    assert sorted(os.listdir(tmp_path)) == ["tiny-warmstart"]  # no temporary folders left behind
 
 
 def test_the_shipped_settings_are_train_py_defaults():
@@ -211,7 +212,7 @@ def test_other_settings_or_retrain_train_here(tmp_path, monkeypatch, default_tra
     real_warm_start = tiny.warm_start
     # whether training happens is what is tested: a micro model, 8 of the rows, 2 steps
     monkeypatch.setattr(tiny, "warm_start", lambda model, tokenizer, rows, *args, **kwargs: calls.append("train") or
-                        real_warm_start(model, tokenizer, [rows[i] for i in range(8)], 2, 4, progress=False))
+                        real_warm_start(model, tokenizer, rows[:8], 2, 4, progress=False))
     path = tiny.load_or_train_tiny(tmp_path / "a", default_train_split, **MICRO, steps=2, progress=False)
     assert calls == ["train"] and tiny._read_info(path)["settings"]["steps"] == 2  # the shipped mazes, other settings
 

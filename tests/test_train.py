@@ -314,3 +314,24 @@ def test_task_without_reference_answer_needs_an_hf_model(tmp_path, micro_model_d
     out = str(tmp_path / "hf")
     run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--task=rg:graph_color", *RG_FAST)
     assert [r["step"] for r in read_metrics(out) if "reward" in r] == [1, 2]
+
+
+def test_the_entropy_bonus_keeps_the_rollout_entropy_under_its_own_name(tmp_path, micro_model_dir):
+    """`entropy` is the sampling policy's token-mean entropy of the rollouts, whatever the loss; the loss's entropy
+    term is `loss_entropy`. Step 1 samples the same rollouts with and without the bonus (the same start policy)."""
+    runs = {}
+    for coef in ("0.0", "0.01"):
+        out = str(tmp_path / coef)
+        run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--max_steps=1", f"--entropy_coef={coef}")
+        runs[coef] = read_metrics(out)[-1]
+    assert runs["0.01"]["entropy"] == runs["0.0"]["entropy"]
+    assert "loss_entropy" in runs["0.01"] and "loss_entropy" not in runs["0.0"]
+
+
+def test_resume_without_metrics_is_one_line(tmp_path, micro_model_dir):
+    out = tmp_path / "run"
+    run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--max_steps=1")
+    (out / "metrics.jsonl").unlink()
+    result = run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--max_steps=2", "--resume=True", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("bad config: --resume") and "metrics.jsonl" in result.stderr
