@@ -1,48 +1,21 @@
-"""Advantage estimators, one function per estimator: Pass@k Training (Chen et al., 2025) and the other
-pass@k objectives side by side.
+"""Advantage estimators: Pass@k Training (Chen et al., 2025) and the other pass@k objectives, one function each.
 
-The advantage function is the experiment. Every estimator takes `rewards` of shape
-(n_prompts, n_rollouts), one row per prompt's rollouts, plus keyword options, and returns
-advantages of the same shape (one per response; every token of a response shares it): float64 for
-float64 rewards, float32 otherwise.
+The advantage function is the experiment. Every estimator maps `rewards` (n_prompts, n_rollouts) to one advantage
+per response (every token of a response shares it), float64 for float64 rewards, float32 otherwise; the std is the
+population std (1/N, eq. 2 and 12), floored so that a group of equal rewards gets 0, never NaN.
 
-    pass1              GRPO/DAPO group-normalised advantage               eq. 1-3
-    passk_full         Pass@k with full sampling (disjoint groups)        sec. 2.2, alg. 1
-    passk_bootstrap    Pass@k with bootstrap-sampled groups               sec. 2.3, eq. 6, alg. 2
-    passk_analytical   closed form of the bootstrap limit                 sec. 2.4, eq. 11-15, app. B
-    passk_exceeding    analytical x f(N_pos), earlier peak of eta         sec. 4.2.1, eq. 17
-    passk_combination  accuracy-weighted mix of pass1 and passk           sec. 4.2.2, eq. 18
-    passk_adaptive     pass1 for high-entropy prompts, passk for the rest sec. 4.2.3
-    pass1_no_easy      pass1 with easy prompts' advantages set to 0       sec. 4.1.2
-    noise_rewards      flip a fraction of negative rewards, then pass1    sec. 3.1
-  other papers:
-    pkpo               unbiased pass@k / max@k gradient, LOO baseline     Walder & Karkhanis 2025, arXiv 2505.15201
-    risk_seeking       RS-GRPO exponential-utility advantage              Jiang et al. 2025, arXiv 2509.24261
-    best_of_n          only the best response: r_max - r_second          Tang et al. 2025, arXiv 2503.19595
-    psr, nsr           positive / negative sample reinforcement only      Zhu et al. 2025, arXiv 2506.01347
-    w_reinforce        lambda on correct, -1 on wrong                     Zhu et al. 2025, arXiv 2506.01347
-    maxrl              (r - mean) / mean                                  Tajwar et al. 2026, arXiv 2602.02710
-    unlikeliness       penalise likely correct responses, then GRPO       He, Fried & Welleck 2025, arXiv 2506.02355
+    pass1 (eq. 1-3, GRPO/DAPO)        passk_full (sec. 2.2, alg. 1)        passk_bootstrap (sec. 2.3, eq. 6, alg. 2)
+    passk_analytical (sec. 2.4, eq. 11-15, app. B)     passk_exceeding (sec. 4.2.1, eq. 17)
+    passk_combination (sec. 4.2.2, eq. 18)    passk_adaptive (sec. 4.2.3)    pass1_no_easy (sec. 4.1.2)
+    noise_rewards (sec. 3.1)
+    other papers: pkpo (arXiv 2505.15201), risk_seeking (2509.24261), best_of_n (2503.19595), psr, nsr and
+    w_reinforce (2506.01347), maxrl (2602.02710), unlikeliness (2506.02355)
 
-Std convention: the population std (1/N, as eq. 2 and eq. 12), floored so a group whose rewards
-are all equal gets advantage 0, never NaN.
-
-Context: besides its options, an estimator may name what the training loop knows: k, entropies
-(passk_adaptive), sequence_logprobs (unlikeliness) and generator; `compute_advantages` passes each
-estimator only the keyword arguments its signature names.
-
-To add an estimator, write one function in this file under one decorator, which registers it in ADVANTAGES:
-
-    @estimator(binary=True, options={"scale": POSITIVE})  # needs 0/1 rewards; the rule for scale
+`compute_advantages` (train.py's call) passes an estimator its options and only the context its signature names
+(k, entropies, sequence_logprobs, generator). To add one, write a function under `@estimator` (its docstring):
+    @estimator(binary=True, options={"scale": POSITIVE})
     def my_advantage(rewards, k, scale=1.0):
         return scale * passk_analytical(rewards, k)
-
-and run `python train.py --advantage=my_advantage "--advantage_options={'scale': 2.0}"`. The decorator
-does every check once, for direct calls and `compute_advantages` alike: rewards a finite (n_prompts,
-n_rollouts) tensor (0/1 if binary), k an integer in [1, n_rollouts] where the signature names k, each
-option value passing its rule ((test, "what a value must be"): POSITIVE, FRACTION, one_of("sum", "mean")
-or your own). The body gets float64 rewards and may call other estimators; its result is cast to the
-output dtype. So each body is its equation.
 """
 import functools
 import inspect
@@ -118,8 +91,15 @@ def _check_values(name, rules, options):
 
 
 def estimator(equation=None, *, binary=False, options=None):
-    """Register `equation(rewards, ...)` in ADVANTAGES under its name; return it wrapped with the checks
-    (module docstring). binary: it needs 0/1 rewards. options: {option: (test, what a value must be)}."""
+    """Register `equation(rewards, ...)` in ADVANTAGES under its name; return it wrapped with the checks.
+    binary: it needs 0/1 rewards. options: {option: (test, what a value must be)}.
+
+    Then `python train.py --advantage=my_advantage "--advantage_options={'scale': 2.0}"` runs it. The decorator
+    does every check once, for direct calls and `compute_advantages` alike: rewards a finite (n_prompts,
+    n_rollouts) tensor (0/1 if binary), k an integer in [1, n_rollouts] where the signature names k, each option
+    value passing its rule ((test, "what a value must be"): POSITIVE, FRACTION, one_of("sum", "mean") or your
+    own). The body gets float64 rewards and may call other estimators; its result is cast to the output dtype.
+    So each body is its equation."""
     if equation is None:  # used as @estimator(...)
         return functools.partial(estimator, binary=binary, options=options)
     signature, rules = inspect.signature(equation), dict(options or {})

@@ -2,31 +2,15 @@
 
     reward = 1 if math_verify.verify(parse(gold), parse(last \\boxed{...} of the response)) else 0
 
-The gold answer is parsed first, then the content of the response's last `\\boxed{...}` (balanced braces; `\\{`
-and `\\}` are text, not structure), both written as `\\boxed{...}` so that the two go through the same extraction.
-Equivalent forms score 1: `\\frac{1}{2}` and `0.5`, `\\sqrt{2}/2` and `\\frac{\\sqrt{2}}{2}`, `\\{1,2,3\\}` and
-`\\{3,1,2\\}`. No `\\boxed{}`, an unclosed one, or a wrong value scores 0.
+The gold answer and the content of the response's last `\\boxed{...}` (`last_boxed`: balanced braces; `\\{` and
+`\\}` are text) go through the same extraction. Equivalent forms score 1: `\\frac{1}{2}` and `0.5`, `\\{1,2,3\\}`
+and `\\{3,1,2\\}`. No `\\boxed{}`, an unclosed one, or a wrong value scores 0.
 
-A response is untrusted input, and math-verify hands it to sympy, which evaluates eagerly: `9^{9^{9^{9}}}` is an
-integer of more than 10^8 digits, 5,000 nested parentheses recurse past Python's stack, `(10^{9})!` never ends.
-math-verify's own timeout is `signal.alarm`, which works only on the main thread of the main interpreter, and on
-a timeout it logs the whole answer. So the work is bounded twice, before and around math-verify:
-  1. before parsing (`rejected`, microseconds): an answer over MAX_ANSWER_CHARS, nested deeper than MAX_NESTING
-     brackets, with a power inside an exponent (a tower), an exponent over MAX_EXPONENT_DIGITS digits or a
-     factorial of more than a MAX_FACTORIAL_DIGITS-digit number scores 0 unparsed. These catch the known hostile shapes cheaply; they are not the bound.
-  2. the bound: math-verify runs in a worker process (`python mathreward.py --serve T`: imported and warmed up
-     once, its timeouts disabled, its logging and output sent to /dev/null). The worker computes nothing
-     itself: a child forked from it does (a fork of a warm single-threaded process: ready in milliseconds, its
-     address space capped at WORKER_MEMORY_BYTES), and the worker waits for each reply at most `timeout`
-     seconds (select on a pipe). Past that, or when the child dies (a recursion or memory error), the child is
-     killed (SIGKILL), the answer scores 0, and the next request goes to a new fork. So every call takes at
-     most `timeout` plus milliseconds, whatever came before it (the first call also waits for the worker's
-     start, START_SECONDS at most); the caller may be any thread (it too waits
-     with select, and replaces the worker should the worker itself ever miss timeout + SLACK_SECONDS).
-     Measured on 2 shared cores (load ~8): the worker adds ~0.13 ms to a 4 ms parse + verify; the call after
-     a kill takes ~26 ms (the new child's caches are those of the warm-up).
-The process prints at most one short line, on the first answer that ran out of time. Results are cached by
-(gold, answer), since many responses to a prompt give the same answer.
+A response is untrusted input, and math-verify hands it to sympy, which evaluates eagerly (`9^{9^{9^{9}}}`,
+`(10^{9})!`, 5,000 nested parentheses), while its own timeout (`signal.alarm`) works only on the main thread. So
+the work is bounded twice: `rejected` turns away the known hostile shapes before parsing (microseconds), and
+`MathVerifier` runs math-verify in a worker process whose forked children are killed past `timeout` seconds (the
+bound; its docstring). Results are cached by (gold, answer), since many responses to a prompt give the same answer.
 """
 import json
 import os
@@ -109,7 +93,18 @@ def rejected(answer):
 
 
 class MathVerifier:
-    """math-verify in a worker process, every call bounded by `timeout` seconds (module docstring)."""
+    """math-verify in a worker process, every call bounded by `timeout` seconds.
+
+    The worker (`python mathreward.py --serve T`) imports and warms up math-verify once, its timeouts disabled,
+    its logging and output sent to /dev/null. It computes nothing itself: a child forked from it does (a fork of a
+    warm single-threaded process: ready in milliseconds, its address space capped at WORKER_MEMORY_BYTES), and
+    the worker waits for each reply at most `timeout` seconds (select on a pipe). Past that, or when the child
+    dies (a recursion or memory error), the child is killed (SIGKILL), the answer scores 0, and the next request
+    goes to a new fork. So every call takes at most `timeout` plus milliseconds, whatever came before it (the
+    first call also waits for the worker's start, START_SECONDS at most); the caller may be any thread (it too
+    waits with select, and replaces the worker should the worker itself ever miss timeout + SLACK_SECONDS).
+    It prints at most one short line, on the first answer that ran out of time.
+    """
 
     def __init__(self, timeout=TIMEOUT_SECONDS):
         self.timeout, self.worker, self.warned = timeout, None, False

@@ -3,21 +3,9 @@
     python train.py --task=math:problems.jsonl                                   # a held-out tenth is the test split
     python train.py --task=math:train.parquet "--task_options={'test': ['aime24.jsonl', 'aime25.jsonl']}"
 
-`make_task("math:PATH", options)` (tasks.py) is a task of tasks.py's one interface on a file of problems with
-reference answers: a `.jsonl`, `.json`, `.parquet` or `.csv` file, or a folder written by `datasets`'
-`save_to_disk`, read with `datasets`. Nothing is downloaded. Options (`task_options`):
-  - question: its column; default `problem`, else `question`.
-  - answer: the gold answer's column; default `answer`, else the last `\\boxed{...}` of the `solution` column
-    (option `solution`). A gold answer math-verify cannot parse skips its row; the rows skipped are named in
-    one line on stderr, and a file with none left is an error.
-  - test: a file (or a list of files, e.g. AIME 2024 and 2025) read the same way as the test split; without it
-    a seeded `test_fraction` (default 0.1) of the file is held out (seed: train.py's split_seed).
-  - group: the column a test item's table row is reported under (e.g. `source` or `level`); default the
-    column `group` where the file has one, else the file's name (`aime24` for aime24.jsonl). A test file
-    without the column named is grouped by its name (train on MATH by level, test on AIME files).
-  - split: which split of a `save_to_disk` folder that holds several (default: its only one, else `train`).
-Questions are compared after normalising whitespace and case: a repeated question is dropped, and the train
-split never holds a test question. Rows: question, gold (the answer as the file gives it), answer
+`make_task("math:PATH", options)` (tasks.py) is a task of tasks.py's interface on a file of problems with reference
+answers (`.jsonl`, `.json`, `.parquet`, `.csv` or a `save_to_disk` folder, read with `datasets`; nothing is
+downloaded); its options are `MathTask`'s. Rows: question, gold (the answer as the file gives it), answer
 (`\\boxed{gold}`, a reference answer as a response writes it: the tiny model's warm start imitates it), group, row
 (the row's number in its file, from 0).
 
@@ -75,7 +63,20 @@ def read_table(path, split=""):
 
 
 class MathTask:
-    """A local problem set as a binary-reward task (module docstring)."""
+    """A local problem set as a binary-reward task. Options (`task_options`):
+      - question: its column; default `problem`, else `question`.
+      - answer: the gold answer's column; default `answer`, else the last `\\boxed{...}` of the `solution` column
+        (option `solution`). A gold answer math-verify cannot parse skips its row; the rows skipped are named in
+        one line on stderr, and a file with none left is an error.
+      - test: a file (or a list of files, e.g. AIME 2024 and 2025) read the same way as the test split; without it
+        a seeded `test_fraction` (default 0.1) of the file is held out (seed: train.py's split_seed).
+      - group: the column a test item's table row is reported under (e.g. `source` or `level`); default the
+        column `group` where the file has one, else the file's name (`aime24` for aime24.jsonl). A test file
+        without the column named is grouped by its name (train on MATH by level, test on AIME files).
+      - split: which split of a `save_to_disk` folder that holds several (default: its only one, else `train`).
+    Questions are compared after normalising whitespace and case: a repeated question is dropped, and the train
+    split never holds a test question.
+    """
 
     def __init__(self, path, question="", answer="", solution="solution", test=(), test_fraction=0.1, group="",
                  split="", seed=0, verifier=None):

@@ -6,18 +6,12 @@
     python train.py config/maze_qwen2.5_7b.py --model=/path/to/Qwen2.5-7B-Instruct   # a config file, then overrides
     python train.py --out_dir=out --resume=True      # continue a stopped run where it left off
     accelerate launch --num_processes=8 train.py config/maze_qwen2.5_7b.py --model=/path     # data parallel (DDP)
-    accelerate launch --config_file=config/fsdp.yaml train.py config/maze_qwen2.5_7b.py --model=/path  # sharded
 
 Each step is the paper's section 2.1: prompts -> rollouts (rollout.py) -> rewards (tasks.py) -> advantages
-(advantage.py: the experiment) -> the clipped token-level update (loss.update_policy), then log, checkpoint
-and evaluate. Metrics go to out_dir/metrics.jsonl as they are computed, checkpoints to out_dir/ckpt; each step
-logs the seconds and peak memory (MiB) of its phases (generation, advantage, scoring the old policy of later
-mini-batches, update) as NAME_time and NAME_peak_mb (infra/memory.py).
-
-Data parallel is accelerate's (docs/real_models.md): every process rolls out its slice of every mini-batch
-(a prompt's group never splits), rewards are gathered so that advantages and metrics are those of the global
-batch, and `accelerator.prepare` gives DDP (or FSDP, from an accelerate config file) for the update. The
-global mini-batches are those of one process, so 1 or 8 processes train the same policy.
+(advantage.py: the experiment) -> the clipped token-level update (loss.update_policy), then log, checkpoint and
+evaluate (evaluate.py). Metrics go to out_dir/metrics.jsonl, checkpoints to out_dir/ckpt. Data parallel is
+accelerate's (docs/real_models.md): every process rolls out its slice of every mini-batch, rewards are gathered
+so that advantages and metrics are those of the global batch, and 1 or 8 processes train the same policy.
 """
 import json
 import os
@@ -138,7 +132,8 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import DistributedType, gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, prompt_template_for, score_items, summarize  # noqa: E402
+from evaluate import (cached_evaluation, format_curves, format_table, pass_at_k, prompt_template_for,  # noqa: E402
+                      score_items, summarize)
 from loss import update_policy  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
 from infra.memory import Phases, fix_mmap_threshold  # noqa: E402

@@ -1,35 +1,11 @@
 """The verifiable reward of the maze task (paper section 2.1: R in {R_neg = 0, R_pos = 1}).
 
-A model's response is untrusted input: every string gets 0.0 or 1.0 and nothing raises (a non-string
-gets 0.0). The walk is the same in every mode: the text is upper-cased as a whole (so "ddrr" counts,
-and 'ﬂ' becomes "FL", an L), every character other than U/D/L/R is ignored, the moves are walked from S, a step off the grid or onto a wall '*' gives 0, and
-ending on E gives 1 (passing over E and walking on does not count; any valid path, not only the
-shortest). The modes differ in which text is walked:
-
-mode="released" (default) equals `compute_score` of the paper's released code
-(RUCAIBox/Passk_Training, code/maze_verifier.py):
-  1. only when both `<answer>` and `</answer>` occur anywhere in the response, the text is the part
-     after the last `<answer>` up to the next `</answer>` (to the end if none follows it); otherwise
-     it is the WHOLE response, tags included ("<answer>RR" walks A-N-S-W-E-R: R, R, R);
-  2. then, if `boxed` (lower case) occurs, the text after the last `boxed`: if it starts with `{`, the
-     content up to the matching `}` (nested braces kept; never closed: to the end), else up to the
-     first `$` (or the end). "\\boxed{RR}" walks R, R; "\\boxed RR$ DD" walks R, R.
-  An empty answer stays on S (0). The released code raises (TypeError) only on a non-string response;
-  on strings it never raises for a well-formed maze.
-
-mode="answer" reads only what the model marked as its answer:
-  1. the text after the last `<answer>` up to the next `</answer>`, if such a closed pair exists;
-     without one, the whole response may only give a boxed answer (step 2), else 0;
-  2. if `boxed` occurs in that text, the content of the last `boxed{...}`, which must open right after
-     `boxed` and close with balanced braces, else 0.
-  The two modes walk the same text whenever the response has a closed `<answer>...</answer>` (after
-  its last `<answer>`) holding no `boxed` or a balanced `boxed{...}`, and for a bare "\\boxed{RR}".
-  They can disagree only without such a closed answer (released walks the whole response, or the text
-  after an unclosed last `<answer>`; answer gives 0 unless there is a balanced `boxed{...}`) or when
-  the last `boxed` has no balanced brace (released walks up to `$` or the end; answer gives 0).
-
-strict=True (mode="strict") needs a closed `<answer>...</answer>` after the last `<answer>` whose
-content holds only U/D/L/R (upper case) and whitespace; anything else gives 0.
+`maze_reward(response, maze)` walks the U/D/L/R moves of a response from S: a step off the grid or onto a wall
+'*' gives 0, ending on E gives 1 (any valid path, not only the shortest). A response is untrusted input: every
+string gets 0.0 or 1.0 and nothing raises. Which text is walked is the mode (`answer_text`): "released" (the
+default) equals `compute_score` of the paper's released code (RUCAIBox/Passk_Training, code/maze_verifier.py);
+"answer" reads only what the model marked as its answer; "strict" needs a closed `<answer>...</answer>` of moves.
+`extract_answer` is the text of the last `<answer>` tag (the maze task's answer, for wrong-answer diversity).
 """
 from mazes import MOVES, parse_maze
 
@@ -70,7 +46,35 @@ def unbox(text):
 
 
 def answer_text(response, mode):
-    """The text whose U/D/L/R letters are walked, or None (reward 0)."""
+    """The text whose U/D/L/R letters are walked, or None (reward 0).
+
+    The walk is the same in every mode: the text is upper-cased as a whole (so "ddrr" counts, and 'ﬂ' becomes
+    "FL", an L), every character other than U/D/L/R is ignored. The modes differ in which text is walked:
+
+    mode="released" equals `compute_score` of the paper's released code:
+      1. only when both `<answer>` and `</answer>` occur anywhere in the response, the text is the part
+         after the last `<answer>` up to the next `</answer>` (to the end if none follows it); otherwise
+         it is the WHOLE response, tags included ("<answer>RR" walks A-N-S-W-E-R: R, R, R);
+      2. then, if `boxed` (lower case) occurs, the text after the last `boxed`: if it starts with `{`, the
+         content up to the matching `}` (nested braces kept; never closed: to the end), else up to the
+         first `$` (or the end). "\\boxed{RR}" walks R, R; "\\boxed RR$ DD" walks R, R.
+      An empty answer stays on S (0). The released code raises (TypeError) only on a non-string response;
+      on strings it never raises for a well-formed maze.
+
+    mode="answer" reads only what the model marked as its answer:
+      1. the text after the last `<answer>` up to the next `</answer>`, if such a closed pair exists;
+         without one, the whole response may only give a boxed answer (step 2), else 0;
+      2. if `boxed` occurs in that text, the content of the last `boxed{...}`, which must open right after
+         `boxed` and close with balanced braces, else 0.
+      The two modes walk the same text whenever the response has a closed `<answer>...</answer>` (after
+      its last `<answer>`) holding no `boxed` or a balanced `boxed{...}`, and for a bare "\\boxed{RR}".
+      They can disagree only without such a closed answer (released walks the whole response, or the text
+      after an unclosed last `<answer>`; answer gives 0 unless there is a balanced `boxed{...}`) or when
+      the last `boxed` has no balanced brace (released walks up to `$` or the end; answer gives 0).
+
+    mode="strict" (strict=True) needs a closed `<answer>...</answer>` after the last `<answer>` whose
+    content holds only U/D/L/R (upper case) and whitespace; anything else gives 0.
+    """
     if mode == "released":
         text = extract_answer(response) if OPEN in response and CLOSE in response else response
         return unbox(text)[0] if BOXED in text else text

@@ -323,7 +323,7 @@ def test_the_entropy_bonus_keeps_the_rollout_entropy_under_its_own_name(tmp_path
     for coef in ("0.0", "0.01"):
         out = str(tmp_path / coef)
         run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--max_steps=1", f"--entropy_coef={coef}")
-        runs[coef] = read_metrics(out)[-1]
+        runs[coef] = next(record for record in read_metrics(out) if "reward" in record)
     assert runs["0.01"]["entropy"] == runs["0.0"]["entropy"]
     assert "loss_entropy" in runs["0.01"] and "loss_entropy" not in runs["0.0"]
 
