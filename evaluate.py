@@ -324,10 +324,11 @@ def main(argv=None):
         usage_error(f"--k={k} must be between 1 and --n_samples={n_samples}")
     if args.out and (os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(args.out) or ".")):
         usage_error(f"--out={args.out!r} must be a file in an existing folder")
-    try:  # the run's test split: every task makes its test items first, so a train split of one item leaves them
-        task_spec = make_task(task, config["task_options"] if task == config["task"] else {}, train_sizes=(),
-                              n_train=1, test_sizes=test_sizes, n_test=n_test,
-                              seed=config["split_seed"] if args.split_seed is None else args.split_seed)
+    try:  # the run's own split: its test items, and prompts as the run saw them (an rg task's compact prompt
+        # leaves out what every question of both splits shares)
+        task_spec = make_task(task, config["task_options"] if task == config["task"] else {},
+                              train_sizes=config["train_sizes"], n_train=config["n_train"], test_sizes=test_sizes,
+                              n_test=n_test, seed=config["split_seed"] if args.split_seed is None else args.split_seed)
         test = task_spec.make_splits()["test"]
     except ValueError as error:  # e.g. more mazes of a size than exist
         usage_error(str(error))

@@ -186,20 +186,22 @@ def test_cli_picks_the_template_by_model_and_shares_train_py_defaults(qwen_model
     import evaluate
     from infra.tiny import build_model, build_tokenizer
 
-    seen = {}
+    seen, items = {}, {}
+    real_score_items = evaluate.score_items
+    monkeypatch.setattr(evaluate, "score_items", lambda *args, **kwargs: items.update(args=args) or
+                        real_score_items(*args, **kwargs))
     stop_at(monkeypatch, evaluate, "generate_rollouts", seen)
     with pytest.raises(Stop):
         evaluate.main([qwen_model_dir])
     prompt = seen["args"][2][0]
     assert prompt.startswith("<|im_start|>") and "You need to solve the following maze" in prompt
     assert seen["args"][3:5] == (32, 48)  # train.py's eval_samples and max_new_tokens
-
-    stop_at(monkeypatch, evaluate, "score_items", seen)
-    with pytest.raises(Stop):
-        evaluate.main([qwen_model_dir])
-    _, _, test, template, n_samples, ks, max_new_tokens = seen["args"][:7]
+    _, _, test, template, n_samples, ks, max_new_tokens = items["args"][:7]
     assert template == "paper" and (n_samples, ks, max_new_tokens) == (32, (1, 8), 48)
     assert sorted(set(test["group"])) == [5, 7, 9, 11] and len(test) == 4 * 30  # train.py's test split
+    with pytest.raises(Stop):  # any task of tasks.make_task
+        evaluate.main([qwen_model_dir, "--task=rg:chain_sum", "--n_test=2"])
+    assert set(items["args"][2]["group"]) == {"chain_sum"} and "<answer>answer here</answer>" in seen["args"][2][0]
 
     run = tmp_path / "ckpt"  # a train.py checkpoint of the tiny model: its run's config decides
     tokenizer = build_tokenizer()
@@ -207,11 +209,12 @@ def test_cli_picks_the_template_by_model_and_shares_train_py_defaults(qwen_model
     tokenizer.save_pretrained(run)
     from infra.cli import config_defaults
     config = {**config_defaults(os.path.join(os.path.dirname(evaluate.__file__), "train.py")),
-              "test_sizes": (5,), "n_test": 3, "max_new_tokens": 9, "eval_samples": 4, "eval_k": 2}
+              "train_sizes": (5,), "n_train": 5, "test_sizes": (5,), "n_test": 3, "max_new_tokens": 9,
+              "eval_samples": 4, "eval_k": 2}
     torch.save({"config": config, "step": 1}, run / "trainer_state.pt")
     with pytest.raises(Stop):
         evaluate.main([str(run)])
-    _, _, test, template, n_samples, ks, max_new_tokens = seen["args"][:7]
+    _, _, test, template, n_samples, ks, max_new_tokens = items["args"][:7]
     assert template == "compact" and (n_samples, ks, max_new_tokens) == (4, (1, 2), 9) and len(test) == 3
 
 
