@@ -12,10 +12,7 @@ population std (1/N, eq. 2 and 12), floored so that a group of equal rewards get
     w_reinforce (2506.01347), maxrl (2602.02710), unlikeliness (2506.02355)
 
 `compute_advantages` (train.py's call) passes an estimator its options and only the context its signature names
-(k, entropies, sequence_logprobs, generator). To add one, write a function under `@estimator` (its docstring):
-    @estimator(binary=True, options={"scale": POSITIVE})
-    def my_advantage(rewards, k, scale=1.0):
-        return scale * passk_analytical(rewards, k)
+(k, entropies, sequence_logprobs, generator). To add one, write one function under `@estimator` (its docstring).
 """
 import functools
 import inspect
@@ -93,6 +90,10 @@ def _check_values(name, rules, options):
 def estimator(equation=None, *, binary=False, options=None):
     """Register `equation(rewards, ...)` in ADVANTAGES under its name; return it wrapped with the checks.
     binary: it needs 0/1 rewards. options: {option: (test, what a value must be)}.
+
+        @estimator(binary=True, options={"scale": POSITIVE})  # needs 0/1 rewards; the rule for scale
+        def my_advantage(rewards, k, scale=1.0):
+            return scale * passk_analytical(rewards, k)
 
     Then `python train.py --advantage=my_advantage "--advantage_options={'scale': 2.0}"` runs it. The decorator
     does every check once, for direct calls and `compute_advantages` alike: rewards a finite (n_prompts,

@@ -102,7 +102,7 @@ def side_by_side(evals):
         crossing = f"k = {k:.1f}" if kind == "cross" else {"above": "never (above at every k)",
                                                             "below": "below from k = 1"}[kind]
         lines.append(f"  {name:<20} crosses at {crossing:<26} solved: start {overlap['a']}, run {overlap['b']}, "
-                     f"both {overlap['both']} of {overlap.get('items', overlap.get('mazes'))}")
+                     f"both {overlap['both']} of {overlap['items']}")
     return "\n".join(lines)
 
 
