@@ -26,7 +26,7 @@ from advantage import pass_at_k  # noqa: F401  (re-exported: the estimator lives
 from infra.tiny import is_tiny
 from rollout import chat_prompt, generate_rollouts
 
-TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")  # whose config block has the defaults
+TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")  # its config block: the defaults
 
 
 def prompt_template_for(model, configured=""):
@@ -317,7 +317,8 @@ def main(argv=None):
         n_test = n_test if isinstance(n_test, int) else min(n_test.values())  # a count per size of other sizes
     n_samples, k = args.n_samples or config["eval_samples"], args.k or config["eval_k"]
     max_new_tokens = args.max_new_tokens or config["max_new_tokens"]
-    for name, value in (("n_test", args.n_test), ("n_samples", args.n_samples), ("max_new_tokens", args.max_new_tokens)):
+    for name in ("n_test", "n_samples", "max_new_tokens"):
+        value = getattr(args, name)
         if value is not None and value < 1:
             usage_error(f"--{name}={value} must be >= 1")
     if not 1 <= k <= n_samples:

@@ -347,7 +347,7 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
          "prompt_length": rollout.prompt_length,  # this process's padded prompt tokens (the longest prompt)
          "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
          "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
-         # the update's stats; its entropy term (the current policy's, entropy_coef) as loss_entropy: entropy is the rollouts'
+         # the update's stats; its entropy term (the current policy's) as loss_entropy: `entropy` is the rollouts'
          **{"loss_entropy" if name == "entropy" else name: value for name, value in stats.items()},
          "lr": scheduler.get_last_lr()[0],
          **phases.take(), "step_time": time.time() - started,  # each phase's seconds and peak MiB

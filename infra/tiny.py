@@ -244,7 +244,8 @@ def load_or_train_task_tiny(out_dir, task, splits, max_new_tokens, steps=1200, s
         raise ValueError(f"task {task.name!r} has no single reference answer per item, which the tiny model's warm "
                          "start needs (it imitates one answer): use a local HF model, --model=/path/to/model")
     examples = [(task.format_prompt(row, "compact"), row["answer"]) for row in splits["train"]]
-    texts = [prompt + answer for prompt, answer in examples] + [task.format_prompt(row, "compact") for row in splits["test"]]
+    texts = ([prompt + answer for prompt, answer in examples]
+             + [task.format_prompt(row, "compact") for row in splits["test"]])
     longest = max(len(text) for text in texts) + len(ANSWER_TAGS) + max_new_tokens
     return load_or_train_tiny(out_dir, examples, steps=steps, seed=seed, progress=progress, chars=task_chars(texts),
                               name="tiny-warmstart-" + task.name.replace(":", "-"),

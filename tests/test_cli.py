@@ -199,7 +199,8 @@ def test_scripts_run_a_script_as_python_does(scripts, tmp_path, how):
 
 
 
-@pytest.mark.parametrize("config", sorted(name for name in os.listdir(os.path.join(ROOT, "config")) if name.endswith(".py")))
+@pytest.mark.parametrize("config", sorted(name for name in os.listdir(os.path.join(ROOT, "config"))
+                                          if name.endswith(".py")))
 def test_config_files_load_from_any_directory(config, tmp_path, monkeypatch):
     """A config file that builds on another (config/maze_qwen2.5_7b.py on paper_maze.py) finds it beside itself,
     whatever the working directory."""

@@ -334,4 +334,5 @@ def test_resume_without_metrics_is_one_line(tmp_path, micro_model_dir):
     (out / "metrics.jsonl").unlink()
     result = run_train(f"--model={micro_model_dir}", f"--out_dir={out}", "--max_steps=2", "--resume=True", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].startswith("bad config: --resume") and "metrics.jsonl" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("bad config: --resume") and "metrics.jsonl" in last
