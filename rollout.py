@@ -15,6 +15,7 @@ the same tokens for the same seed.
 """
 from dataclasses import dataclass
 from functools import partial
+from importlib import import_module
 
 import torch
 from infra.prefill import prefill_prompts
@@ -149,16 +150,14 @@ def generate_from(model, prompts, max_new_tokens, eos_token_ids, pad_token_id, t
 # sampling at temperature / top_p, ending a row at the first of eos_token_ids or after max_new_tokens. Each output is
 # (B, R), B = U * n_rollouts prompt-major, R <= max_new_tokens the longest response: response_ids pad_token_id after
 # a row's first end token; logprobs and entropies those of logits / temperature (`sampling_step`, untruncated by
-# top_p) at each drawn token, 0 after it. Called under torch.no_grad() with the model in eval mode.
-# SAMPLERS maps a name to a loader returning the sampler, so that a sampler in its own file (and what it imports,
-# e.g. vLLM) is imported only when used.
-def fast_sampler():
-    from infra.fast_sampler import sample_responses  # our decode loop, drawing with this file's sampling_step
-
-    return partial(sample_responses, sampling_step=sampling_step, attention_positions=attention_positions)
-
-
-SAMPLERS = {"generate": lambda: generate_responses, "fast": fast_sampler}
+# top_p) at each drawn token, 0 after it. Called under torch.no_grad() with the model in eval mode. "generate" and
+# "fast" draw the same tokens for the same torch seed. SAMPLERS maps a name to a loader that returns the sampler,
+# so that a sampler in its own file, and what it needs (vLLM is optional), is imported only when it is used.
+SAMPLERS = {
+    "generate": lambda: generate_responses,
+    "fast": lambda: partial(import_module("infra.fast_sampler").sample_responses,  # our decode loop, which draws
+                            sampling_step=sampling_step, attention_positions=attention_positions),  # as this file does
+}
 
 
 def decode_responses(tokenizer, response_ids, response_lengths, end_ids=None):
