@@ -11,8 +11,9 @@ from rollout import SAMPLERS, attention_positions, response_mask_from_eos, sampl
 PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
 
 
-@pytest.mark.parametrize("direct, compact_at, prompts", [(True, 0.0, PROMPTS), (True, 0.5, PROMPTS), (True, 2.0, PROMPTS),
-                                                     (False, 0.25, PROMPTS), (True, 0.25, PROMPTS[1:2])])
+@pytest.mark.parametrize("direct, compact_at, prompts", [(True, 0.0, PROMPTS), (True, 0.5, PROMPTS),
+                                                     (True, 2.0, PROMPTS), (False, 0.25, PROMPTS),
+                                                     (True, 0.25, PROMPTS[1:2])])
 def test_fast_loop_variants_equal_plain_generate(micro_model, micro_tokenizer, direct, compact_at, prompts):
     """The fast loop's decoders (our Qwen2 layers on a preallocated cache, or HF's forward with a DynamicCache) and
     any batch compaction (at every step, once half the rows ended, never) draw the tokens of a plain HF generate
@@ -34,7 +35,7 @@ def test_fast_loop_variants_equal_plain_generate(micro_model, micro_tokenizer, d
     assert_same_samples(samples, reference)
 
 
-def test_the_seam_binds_rollouts_sampling_step(micro_model, micro_tokenizer):
+def test_the_seam_binds_rollouts_sampling_step():
     """SAMPLERS["fast"] is sample_responses with rollout.py's sampling_step and attention_positions, its defaults."""
     sampler = SAMPLERS["fast"]()
     assert sampler.func is sample_responses

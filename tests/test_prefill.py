@@ -6,7 +6,8 @@ from plain_generate import assert_same_samples, plain_generate
 
 from infra.prefill import repeated_prompts
 from mazes import format_prompt, make_mazes
-from rollout import chat_prompt, end_token_ids, generate_from, generate_responses, generate_rollouts, response_mask_from_eos
+from rollout import (chat_prompt, end_token_ids, generate_from, generate_responses, generate_rollouts,
+                     response_mask_from_eos)
 
 PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
 
