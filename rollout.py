@@ -1,54 +1,25 @@
-"""Rollouts: sample n responses per prompt, recording the sampling policy's logprobs as they are drawn.
+"""Rollouts (paper section 2.1): sample N_rollout responses per prompt, recording the sampling policy's logprobs.
 
-`generate_rollouts` samples one left-padded batch (pure sampling at the given temperature / top_p)
-and returns a `Rollout`: prompt + response token ids, the response mask (every
-generated token up to AND including the first end token, which the response is trained to emit: any of
-`end_token_ids`, the tokenizer's eos and those of the model's generation_config.json), the
-decoded texts, and the sampling policy's per-token logprobs and entropies. Rows are prompt-major:
-rows i*n_rollouts .. (i+1)*n_rollouts - 1 hold the n rollouts of prompt i (the GRPO group).
-Prompts are full texts, tokenized as they are; `chat_prompt` wraps one in a chat template.
-`concat_rollouts` joins rollouts generated in several calls (train.py generates in chunks).
-
-Two samplers draw the same tokens for the same seed and record the same numbers (up to float rounding);
-`generate_rollouts(..., sampler=)` picks one:
-  - "generate": HF `model.generate` (any architecture and cache class transformers supports). Its logits
-    processor `SamplingPolicy` applies temperature and HF's top-p warper and records, step by step, the
-    logprob of the drawn token and the entropy (no (B, R, V) logits kept, unlike output_logits=True);
-    generate itself draws the tokens (softmax, torch.multinomial over the whole batch), pads ended rows
-    and stops. Each prompt is prefilled once (`prefill_prompts`: all but its last token, the cache then
-    repeated to its n rows) rather than generate's prefill of its n copies; with cache_implementation="static"
-    generate prefills every copy itself.
-  - "fast": our own short loop (`sample_responses`, tested on Qwen2), four savings over plain HF generate
-    (the "generate" sampler above shares the first):
-      - shared-prompt prefill: the n rollouts of a prompt share its tokens, so each prompt is run through
-        the model once (HF's forward), and its KV cache serves the n rows of its group;
-      - decode steps without HF's per-token overhead: for Qwen2 (`DirectDecoder`) the loop runs the model's
-        layers itself on a preallocated cache, the prompt part kept once per prompt and attended by the n
-        rows of its group in one grouped matmul; any other model runs HF's forward with a DynamicCache
-        repeated to the n rows (`HFDecoder`); both in decoders.py;
-      - the logprob of each sampled token and the entropy at each step are taken from the logits the loop
-        computes anyway, instead of a second forward pass over the whole sequences;
-      - rows that have emitted eos leave the batch (their cache rows are dropped) once they are a quarter of
-        it (`COMPACT_AT`; dropping at every end costs more in copies than it saves), so later steps run
-        mostly the rows still generating: with short, uneven responses most rows are done long before the
-        last one.
-    Its tokens are drawn like generate draws them: the same `sampling_step` (logits / temperature, HF's
-    top-p warper), softmax, and ONE torch.multinomial call over the whole batch each step, rows that
-    ended included (their draw is discarded, whether or not they are still in the decoder's batch): torch.multinomial(probs, 1) draws Exp(1) noise for every
-    entry of `probs` whatever the values, so the random stream, and with it every token, is generate's.
-Both record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
-scoring.sequence_logprobs computes); top_p only restricts which tokens can be drawn. Our model calls pass the
-KV cache under the installed transformers' keyword (`infra.compat.kv_cache`: `cache=` from 5.24, else `past_key_values=`).
+`generate_rollouts` samples one left-padded batch of prompts and returns a `Rollout`: prompt + response token ids,
+the response mask (every generated token up to AND including the first end token, `end_token_ids`), the decoded
+texts, and the policy's per-token logprobs and entropies. Rows are prompt-major: rows i*n .. (i+1)*n - 1 hold the
+n rollouts of prompt i (the GRPO group). `concat_rollouts` joins rollouts generated in chunks (train.py).
+Departures from the textbook loop (sample with generate, then score the sequences in a second forward):
+  - the logprobs and entropies are recorded while sampling (`SamplingPolicy`), from the logits the sampler
+    computes anyway; they are those of logits / temperature, NOT truncated by top_p (what scoring.py computes);
+    top_p only restricts which tokens can be drawn (`sampling_step`);
+  - pure sampling: the model's generation_config (top_k, repetition penalty...) is set aside;
+  - each prompt is prefilled once for its n rows (infra/prefill.py), not n times.
+The sampler is a swap behind one seam (`SAMPLERS`): HF generate here, our decode loop in infra/fast_sampler.py,
+the same tokens for the same seed.
 """
 from dataclasses import dataclass
+from functools import partial
+from importlib import import_module
 
 import torch
-from infra.decoders import DirectDecoder, HFDecoder
-from infra.compat import kv_cache
-from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
-
-SAMPLERS = ("fast", "generate")
-COMPACT_AT = 0.25  # the fast loop drops ended rows from its batch once they are this fraction of it
+from infra.prefill import prefill_prompts
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 
 @dataclass
@@ -110,56 +81,6 @@ def sampling_step(logits, temperature, top_p):
     return log_probs, entropies, scores
 
 
-def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
-                     temperature=1.0, top_p=1.0, direct=None, compact_at=COMPACT_AT):
-    """The "fast" sampler: n_rollouts responses to each of the U distinct left-padded prompts (U, P), prompt-major.
-
-    Returns response_ids (B, R) (pad after a row's first eos), logprobs and entropies (B, R) (0 after
-    it), B = U * n_rollouts and R <= max_new_tokens the longest response. The logprobs and entropies are
-    those of the sampling distribution at `temperature` WITHOUT top_p truncation (what
-    scoring.sequence_logprobs computes); top_p only restricts which tokens can be drawn.
-    The model runs each prompt once; rows that have emitted eos leave the batch once they are `compact_at` of
-    it, but every step still draws for the whole batch, as generate does, so the same seed draws the same
-    tokens (module doc). direct: run the decode steps with `DirectDecoder` (default: where it supports the
-    model), else `HFDecoder`."""
-    n_prompts, device = len(prompt_ids), prompt_ids.device
-    batch = n_prompts * n_rollouts
-    cache = DynamicCache(config=model.config)
-    output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
-                   **kv_cache(cache), use_cache=True, logits_to_keep=1)
-    if direct is None:
-        direct = DirectDecoder.supports(model)
-    decoder = (DirectDecoder if direct else HFDecoder)(model, cache, prompt_mask, n_rollouts, max_new_tokens)
-    logits = output.logits[:, -1].float().repeat_interleave(n_rollouts, dim=0)  # (B, V) predicting token 0
-    first_position = prompt_mask.sum(-1).repeat_interleave(n_rollouts)  # (B,) position of response token 0
-    eos = torch.as_tensor(eos_token_ids, device=device)
-
-    response_ids = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(batch, max_new_tokens, device=device)
-    entropies = torch.zeros(batch, max_new_tokens, device=device)
-    probs = torch.ones_like(logits)  # (B, V) the distribution every row draws from; ended rows keep their last
-    running = torch.arange(batch, device=device)  # the batch row of each row of the decoder (its cache, logits)
-    alive = torch.ones(batch, dtype=torch.bool, device=device)  # (running,) not ended yet
-    for step in range(max_new_tokens):
-        log_probs, step_entropies, scores = sampling_step(logits, temperature, top_p)  # (running, V), (running,)
-        probs[running] = torch.softmax(scores, dim=-1)
-        tokens = torch.multinomial(probs, num_samples=1)[running, 0]  # (running,) one draw for all B rows
-        response_ids[running, step] = torch.where(alive, tokens, pad_token_id)
-        logprobs[running, step] = log_probs.gather(-1, tokens[:, None]).squeeze(1) * alive
-        entropies[running, step] = step_entropies * alive
-        alive &= ~torch.isin(tokens, eos)
-        ended = len(running) - int(alive.sum())
-        if step == max_new_tokens - 1 or ended == len(running):
-            break
-        if ended >= compact_at * len(running):  # drop the rows that ended from the batch and the cache
-            keep = alive.nonzero().squeeze(1)
-            decoder.select(keep)
-            running, tokens, alive = running[keep], tokens[keep], alive[keep]
-        logits = decoder(tokens, first_position[running] + step).float()  # (running, V) predicting token step + 1
-    response_len = step + 1
-    return response_ids[:, :response_len], logprobs[:, :response_len], entropies[:, :response_len]
-
-
 class SamplingPolicy(LogitsProcessor):
     """The "generate" sampler's logits processor (generate runs at temperature 1, no top-k / top-p of its
     own): turns each step's raw logits into the scores generate draws from (`sampling_step`) and records
@@ -190,46 +111,24 @@ def is_sharded(model):
     return torch.distributed.is_initialized() and any(isinstance(module, FSDPModule) for module in model.modules())
 
 
-def prefill_prompts(model, prompt_ids, prompt_mask, n_rollouts):
-    """The "generate" sampler's shared-prompt prefill: every prompt but its last column run through the model once,
-    into a DynamicCache then repeated to the n_rollouts rows of its group (each layer's keys and values (U, ...) ->
-    (B, ...), as HF generate's own prefill of B repeated prompts would hold them). Returns the cache and the prompts
-    (B, P') to give generate: it then runs only their last column. A prompt batch one column wide gets a pad column
-    on its left first (masked, so nothing changes), so that every call runs this one forward: under FSDP every
-    process must run the same number of forwards."""
-    if prompt_ids.shape[1] == 1:
-        prompt_ids = torch.nn.functional.pad(prompt_ids, (1, 0), value=0)  # (U, 2): masked, so any token id
-        prompt_mask = torch.nn.functional.pad(prompt_mask, (1, 0), value=0)
-    cache = DynamicCache(config=model.config)
-    model(input_ids=prompt_ids[:, :-1], attention_mask=prompt_mask[:, :-1],
-          position_ids=attention_positions(prompt_mask[:, :-1]), **kv_cache(cache), use_cache=True, logits_to_keep=1)
-    cache.batch_repeat_interleave(n_rollouts)
-    return cache, prompt_ids.repeat_interleave(n_rollouts, 0), prompt_mask.repeat_interleave(n_rollouts, 0)
-
-
 def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
-                       temperature=1.0, top_p=1.0, cache_implementation=None, prefill_once=True):
-    """The "generate" sampler: `sample_responses`'s contract (same tokens for the same seed, module doc)
-    with HF `model.generate` doing the decoding. Pure sampling: the model's own generation_config
-    (top_k, repetition_penalty, min_p, suppressed tokens...) is set aside for the call.
-    prefill_once: each prompt is prefilled once (`prefill_prompts`) and generate, given its prompts repeated and
-    that cache, runs only their last token, instead of prefilling every one of the n_rollouts copies of a prompt
-    (num_return_sequences=n_rollouts). The same draws (generate draws once over the (B, V) batch either way), the
-    logits to float rounding. False: generate's own repeated prefill (tests and benchmarks/prefill.py compare them).
-    cache_implementation: None (a DynamicCache) or "static": a preallocated cache, with which transformers
-    also torch.compiles the decode step on a GPU (its auto-compile; the first calls pay the compile time). generate
-    takes a cache or a cache_implementation, not both, so "static" keeps generate's repeated prefill."""
-    prefill_once = prefill_once and cache_implementation is None
-    if prefill_once:  # generate gets B prompts and their cache up to the last token
-        cache, prompt_ids, prompt_mask = prefill_prompts(model, prompt_ids, prompt_mask, n_rollouts)  # (B, P)
-        prompts, copies = dict(input_ids=prompt_ids, attention_mask=prompt_mask, **kv_cache(cache)), 1
-    else:  # generate repeats each of the U prompts n_rollouts times and prefills every copy
-        prompts, copies = dict(input_ids=prompt_ids, attention_mask=prompt_mask), n_rollouts
-    policy = SamplingPolicy(prompt_ids.shape[1], temperature, top_p)
-    config = GenerationConfig(do_sample=True, num_beams=1, num_return_sequences=copies,
-                              max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
-                              eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id,
-                              cache_implementation=cache_implementation)  # T and top_p: the policy's
+                       temperature=1.0, top_p=1.0):
+    """The "generate" sampler (the seam's contract, `SAMPLERS`): HF `model.generate`, each prompt prefilled once
+    (infra/prefill.py: generate gets the B rows with their cache filled up to their last prompt token)."""
+    prompts = prefill_prompts(model, prompt_ids, prompt_mask, n_rollouts, attention_positions)
+    return generate_from(model, prompts, max_new_tokens, eos_token_ids, pad_token_id, temperature, top_p)
+
+
+def generate_from(model, prompts, max_new_tokens, eos_token_ids, pad_token_id, temperature, top_p):
+    """HF generate as pure sampling from `prompts`, generate's prompt arguments for the B rows (input_ids and
+    attention_mask (B, P), maybe a cache: infra/prefill.py), recording with `SamplingPolicy`. The model's own
+    generation_config (top_k, repetition_penalty, min_p, suppressed tokens...) is set aside for the call.
+    Returns the seam's (response_ids, logprobs, entropies), (B, R) each."""
+    prompt_length = prompts["input_ids"].shape[1]
+    policy = SamplingPolicy(prompt_length, temperature, top_p)
+    config = GenerationConfig(do_sample=True, num_beams=1, max_new_tokens=max_new_tokens, temperature=1.0, top_k=0,
+                              top_p=1.0, eos_token_id=list(eos_token_ids),
+                              pad_token_id=pad_token_id)  # T and top_p: the policy's
     # generate fills what `config` leaves unset from model.generation_config: a blank one during the call
     model_config, model.generation_config = model.generation_config, GenerationConfig()
     try:
@@ -238,10 +137,27 @@ def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_token
                                    synced_gpus=is_sharded(model))  # FSDP: every process steps until all are done
     finally:
         model.generation_config = model_config
-    response_ids = sequences[:, prompt_ids.shape[1]:]  # (B, R) pad after each row's first eos
+    response_ids = sequences[:, prompt_length:]  # (B, R) pad after each row's first eos
     logprobs, entropies = policy.finish(sequences)
     response_mask, _ = response_mask_from_eos(response_ids, eos_token_ids)
     return response_ids, logprobs * response_mask, entropies * response_mask
+
+
+# The sampler seam. A sampler is a function
+#     sampler(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
+#             temperature, top_p) -> response_ids, logprobs, entropies
+# prompt_ids, prompt_mask (U, P): the U distinct prompts, left-padded; it draws n_rollouts responses to each, pure
+# sampling at temperature / top_p, ending a row at the first of eos_token_ids or after max_new_tokens. Each output is
+# (B, R), B = U * n_rollouts prompt-major, R <= max_new_tokens the longest response: response_ids pad_token_id after
+# a row's first end token; logprobs and entropies those of logits / temperature (`sampling_step`, untruncated by
+# top_p) at each drawn token, 0 after it. Called under torch.no_grad() with the model in eval mode. "generate" and
+# "fast" draw the same tokens for the same torch seed. SAMPLERS maps a name to a loader that returns the sampler,
+# so that a sampler in its own file, and what it needs (vLLM is optional), is imported only when it is used.
+SAMPLERS = {
+    "generate": lambda: generate_responses,
+    "fast": lambda: partial(import_module("infra.fast_sampler").sample_responses,  # our decode loop, which draws
+                            sampling_step=sampling_step, attention_positions=attention_positions),  # as this file does
+}
 
 
 def decode_responses(tokenizer, response_ids, response_lengths, end_ids=None):
@@ -266,16 +182,14 @@ def chat_prompt(tokenizer, text):
 
 
 def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, temperature=1.0, top_p=1.0,
-                      sampler="fast", cache_implementation=None):
-    """Sample n_rollouts responses for each prompt in one batch, with `sampler` "fast" (`sample_responses`)
-    or "generate" (`generate_responses`, HF generate): the same rollouts for the same seed; see `Rollout`.
+                      sampler="fast"):
+    """Sample n_rollouts responses for each prompt in one batch with the sampler named `sampler` (`SAMPLERS`:
+    "generate", HF generate, or "fast", our decode loop: the same rollouts for the same seed); see `Rollout`.
 
     Prompts are complete texts and are tokenized without adding special tokens (a chat template, see
     `chat_prompt`, already holds them; add a bos yourself if your model wants one). A response ends at the first
     of `end_token_ids(model, tokenizer)` it emits. Pure sampling: no
-    top-k, repetition penalty or other option of the model's generation_config is applied.
-    cache_implementation: "static" for sampler="generate" (`generate_responses`; on a GPU transformers then
-    compiles the decode step), None for HF's dynamic cache; the fast loop has its own cache."""
+    top-k, repetition penalty or other option of the model's generation_config is applied."""
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
     if not (isinstance(n_rollouts, int) and n_rollouts >= 1):
@@ -287,9 +201,7 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
     if not (0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if cache_implementation not in (None, "static"):
-        raise ValueError(f"cache_implementation must be None or 'static', got {cache_implementation!r}")
+        raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}")
     eos_token_ids = end_token_ids(model, tokenizer)
 
     device = next(model.parameters()).device
@@ -303,11 +215,9 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
     model.eval()
     try:
         with torch.no_grad():
-            options = {} if sampler == "fast" else dict(cache_implementation=cache_implementation)
-            sample = sample_responses if sampler == "fast" else generate_responses
-            response_ids, logprobs, entropies = sample(
+            response_ids, logprobs, entropies = SAMPLERS[sampler]()(
                 model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, tokenizer.pad_token_id,
-                temperature, top_p, **options)  # (B, R) each
+                temperature, top_p)  # (B, R) each
     finally:
         model.train(was_training)
     response_mask, response_lengths = response_mask_from_eos(response_ids, eos_token_ids)

@@ -8,9 +8,9 @@
     python benchmarks/bench.py --device=cuda --shapes=tiny,0.5b,7b --decode-only   # random models of Qwen2.5's shapes, bf16
     python benchmarks/bench.py --estimators-only     # only the advantage estimators (ms per call, 128 x 32 rewards)
 
-1. The decode step (`decode_step_times`): one step of the fast sampler's decoder (decoders.DirectDecoder) for
+1. The decode step (`decode_step_times`): one step of the fast sampler's decoder (fast_sampler.DirectDecoder) for
    128 rows (8 prompts x 16 rollouts, 7x7 maze prompts of 57 tokens), against the same step through HF's
-   forward with a DynamicCache (decoders.HFDecoder, what the loop ran before) and against the arithmetic limit:
+   forward with a DynamicCache (fast_sampler.HFDecoder, what the loop ran before) and against the arithmetic limit:
    the plain matmuls of the step at the same shapes, timed alone in the same process (every linear layer and
    lm_head on (128, hidden), and the attention products q.K and w.V of each row over its P + t columns), and
    the linear layers alone. Median of `repeats` runs of 16 steps each (t = 0..15), all rows generating.
@@ -171,10 +171,10 @@ def decode_step_times(model, prompt_ids, prompt_mask, n_rollouts=16, steps=16, r
     shapes: `matmul` (every linear layer and lm_head, and each row's attention products over its P + t
     columns) and `linear` (the linear layers and lm_head only)."""
     import torch
-    from transformers import DynamicCache
 
-    from infra.compat import kv_cache
-    from rollout import DirectDecoder, HFDecoder, attention_positions
+    from infra.fast_sampler import DirectDecoder, HFDecoder
+    from infra.prefill import prefill
+    from rollout import attention_positions
 
     device = prompt_ids.device
     now, rows = timer(device.type), len(prompt_ids) * n_rollouts
@@ -185,9 +185,7 @@ def decode_step_times(model, prompt_ids, prompt_mask, n_rollouts=16, steps=16, r
         for name, decoder_class in (("direct", DirectDecoder), ("hf_forward", HFDecoder)):
             times = []
             for _ in range(repeats + 1):  # the first run warms up
-                cache = DynamicCache(config=model.config)
-                model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=attention_positions(prompt_mask),
-                      **kv_cache(cache), use_cache=True, logits_to_keep=1)
+                cache, _ = prefill(model, prompt_ids, prompt_mask, attention_positions(prompt_mask))
                 decoder = decoder_class(model, cache, prompt_mask, n_rollouts, steps)
                 start = now()
                 for step in range(steps):
@@ -228,35 +226,42 @@ def decode_step_times(model, prompt_ids, prompt_mask, n_rollouts=16, steps=16, r
 def sampler_times(model, tokenizer, n_rollouts=16, max_new_tokens=32, seed=0):
     """Seconds of generate_rollouts on the benchmark prompts with each way of sampling, and whether they drew
     the same tokens (the same seed)."""
+    from functools import partial
+
     import torch
 
     import rollout
-
+    from infra.prefill import repeated_prompts
     from mazes import format_prompt, make_mazes
 
     now = timer(next(model.parameters()).device.type)
     prompts = [format_prompt(maze, "compact") for maze in make_mazes((7,), {7: 8}, (5,), 1, seed=0)["train"]["maze"]]
     result, drawn = {}, {}
-    real_sample = rollout.sample_responses
-    for name, sampler, direct, cache in (("fast", "fast", None, None), ("fast_hf_forward", "fast", False, None),
-                                         ("generate", "generate", None, None),
-                                         ("generate_static", "generate", None, "static")):
-        rollout.sample_responses = lambda *args, direct=direct, **kwargs: real_sample(*args, direct=direct, **kwargs)
-        try:
+
+    def generate_static(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, *args):  # the seam's signature
+        inputs = repeated_prompts(model, prompt_ids, prompt_mask, n_rollouts, static_cache_tokens=max_new_tokens)
+        return rollout.generate_from(model, inputs, max_new_tokens, *args)
+
+    # the two variants join the sampler seam for the measurement: generate_rollouts runs them as it runs the others
+    variants = {"fast_hf_forward": lambda: partial(rollout.SAMPLERS["fast"](), direct=False),
+                "generate_static": lambda: generate_static}
+    rollout.SAMPLERS.update(variants)
+    try:
+        for name in ("fast", "fast_hf_forward", "generate", "generate_static"):
             times = []
             for repeat in range(3):  # the first call warms up (and compiles, where generate compiles: counted apart)
                 torch.manual_seed(seed)
                 start = now()
-                out = rollout.generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, sampler=sampler,
-                                                cache_implementation=cache)
+                out = rollout.generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, sampler=name)
                 times.append(now() - start)
             seconds = min(times[1:])
-        finally:
-            rollout.sample_responses = real_sample
-        drawn[name] = out.response_ids
-        result[name] = dict(seconds=round(seconds, 4), first_call_seconds=round(times[0], 4), steps=out.response_ids.shape[1],
-                            tokens=int(out.response_lengths.sum()),
-                            ms_per_step=round(1000 * seconds / out.response_ids.shape[1], 2))
+            drawn[name] = out.response_ids
+            result[name] = dict(seconds=round(seconds, 4), first_call_seconds=round(times[0], 4),
+                                steps=out.response_ids.shape[1], tokens=int(out.response_lengths.sum()),
+                                ms_per_step=round(1000 * seconds / out.response_ids.shape[1], 2))
+    finally:
+        for variant in variants:
+            rollout.SAMPLERS.pop(variant)
     result["same_tokens"] = all(torch.equal(drawn["fast"], ids) for ids in drawn.values())
     return result
 

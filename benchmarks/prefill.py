@@ -4,16 +4,17 @@
     flock /tmp/bigmem.lock python benchmarks/prefill.py --sizes=9,15         # 2 prompts (mazes 9 and 15)
     flock /tmp/bigmem.lock /usr/bin/time -v python benchmarks/prefill.py --ways=repeated   # one way's peak RSS
 
-`rollout.generate_responses` (sampler "generate", HF generate) two ways, the same seed:
-  - "repeated": generate's own prefill, num_return_sequences=n: each prompt is repeated n times and every copy's
-    prompt tokens run through the model;
-  - "once": `rollout.prefill_prompts` runs each prompt (all but its last token) once and repeats its cache to the
-    n rows; generate then runs the last prompt token of the n rows, and decodes as before.
+The generate sampler (`rollout.generate_from`, HF generate) two ways, the same seed:
+  - "repeated": generate's own prefill (`infra.prefill.repeated_prompts`): each prompt is repeated n times and
+    every copy's prompt tokens run through the model;
+  - "once": `rollout.generate_responses`, the sampler as shipped: `infra.prefill.prefill_prompts` runs each prompt
+    (all but its last token) once and repeats its cache to the n rows; generate then runs the last prompt token of
+    the n rows, and decodes as before.
 The model: Qwen2.5-0.5B-Instruct's config (benchmarks/shapes.py) with random weights, float32, eval, no grad. The
 prompts: the paper's maze prompts (`chat_prompt(tokenizer, task.format_prompt(row, "paper"))`) of the given train
 sizes, left-padded together: 234 tokens at size 9 and 293 at 15 with Qwen2.5's tokenizer (seed 0; 230-298 over
 sizes 9-15). A random model rarely emits an end token, so every row decodes --new_tokens tokens: the decode part is
-the same in both ways and the difference is the prefill. Seconds: each way's whole generate_responses call, the
+the same in both ways and the difference is the prefill. Seconds: each way's whole call (its prefill included), the
 best of --repeats runs after one warm-up run of each way, with torch.set_num_threads(--threads). The two ways'
 tokens should be equal and their logprobs/entropies a float rounding apart ("same_tokens", "max_logprob_diff",
 "max_entropy_diff"). peak_rss_mib: this process's, over both ways (run one way with --ways for each one's).
@@ -31,7 +32,8 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from rollout import chat_prompt, end_token_ids, generate_responses  # noqa: E402
+from infra.prefill import repeated_prompts  # noqa: E402
+from rollout import chat_prompt, end_token_ids, generate_from, generate_responses  # noqa: E402
 
 WAYS = ("repeated", "once")
 
@@ -47,7 +49,7 @@ def maze_prompts(tokenizer, sizes, seed=0):
 
 
 def measure(model, tokenizer, prompts, n_rollouts, new_tokens, repeats=1, ways=WAYS, seed=0):
-    """Time generate_responses with the prompt prefilled once per rollout ("repeated") and once per prompt ("once")
+    """Time the generate sampler with the prompt prefilled once per rollout ("repeated") and once per prompt ("once")
     on `prompts`; returns the figures as a dict (seconds the best of `repeats`, after a warm-up run)."""
     encoded = tokenizer(list(prompts), padding=True, padding_side="left", add_special_tokens=False,
                         return_tensors="pt")
@@ -63,8 +65,12 @@ def measure(model, tokenizer, prompts, n_rollouts, new_tokens, repeats=1, ways=W
             torch.manual_seed(seed)
             start = time.perf_counter()
             with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-                results[way] = generate_responses(model, prompt_ids, prompt_mask, n_rollouts, new_tokens, eos,
-                                                  tokenizer.pad_token_id, prefill_once=way == "once")
+                if way == "once":
+                    results[way] = generate_responses(model, prompt_ids, prompt_mask, n_rollouts, new_tokens, eos,
+                                                      tokenizer.pad_token_id)
+                else:
+                    results[way] = generate_from(model, repeated_prompts(model, prompt_ids, prompt_mask, n_rollouts),
+                                                 new_tokens, eos, tokenizer.pad_token_id, 1.0, 1.0)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)

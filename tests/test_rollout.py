@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import make_micro_model, make_micro_tokenizer
+from plain_generate import assert_same_samples, plain_generate
 
 from mazes import format_prompt, make_mazes
 from rollout import (SAMPLERS, chat_prompt, decode_responses, end_token_ids, generate_rollouts,
@@ -14,9 +15,6 @@ from scoring import sequence_logprobs
 from infra.tiny import build_model, build_tokenizer
 
 PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
-# HF generate as pure sampling, whatever the model's generation_config says (the reference in the tests)
-PURE_SAMPLING = dict(do_sample=True, num_beams=1, top_k=0, typical_p=1.0, repetition_penalty=1.0,
-                     no_repeat_ngram_size=0, min_new_tokens=0, epsilon_cutoff=0.0, eta_cutoff=0.0)
 
 
 def check_response_mask(rollout, eos_id):
@@ -93,22 +91,13 @@ def test_sampling_equals_hf_generate(micro_model, micro_tokenizer, sampler, temp
     rollout = generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 16, temperature=temperature, top_p=top_p,
                                 sampler=sampler)
     encoded = micro_tokenizer(PROMPTS, padding=True, return_tensors="pt")
-    torch.manual_seed(2)  # HF generate on the repeated prompts, keeping the raw logits of every step
-    output = micro_model.generate(
-        input_ids=encoded["input_ids"].repeat_interleave(4, 0),
-        attention_mask=encoded["attention_mask"].repeat_interleave(4, 0),
-        max_new_tokens=16, temperature=temperature, top_p=top_p, eos_token_id=[micro_tokenizer.eos_token_id],
-        pad_token_id=micro_tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True,
-        **PURE_SAMPLING)
+    torch.manual_seed(2)
+    reference = plain_generate(micro_model, encoded["input_ids"], encoded["attention_mask"], 4, 16,
+                               [micro_tokenizer.eos_token_id], micro_tokenizer.pad_token_id, temperature, top_p)
     lengths = rollout.response_lengths
     assert (lengths < 16).sum() >= 4 and lengths.min() < lengths.max()  # rows ended at different steps
-    assert torch.equal(output.sequences, rollout.input_ids)
-    step_logits = torch.stack(output.logits, dim=1).float() / temperature  # (B, R, V)
-    log_probs = torch.log_softmax(step_logits, -1)
-    mask = rollout.response_mask
-    generate_logprobs = log_probs.gather(-1, rollout.response_ids[..., None])[..., 0]
-    torch.testing.assert_close(rollout.logprobs, generate_logprobs * mask, atol=1e-5, rtol=0)
-    torch.testing.assert_close(rollout.entropies, -(log_probs.exp() * log_probs).sum(-1) * mask, atol=1e-5, rtol=0)
+    assert torch.equal(encoded["input_ids"].repeat_interleave(4, 0), rollout.input_ids[:, :rollout.prompt_length])
+    assert_same_samples((rollout.response_ids, rollout.logprobs, rollout.entropies), reference)
 
 
 def sample_both(model, tokenizer, prompts, n_rollouts, max_new_tokens, seed, **options):
@@ -126,118 +115,6 @@ def assert_same_rollouts(fast, generate):
     assert fast.texts == generate.texts and fast.prompt_length == generate.prompt_length
     torch.testing.assert_close(fast.logprobs, generate.logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast.entropies, generate.entropies, atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("direct, compact_at, prompts", [(True, 0.0, PROMPTS), (True, 0.5, PROMPTS), (True, 2.0, PROMPTS),
-                                                     (False, 0.25, PROMPTS), (True, 0.25, PROMPTS[1:2])])
-def test_fast_loop_variants_draw_the_same(micro_model, micro_tokenizer, direct, compact_at, prompts):
-    """The fast loop's decoders (our Qwen2 layers on a preallocated cache, or HF's forward with a DynamicCache) and
-    any batch compaction (at every step, once half the rows ended, never) draw generate's tokens and record its
-    numbers. Tolerance 1e-5: float rounding of different op orders on values of size ~1."""
-    from rollout import DirectDecoder, sample_responses
-
-    assert DirectDecoder.supports(micro_model)
-    encoded = micro_tokenizer(prompts, padding=True, return_tensors="pt")
-    eos, pad = [micro_tokenizer.eos_token_id], micro_tokenizer.pad_token_id
-    torch.manual_seed(4)
-    reference = generate_rollouts(micro_model, micro_tokenizer, prompts, 6, 16, 1.2, 0.9, sampler="generate")
-    torch.manual_seed(4)
-    with torch.no_grad():
-        response_ids, logprobs, entropies = sample_responses(
-            micro_model, encoded["input_ids"], encoded["attention_mask"], 6, 16, eos, pad, 1.2, 0.9,
-            direct=direct, compact_at=compact_at)
-    lengths = reference.response_lengths
-    assert (lengths < reference.response_ids.shape[1]).sum() >= 2 and lengths.min() < lengths.max()
-    assert torch.equal(response_ids, reference.response_ids)
-    torch.testing.assert_close(logprobs, reference.logprobs, atol=1e-5, rtol=0)
-    torch.testing.assert_close(entropies, reference.entropies, atol=1e-5, rtol=0)
-
-
-def test_generate_with_a_static_cache_draws_the_same(micro_model, micro_tokenizer):
-    """sampler="generate" with cache_implementation="static" (no compile on CPU): generate's tokens and numbers.
-    Tolerance 1e-5: float rounding of a differently shaped attention."""
-    rollouts = []
-    for cache_implementation in (None, "static"):
-        torch.manual_seed(6)
-        rollouts.append(generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 4, 12, 1.1, 0.9, sampler="generate",
-                                          cache_implementation=cache_implementation))
-    assert_same_rollouts(*rollouts)
-    with pytest.raises(ValueError, match="cache_implementation"):
-        generate_rollouts(micro_model, micro_tokenizer, PROMPTS, 2, 4, sampler="generate", cache_implementation="x")
-
-
-def generate_both_ways(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos, pad, seed, **options):
-    """generate_responses with the prefill once per prompt and with generate's prefill of every copy, the same seed;
-    also the (batch, length) of each forward's input_ids."""
-    from rollout import generate_responses
-
-    results, calls = {}, {}
-    for prefill_once in (True, False):
-        calls[prefill_once] = shapes = []
-        hook = model.register_forward_pre_hook(lambda module, args, kwargs: shapes.append(tuple(
-            kwargs["input_ids"].shape)), with_kwargs=True)
-        torch.manual_seed(seed)
-        try:
-            with torch.no_grad():
-                results[prefill_once] = generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens,
-                                                           eos, pad, prefill_once=prefill_once, **options)
-        finally:
-            hook.remove()
-    return results, calls
-
-
-@pytest.mark.parametrize("prompts", [PROMPTS, ["a", "b"]])  # left-padded 10, 4 and 1 tokens; one column wide
-def test_generate_prefills_each_prompt_once(micro_model, micro_tokenizer, prompts):
-    """The generate sampler runs each of the U prompts once (all but its last token), then generate runs the B rows
-    from their last prompt token on: the tokens of generate's own prefill of every copy, the same seed, to the end
-    (rows end at different steps); logprobs and entropies to 1e-5 (float rounding: the last prompt token's
-    attention over a cache instead of inside one prefill, on values of size ~1)."""
-    n_rollouts = 5
-    encoded = micro_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
-    (n_prompts, prompt_length), pad = encoded["input_ids"].shape, micro_tokenizer.pad_token_id
-    results, calls = generate_both_ways(micro_model, encoded["input_ids"], encoded["attention_mask"], n_rollouts, 16,
-                                        [micro_tokenizer.eos_token_id], pad, seed=9, temperature=1.1, top_p=0.9)
-    (once_ids, once_logprobs, once_entropies), (ids, logprobs, entropies) = results[True], results[False]
-    batch, response_len = ids.shape
-    assert torch.equal(once_ids, ids)
-    torch.testing.assert_close(once_logprobs, logprobs, atol=1e-5, rtol=0)
-    torch.testing.assert_close(once_entropies, entropies, atol=1e-5, rtol=0)
-    lengths = response_mask_from_eos(ids, [micro_tokenizer.eos_token_id])[1]
-    assert batch == n_prompts * n_rollouts and lengths.min() < lengths.max()
-    assert calls[False][0] == (batch, prompt_length)  # generate's prefill: every copy, every token
-    prefilled = max(prompt_length - 1, 1)  # a one-column batch prefills one masked pad column
-    assert calls[True][0] == (n_prompts, prefilled) and set(calls[True][1:]) == {(batch, 1)}
-    assert len(calls[True]) == 1 + response_len  # the prefill, then one token a step (the last prompt token first)
-
-
-def test_generate_prefills_once_at_the_real_vocabulary(qwen_model_dir, qwen_tokenizer):
-    """Qwen2.5's tokenizer, chat template and 151,936-token vocabulary, maze prompts of different lengths
-    (left-padded), 8 rollouts: prefill once, generate's prefill of every copy and the fast sampler draw the same
-    tokens; logprobs and entropies to 1e-4 (float32 rounding of a log-softmax over 151,936 logits, values ~12:
-    5e-6 apart at most here)."""
-    from transformers import Qwen2ForCausalLM
-
-    model = Qwen2ForCausalLM.from_pretrained(qwen_model_dir).eval()
-    bias = torch.zeros(model.config.vocab_size)
-    bias[151645] = 10.0  # <|im_end|> p ~ 0.13 a step: rows end unevenly
-    model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bias)
-    mazes = make_mazes((5, 7), {5: 3, 7: 3}, (5,), 1, seed=1)["train"]["maze"][:3]
-    prompts = [chat_prompt(qwen_tokenizer, format_prompt(maze, "paper")) for maze in mazes]
-    encoded = qwen_tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False,
-                             return_tensors="pt")
-    lengths = encoded["attention_mask"].sum(-1)
-    assert lengths.min() < lengths.max()  # left padding
-    eos = end_token_ids(model, qwen_tokenizer)
-    results, calls = generate_both_ways(model, encoded["input_ids"], encoded["attention_mask"], 8, 12, eos,
-                                        qwen_tokenizer.pad_token_id, seed=3, top_p=0.95)
-    assert calls[True][0] == (3, encoded["input_ids"].shape[1] - 1)
-    torch.manual_seed(3)
-    fast = generate_rollouts(model, qwen_tokenizer, prompts, 8, 12, top_p=0.95, sampler="fast")
-    for response_ids, logprobs, entropies in results.values():
-        assert torch.equal(response_ids, fast.response_ids)
-        torch.testing.assert_close(logprobs, fast.logprobs, atol=1e-4, rtol=0)
-        torch.testing.assert_close(entropies, fast.entropies, atol=1e-4, rtol=0)
-    assert fast.response_lengths.min() < fast.response_lengths.max()
 
 
 def test_generate_sampler_sharded_equals_one_process(tmp_path, micro_model, micro_tokenizer):
@@ -264,19 +141,6 @@ def test_generate_sampler_sharded_equals_one_process(tmp_path, micro_model, micr
         torch.testing.assert_close(sharded["entropies"], entropies, atol=1e-5, rtol=0)
         steps.append(response_ids.shape[1])
     assert steps[0] > steps[1]  # process 1 stopped first and kept stepping with process 0
-
-
-def test_direct_decoder_only_for_plain_qwen2(micro_model):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from rollout import DirectDecoder
-
-    llama = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2))
-    assert DirectDecoder.supports(micro_model) and not DirectDecoder.supports(llama)  # llama: HF's forward
-    sliding = copy.deepcopy(micro_model)
-    sliding.config.use_sliding_window = True
-    assert not DirectDecoder.supports(sliding)
 
 
 @pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (1.3, 0.7)])

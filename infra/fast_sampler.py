@@ -1,18 +1,69 @@
-"""The fast sampler's decode step (rollout.sample_responses): one new token for every generating row.
+"""The "fast" sampler: our own decode loop, behind rollout.py's sampler seam (`sample_responses`, rollout.SAMPLERS).
 
-`DirectDecoder` runs a Qwen2 model's layers itself on a preallocated KV cache: no HF forward, no DynamicCache
-growing every layer's keys at every step, no per-step masks or position tensors. Each prompt's keys and values
-are kept once and its rollouts attend to them in one grouped matmul, the prompt cache is never repeated n_rollouts
-times, and rows that end are dropped by `select`. It computes what HF's forward computes (tested against it in
-tests/test_rollout.py: the same tokens, logprobs to float tolerance); it is an optimisation, not a concept, so a
-reader of the sampling loop can skip this file. `HFDecoder` is the same interface over HF's forward and a
-DynamicCache, for every other architecture. BENCHMARKS.md has the measurements.
+It returns what rollout.generate_responses (HF generate) returns for the same seed: the same tokens, and logprobs and
+entropies to float rounding (tests/test_fast_sampler.py ties it to a plain generate call). It is a speed-up, not a
+concept: a reader of the method can skip this file. Savings over plain generate:
+  - each prompt is prefilled once (infra/prefill.py) and its KV cache serves the n rows of its group;
+  - decode steps without HF's per-step overhead: for Qwen2 `DirectDecoder` runs the model's layers itself on a
+    preallocated cache, a prompt's keys kept once and attended by its n rows in one grouped matmul; other models
+    run HF's forward on the repeated DynamicCache (`HFDecoder`);
+  - rows that ended leave the batch once they are `COMPACT_AT` of it, so later steps run mostly live rows.
+The tokens are drawn as generate draws them: the same `sampling_step` (passed in by rollout.py), softmax, and ONE
+torch.multinomial over the whole batch each step, ended rows included (their draw discarded): multinomial draws
+Exp(1) noise for every entry whatever the values, so the random stream, and every token, is generate's.
+BENCHMARKS.md has the measurements.
 """
 import torch
 
 from infra.compat import kv_cache
+from infra.prefill import prefill
 
+COMPACT_AT = 0.25  # ended rows leave the batch once they are this fraction of it (dropping each one costs more)
 FUSE_PARAMETERS = 100_000_000  # DirectDecoder concatenates the q/k/v and gate/up weights of models up to this size
+
+
+def sample_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, pad_token_id,
+                     temperature=1.0, top_p=1.0, *, sampling_step, attention_positions, direct=None,
+                     compact_at=COMPACT_AT):
+    """The "fast" sampler: rollout.py's seam contract (n_rollouts responses to each of the U left-padded prompts
+    (U, P), prompt-major: response_ids (B, R) pad after a row's first end token, logprobs and entropies (B, R) 0
+    after it), drawing and recording with `sampling_step` and prefilling with `attention_positions`, rollout.py's.
+    direct: run the decode steps with `DirectDecoder` (default: where it supports the model), else `HFDecoder`;
+    compact_at: the fraction of the batch that ended rows reach before they leave it (tests vary both)."""
+    n_prompts, device = len(prompt_ids), prompt_ids.device
+    batch = n_prompts * n_rollouts
+    cache, last_logits = prefill(model, prompt_ids, prompt_mask, attention_positions(prompt_mask))
+    if direct is None:
+        direct = DirectDecoder.supports(model)
+    decoder = (DirectDecoder if direct else HFDecoder)(model, cache, prompt_mask, n_rollouts, max_new_tokens)
+    logits = last_logits.float().repeat_interleave(n_rollouts, dim=0)  # (B, V) predicting token 0
+    first_position = prompt_mask.sum(-1).repeat_interleave(n_rollouts)  # (B,) position of response token 0
+    eos = torch.as_tensor(eos_token_ids, device=device)
+
+    response_ids = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(batch, max_new_tokens, device=device)
+    entropies = torch.zeros(batch, max_new_tokens, device=device)
+    probs = torch.ones_like(logits)  # (B, V) the distribution every row draws from; ended rows keep their last
+    running = torch.arange(batch, device=device)  # the batch row of each row of the decoder (its cache, logits)
+    alive = torch.ones(batch, dtype=torch.bool, device=device)  # (running,) not ended yet
+    for step in range(max_new_tokens):
+        log_probs, step_entropies, scores = sampling_step(logits, temperature, top_p)  # (running, V), (running,)
+        probs[running] = torch.softmax(scores, dim=-1)
+        tokens = torch.multinomial(probs, num_samples=1)[running, 0]  # (running,) one draw for all B rows
+        response_ids[running, step] = torch.where(alive, tokens, pad_token_id)
+        logprobs[running, step] = log_probs.gather(-1, tokens[:, None]).squeeze(1) * alive
+        entropies[running, step] = step_entropies * alive
+        alive &= ~torch.isin(tokens, eos)
+        ended = len(running) - int(alive.sum())
+        if step == max_new_tokens - 1 or ended == len(running):
+            break
+        if ended >= compact_at * len(running):  # drop the rows that ended from the batch and the cache
+            keep = alive.nonzero().squeeze(1)
+            decoder.select(keep)
+            running, tokens, alive = running[keep], tokens[keep], alive[keep]
+        logits = decoder(tokens, first_position[running] + step).float()  # (running, V) predicting token step + 1
+    response_len = step + 1
+    return response_ids[:, :response_len], logprobs[:, :response_len], entropies[:, :response_len]
 
 
 class HFDecoder:
@@ -44,7 +95,7 @@ class DirectDecoder:
     model's rotary module; rotate_half(x) = roll(x, D/2) * (-1 on the first half), folded into the sin table),
     the new key/value written into the cache, attention (below), o_proj, residual, RMSNorm, SwiGLU MLP,
     residual; then the final norm and lm_head. The same arithmetic as HF's eager attention path, so the same
-    logits up to float rounding (tests/test_rollout.py compares both samplers and a full forward). For models
+    logits up to float rounding (tests/test_fast_sampler.py compares it with HF generate and a full forward). For models
     of at most FUSE_PARAMETERS parameters the q/k/v weights are concatenated into one matrix and gate/up into
     another (copies made once per call: two matmuls fewer per layer); for larger ones the matmuls dominate
     and the copies would only cost memory.
