@@ -39,8 +39,8 @@ def test_plots_comparisons_name_runs_of_each_grid():
 
 
 def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path))
-    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))  # not the committed record, whose runs a dry run skips
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path))
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))  # not the committed record, whose runs a dry run skips
     assert maze.main(["--primary", "--dry-run"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("python train.py")]
     assert len(lines) == 70  # 6 methods and the tuned entropy baseline, 10 seeds each
@@ -85,8 +85,8 @@ def test_complete_runs_are_skipped(tmp_path, capsys):
 
 
 def test_dry_run_prints_commands(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path))  # no run is complete there, whatever this machine ran
-    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))  # nor recorded
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path))  # no run is complete there, whatever this machine ran
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))  # nor recorded
     assert maze.main(["--quick", "--only", "k", "--seeds", "0", "--dry-run"]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "k8-lr4x-seed0" in line)
@@ -160,7 +160,7 @@ def write_complete_run(folder, command):
 
 
 def test_a_grid_resumes_from_its_record_when_its_run_folders_are_gone(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path / "runs"))
     start, results = str(tmp_path / "start"), str(tmp_path / "results" / "m.jsonl")
     write_start(start)
     jobs = [dict(key=f"g/{name}", seed=0, dir=maze.run_dir("m", f"g/{name}", 0), deps=[],
@@ -189,7 +189,7 @@ def test_a_grid_resumes_from_its_record_when_its_run_folders_are_gone(tmp_path, 
 def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypatch):
     import subprocess
 
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path / "runs"))
     monkeypatch.chdir(maze.ROOT)  # git show runs in the repository, as main() does
     head = subprocess.run(["git", "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
     results = tmp_path / "m.jsonl"
@@ -212,7 +212,7 @@ def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypa
 def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_replace_it(monkeypatch, tmp_path):
     from infra.cli import CommandError
 
-    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))
     for name in ("ensure_warmstart", "adopt_recorded_snapshot"):
         monkeypatch.setattr(maze, name, lambda *args: None)
     monkeypatch.setattr(maze, "snapshot_code", lambda mode: "train.py")
@@ -246,8 +246,8 @@ UNSHIPPED = {"primary": "its warm start, rebuilt from its code and split on a 2-
 def test_every_committed_record_names_a_shipped_start_or_says_why_not():
     """A fork reruns a recorded row only from the weights it started from: each fingerprinted record's start
     policy is in the repository (experiments/maze.py SHIPPED_STARTS), byte for byte, or its grid is named above."""
-    results = os.path.join(ROOT, maze.RESULTS)
-    shipped = [maze.weights_fingerprint(os.path.join(ROOT, path)) for path in set(maze.SHIPPED_STARTS.values())
+    results = os.path.join(ROOT, maze.modes.RESULTS)
+    shipped = [maze.weights_fingerprint(os.path.join(ROOT, path)) for path in set(maze.modes.SHIPPED_STARTS.values())
                if os.path.exists(os.path.join(ROOT, path, "model.safetensors"))]
     grids = sorted(name[:-len(".jsonl")] for name in os.listdir(results) if name.endswith(".jsonl"))
     assert "primary" in grids
@@ -279,9 +279,9 @@ def test_a_row_reruns_only_from_the_start_and_code_its_record_names(monkeypatch,
     from infra.cli import CommandError
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(maze, "RESULTS", "results")
+    monkeypatch.setattr(maze.modes, "RESULTS", "results")
     write_start("start")
-    monkeypatch.setattr(maze, "SHIPPED_STARTS", {"m": "start"})
+    monkeypatch.setattr(maze.modes, "SHIPPED_STARTS", {"m": "start"})
     os.makedirs("results")
     line = dict(grid="m", run="m/a", seed=0, command="python code/train.py --model=s --seed=0", config={"model": "s"},
                 start_weights=maze.weights_fingerprint("start"), code="+uncommitted")
