@@ -6,7 +6,8 @@
     python experiments/maze.py --long                   # the 5-seed long-protocol grid (110 runs, exploratory)
     python experiments/maze.py --long --only k          # one group (and the runs it depends on)
     python experiments/maze.py --tasks                  # Pass@1 vs Pass@k on reasoning-gym tasks
-    python experiments/maze.py --primary --rerun pass1 --seeds 0   # rerun one recorded row, compare its line
+    python experiments/maze.py --replication --seeds 0,1        # the family replicated from the shipped start, a chunk
+    python experiments/maze.py --replication --rerun passk_analytical --seeds 3   # rerun one row, diff it with its line
     python -m lab.plots experiments/results/long.jsonl      # figures + tables of a grid's record
 
 Every run is one `python train.py ...` subprocess with its own out_dir,
@@ -45,6 +46,7 @@ shipped start policy (assets/tiny-maze-start) and fingerprints weights.
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,10 +60,11 @@ from experiments import modes  # noqa: E402  (RUNS, RESULTS, SHIPPED_STARTS: rea
 from experiments.modes import (COMMON, H11_TEST, LONG, MODES, PRIMARY, PRIMARY_BASELINES, PRIMARY_TEST,  # noqa: E402,F401
                                PRIMARY_WARMSTART, SAME_START_AS, SEEDS, WARMSTART, grid, is_complete, read_config,
                                run_dir, select, task_grid, task_warmstart, train_args)
-from experiments.record import (IGNORED, adopt_recorded_snapshot, is_code, read_record, record_differences,  # noqa: E402,F401
-                                recorded_runs, rerun_row, restore_snapshot, snapshot_code, snapshot_commit,
-                                write_commit_code, write_grid_record)
-from experiments.start import same_start, weights_fingerprint  # noqa: E402,F401
+from experiments.record import (IGNORED, adopt_recorded_snapshot, committed_starts, is_code, read_record,  # noqa: E402,F401
+                                record_differences, recorded_runs, rerun_row, restore_snapshot, snapshot_code,
+                                snapshot_commit, unshipped_lines, write_commit_code, write_grid_record)
+from experiments.start import BUILD_COMMAND, same_start, weights_fingerprint  # noqa: E402,F401
+from infra.cli import CommandError  # noqa: E402
 def ensure_warmstart(mode=None):
     """The shared starting policy: copy out/tiny-warmstart, or build it once with train.py's defaults. Mode
     "tasks": each task's, built once with train.py on the task's train split (its default warm start)."""
@@ -78,6 +81,9 @@ def ensure_warmstart(mode=None):
     if mode in MODES and "warmstart" in MODES[mode]:  # a warm start of its own, on the mode's own split
         folder, train = MODES[mode]["warmstart"], MODES[mode]["train"]
         shipped = modes.SHIPPED_STARTS.get(mode)
+        if shipped == folder and not os.path.exists(os.path.join(folder, "config.json")):
+            raise CommandError(f"the shipped start {folder} of mode {mode!r} is missing: check out the repository's "
+                               f"assets/, or build it with: {BUILD_COMMAND}")
         if not os.path.exists(os.path.join(folder, "config.json")) and shipped and os.path.exists(shipped):
             print(f"warm start for {mode}: copying the shipped {shipped}", flush=True)
             shutil.copytree(shipped, folder)
@@ -106,7 +112,8 @@ def summary_line(path):
     with open(os.path.join(path, "eval.json")) as f:
         evals = json.load(f)
     after = evals["after"]["average"]
-    return f"avg pass@1 {after['pass@1']:.3f} pass@8 {after['pass@8']:.3f}"
+    ks = sorted(int(key[len("pass@"):]) for key in after if re.fullmatch(r"pass@\d+", key))  # 1 and the eval's k
+    return "avg " + " ".join(f"pass@{k} {after[f'pass@{k}']:.3f}" for k in dict.fromkeys((ks[0], ks[-1])))
 
 
 def run_grid(jobs, workers, dry_run=False, recorded=(), after_each=None):
@@ -182,6 +189,7 @@ def main(argv=None):
     parser.add_argument("--primary", dest="mode", action="store_const", const="primary")
     parser.add_argument("--tune", dest="mode", action="store_const", const="tune")
     parser.add_argument("--h11", dest="mode", action="store_const", const="h11")
+    parser.add_argument("--replication", dest="mode", action="store_const", const="replication")
     parser.add_argument("--only", default="", help="comma-separated groups (estimators,k,implicit,baselines,objectives,continual) "
                                                    "or runs (estimators/pass1)")
     parser.add_argument("--seeds", default="", help="comma-separated; default 0,1,2 (long: 0,1,2,3,4)")
@@ -200,13 +208,14 @@ def main(argv=None):
     if args.rerun:
         if not args.seeds.strip().isdigit():
             usage_error(f"--rerun needs one seed (--seeds=S), got --seeds={args.seeds!r}")
-        differences, compared, seconds = rerun_row(args.mode, args.rerun, int(args.seeds))
+        differences, compared, seconds, exact = rerun_row(args.mode, args.rerun, int(args.seeds))
         for path, recorded, rerun in differences[:20]:
             print(f"  {path}: recorded {recorded!r}, rerun {rerun!r}")
-        largest = max((abs(a - b) for _, a, b in differences
+        largest = max((abs(a - b) / max(abs(a), 1e-12) for _, a, b in exact
                        if all(isinstance(x, (int, float)) for x in (a, b))), default=0.0)
-        print(f"{compared} values compared (wall and step times aside): {len(differences)} differ"
-              f"{f' (largest numeric difference {largest:.3g})' if differences else ''}; the rerun took {seconds:.0f} s")
+        print(f"{compared} values compared (wall and step times aside): {len(differences)} differ beyond the "
+              f"tolerance (rtol 1e-4, atol 1e-6), {len(exact)} at all (largest relative difference {largest:.3g}); "
+              f"the rerun took {seconds:.0f} s")
         return 1 if differences else 0
     groups = [group for group in args.only.split(",") if group] or list(MODES[args.mode].get("groups", [])) or None
     known = {group for group, *_ in grid(2, args.mode)} | {f"{group}/{name}" for group, name, *_ in grid(2, args.mode)}

@@ -5,6 +5,8 @@ Paths are relative to the repository root (ROOT): the runner works from there.
 """
 import os
 
+from experiments.start import START  # the shipped start policy, assets/tiny-maze-start
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join("experiments", "runs")  # paths are relative to ROOT: main() works from there
 CODE_FOLDERS = ("", "infra")  # what a grid's code snapshot copies: the method's modules and the plumbing they import
@@ -32,11 +34,12 @@ PRIMARY = ("pass1", "passk_analytical", "passk_bootstrap", "passk_exceeding", "p
 PRIMARY_TEST = {5: 30, 7: 200, 9: 300, 11: 120}  # held-out mazes per size of the primary family
 H11_TEST = {5: 30, 7: 200, 9: 600, 11: 240}  # held-out mazes per size of H11's confirmatory test
 PRIMARY_WARMSTART = os.path.join(RUNS, "warmstart", "tiny-warmstart-primary", "tiny-warmstart")
-# the start policies shipped in the repository (HF folders like assets/tiny-maze), by mode: copied into the mode's
-# warm start folder instead of rebuilt, so that a clone on any CPU starts from the weights its record names. None
-# yet: the primary family's start (fingerprint 40d36121...) was rebuilt to other weights wherever it was tried
-# (RESULTS.md); once a machine rebuilds it, "primary" and "h11" map to e.g. assets/tiny-maze-primary
-SHIPPED_STARTS = {}
+# the start policies shipped in the repository (HF folders like assets/tiny-maze), by mode: a mode's runs start
+# from it (its --model path, or copied into the mode's warm start folder), so a clone on any CPU starts from the
+# weights its record names, and one row of its record reruns (record.rerun_row). The primary family's start
+# (fingerprint 40d36121...) was rebuilt to other weights wherever it was tried (RESULTS.md): the family is
+# replicated from assets/tiny-maze-start (experiments/start.py), trained on a split without any held-out maze
+SHIPPED_STARTS = {"replication": START}
 # modes whose runs must start from the start policy another grid's record names (the confirmatory test of a family)
 SAME_START_AS = {"h11": "primary"}
 TUNE_ENTROPY, TUNE_NOISE = (0.03, 0.1, 0.3), (0.1, 0.5)
@@ -70,6 +73,12 @@ MODES = {
         {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
         n_test=PRIMARY_TEST, eval_every=LONG["max_steps"], model=PRIMARY_WARMSTART,
         eval_cache=os.path.join(RUNS, "primary", "eval-cache"))),
+    # the primary family replicated (RESULTS.md, "Replication"): the same declaration, runs and held-out mazes, from
+    # the shipped start (START: the family's train split, so no held-out maze) instead of the unshipped 40d36121
+    "replication": dict(steps=LONG["max_steps"], seeds=tuple(range(10)), warmstart=START, train=dict(
+        {key: value for key, value in LONG.items() if key not in ("model", "max_steps")},
+        n_test=PRIMARY_TEST, eval_every=LONG["max_steps"], model=START,
+        eval_cache=os.path.join(RUNS, "replication", "eval-cache"))),
     # the confirmatory test of H11 (RESULTS.md, declared before its runs): analytical Pass@k against Pass@1 on the
     # unseen sizes' pass@128, new seeds 10-28, twice the family's unseen mazes (the first 300 9x9 and 120 11x11 are
     # the family's); the same split of train mazes, so the same start policy (the shipped one)
@@ -98,7 +107,7 @@ def grid(steps, mode="full"):
         return long_grid(steps)
     if mode == "tasks":
         return task_grid()
-    if mode == "primary":
+    if mode in ("primary", "replication"):  # the replication's runs keep the family's names (primary/<method>)
         return ([("primary", advantage, dict(advantage=advantage), ()) for advantage in PRIMARY]
                 + [("primary", name, overrides, ()) for name, overrides in PRIMARY_BASELINES.items()])
     if mode == "h11":

@@ -178,7 +178,7 @@ def record_differences(recorded, rerun, rtol=1e-4, atol=1e-6, path=""):
     return ([] if same else [(path, recorded, rerun)]), 1
 
 
-def rerun_row(mode, run, seed, keep_dir=None):
+def rerun_row(mode, run, seed, keep_dir=None, rtol=1e-4, atol=1e-6):
     """Run one recorded row of a grid again, as the grid ran it, and compare its record line with the committed one.
 
     The row's train.py command runs in a temporary folder laid out like the repository: the code of the commit the
@@ -186,7 +186,13 @@ def rerun_row(mode, run, seed, keep_dir=None):
     mode (SHIPPED_STARTS, fingerprint checked against the row's start_weights) at the command's --model path; no
     eval cache, so the step-0 evaluation is computed again too. Its folder is compacted as the grid does
     (lab.records.run_record) and compared value by value (record_differences: wall time and step times aside). Returns
-    (differences, compared, wall seconds). keep_dir: run there instead of a temporary folder, and keep it."""
+    (differences beyond rtol/atol, values compared, wall seconds, differences at all). keep_dir: run there instead of
+    a temporary folder, and keep it.
+
+    The tolerance: on a machine like the one that made the row (CPU kind, torch build), with the same code, start and
+    one thread, a rerun computes the same bits (measured: tests/test_experiments.py, 0 values differ at all). The
+    record keeps 6 significant digits (5 for the training curve), so rtol 1e-4 absorbs only a flip of that last digit;
+    a trajectory that diverged changes the per-item correct counts, integers compared exactly."""
     import tempfile
 
     from infra.cli import CommandError
@@ -238,6 +244,29 @@ def rerun_row(mode, run, seed, keep_dir=None):
     finally:
         if not keep_dir:
             shutil.rmtree(root, ignore_errors=True)
-    differences, compared = record_differences(recorded, rerun)
-    return differences, compared, seconds
+    differences, compared = record_differences(recorded, rerun, rtol, atol)
+    return differences, compared, seconds, record_differences(recorded, rerun, 0.0, 0.0)[0]
 
+
+
+def committed_starts(root=None):
+    """{sha256: folder} of the start policies committed in the repository: every model.safetensors git tracks
+    under assets/ (the weights a clone has, whatever this checkout holds beside them)."""
+    root = root or modes.ROOT
+    listed = subprocess.run(["git", "ls-files", "--", "assets"], cwd=root, capture_output=True, text=True, check=True)
+    folders = [os.path.dirname(path) for path in listed.stdout.split() if os.path.basename(path) == "model.safetensors"]
+    return {weights_fingerprint(os.path.join(root, folder))["sha256"]: folder for folder in folders}
+
+
+def unshipped_lines(results, root=None):
+    """[(run, seed, why)] of the lines of a record whose start policy is not a committed model.safetensors in
+    assets/ (by sha256): rows a fork cannot rerun."""
+    starts = committed_starts(root)
+    bad = []
+    for (run, seed), record in sorted(read_record(results).items()):
+        start = record.get("start_weights")
+        if not start:
+            bad.append((run, seed, "no start_weights"))
+        elif start.get("sha256") not in starts:
+            bad.append((run, seed, f"start {start.get('sha256', '?')[:8]}... is not committed in assets/"))
+    return bad

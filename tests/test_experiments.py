@@ -238,28 +238,39 @@ def test_plots_draws_and_compares_the_baselines_the_primary_grid_runs():
 # the records made before each line carried its start policy's fingerprint (start_weights): their starts were
 # built on the machine that ran them (long, tune: train.py's default split; tasks: each task's own warm start)
 UNFINGERPRINTED = {"long", "tune", "tasks"}
-# fingerprinted records whose start is not in the repository, and why: a fork cannot rerun their rows
-UNSHIPPED = {"primary": "its warm start, rebuilt from its code and split on a 2-vCPU AMD EPYC, gave other weights "
-                        "(c1122714..., sum |w| 27507.72, against the recorded 40d36121..., 27080.75); RESULTS.md"}
+# the original family, kept as it was recorded: its start (40d36121...) is not in the repository, and no machine
+# since rebuilt it (c1122714... on a 2-vCPU AMD EPYC, 57986a7f... on an Intel Xeon; RESULTS.md), so a fork cannot
+# rerun its rows; the replication (experiments/results/replication.jsonl) reruns it from assets/tiny-maze-start
+ORIGINAL = {"primary": "40d36121"}
 
 
-def test_every_committed_record_names_a_shipped_start_or_says_why_not():
-    """A fork reruns a recorded row only from the weights it started from: each fingerprinted record's start
-    policy is in the repository (experiments/maze.py SHIPPED_STARTS), byte for byte, or its grid is named above."""
+def test_every_record_line_starts_from_a_committed_start_but_the_original_family():
+    """A fork reruns a recorded row only from the weights it started from: every line of every fingerprinted
+    record (the replication's, H11's, any new grid's) names a model.safetensors committed in assets/, by sha256."""
     results = os.path.join(ROOT, maze.modes.RESULTS)
-    shipped = [maze.weights_fingerprint(os.path.join(ROOT, path)) for path in set(maze.modes.SHIPPED_STARTS.values())
-               if os.path.exists(os.path.join(ROOT, path, "model.safetensors"))]
     grids = sorted(name[:-len(".jsonl")] for name in os.listdir(results) if name.endswith(".jsonl"))
     assert "primary" in grids
     for grid in grids:
-        records = list(maze.read_record(os.path.join(results, f"{grid}.jsonl")).values())
+        path = os.path.join(results, f"{grid}.jsonl")
+        records = list(maze.read_record(path).values())
         starts = {json.dumps(record.get("start_weights"), sort_keys=True) for record in records}
         if grid in UNFINGERPRINTED:
             assert starts == {"null"}, grid
-            continue
-        assert len(starts) == 1 and "null" not in starts, grid  # one start policy a grid, fingerprinted
-        found = any(json.loads(start)["sha256"] == fingerprint["sha256"] for start in starts for fingerprint in shipped)
-        assert found != (grid in UNSHIPPED), f"{grid}: shipped {found}, named unshipped {grid in UNSHIPPED}"
+        elif grid in ORIGINAL:  # one start, fingerprinted, and indeed not shipped (else it would be rerunnable)
+            assert len(starts) == 1 and json.loads(starts.pop())["sha256"].startswith(ORIGINAL[grid]), grid
+            assert len(maze.unshipped_lines(path)) == len(records), grid
+        else:
+            assert maze.unshipped_lines(path) == [], grid
+
+
+def test_unshipped_lines_names_each_line_whose_start_is_not_committed(tmp_path):
+    shipped = maze.weights_fingerprint(os.path.join(ROOT, maze.modes.START))
+    assert maze.committed_starts()[shipped["sha256"]] == maze.modes.START
+    path = tmp_path / "m.jsonl"
+    lines = [dict(run="g/a", seed=0, start_weights=shipped), dict(run="g/a", seed=1, start_weights=dict(shipped, sha256="0" * 64)),
+             dict(run="g/b", seed=0)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert [(run, seed) for run, seed, _ in maze.unshipped_lines(str(path))] == [("g/a", 1), ("g/b", 0)]
 
 
 def test_record_differences_names_what_differs_beyond_float_tolerance():
@@ -296,3 +307,37 @@ def test_a_row_reruns_only_from_the_start_and_code_its_record_names(monkeypatch,
     shutil.copy("results/m.jsonl", "results/other.jsonl")
     with pytest.raises(CommandError, match="mode 'other' has no shipped start"):
         maze.rerun_row("other", "a", 0)
+
+
+# a grid of one short run (2 RL steps on 5x5 mazes, 2 held-out mazes) from the shipped start
+SHORT = dict(steps=2, seeds=(0,), warmstart=maze.modes.START, train=dict(
+    model=maze.modes.START, train_sizes=(5,), n_train=16, test_sizes=(5,), n_test=2, n_rollouts=4, prompt_batch=2,
+    mini_batch=2, max_new_tokens=24, eval_every=2, eval_samples=4, eval_k=4, curve_samples=8, checkpoint_every=2))
+
+
+def test_one_command_reruns_a_row_it_just_recorded(monkeypatch, tmp_path, capsys):
+    """The grid records a run from the shipped start with committed code (HEAD's, as a fresh clone resumes), and
+    `--rerun` reproduces its line: not one value differs, not even in the last digit (the tolerance's measure)."""
+    import subprocess
+
+    monkeypatch.chdir(ROOT)
+    runs = os.path.join("experiments", "runs", f"test-rerun-{os.getpid()}")  # relative, as the grids' are
+    monkeypatch.setattr(maze.modes, "RUNS", runs)
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))
+    monkeypatch.setitem(maze.modes.MODES, "short", SHORT)
+    monkeypatch.setitem(maze.modes.SHIPPED_STARTS, "short", maze.modes.START)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    os.makedirs(os.path.join(runs, "short", "code"))
+    with open(os.path.join(runs, "short", "code", "VERSION"), "w") as f:  # run HEAD's code, as a clone would
+        f.write(f"commit {head}\ncopied now\nuncommitted changes in these files:\nnone\n")
+    try:
+        assert maze.main(["--mode=short", "--only=estimators/pass1", "--seeds=0", "--workers=1"]) == 0
+        line = maze.read_record(str(tmp_path / "short.jsonl"))[("estimators/pass1", 0)]
+        assert line["code"] == head and line["start_weights"] == maze.weights_fingerprint(maze.modes.START)
+        assert [step for step, _ in line["evals"]] == [0, 2] and line["evals"][0][1]["n_samples"] == 8
+        capsys.readouterr()
+        assert maze.main(["--mode=short", "--rerun=pass1", "--seeds=0"]) == 0
+        out = capsys.readouterr().out
+        assert "0 differ beyond the tolerance (rtol 1e-4, atol 1e-6), 0 at all" in out, out
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
