@@ -55,6 +55,25 @@ def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(
         assert f"--n_test={maze.PRIMARY_TEST} " in line and "--curve_samples=128 " in line
 
 
+def test_the_replication_runs_the_family_as_declared_from_the_shipped_start(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path))
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))
+
+    def dry_run(*args):
+        assert maze.main([*args, "--dry-run"]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("python train.py")]
+    primary, replication = dry_run("--primary"), dry_run("--replication")
+    assert len(replication) == 70 and all(f"--model={maze.modes.START} " in line for line in replication)
+    # the same 70 commands (methods, seeds, horizon, held-out mazes, samples), but the start and the folders
+    same = lambda line: line.replace(maze.PRIMARY_WARMSTART, maze.modes.START).replace(  # noqa: E731
+        os.path.join(str(tmp_path), "primary"), os.path.join(str(tmp_path), "replication")).replace(
+        os.path.join("primary", "eval-cache"), os.path.join("replication", "eval-cache"))
+    assert sorted(map(same, primary)) == sorted(replication)
+    assert dry_run("--replication", "--seeds=3,4")[0].endswith("--seed=3 --out_dir=" + os.path.join(
+        str(tmp_path), "replication", "primary", "pass1-seed3") + " --resume=True --advantage=pass1")
+    assert maze.modes.SHIPPED_STARTS == {"replication": maze.modes.START}
+
+
 def test_the_tune_grid_tries_stronger_baselines_than_the_long_grid():
     runs = {name: overrides for _, name, overrides, _ in maze.grid(600, "tune")}
     assert max(overrides.get("entropy_coef", 0) for overrides in runs.values()) > 0.01  # 0.01 did not move entropy
