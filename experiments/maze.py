@@ -58,12 +58,12 @@ if ROOT not in sys.path:  # run as a script (python experiments/maze.py): the re
 
 from experiments import modes  # noqa: E402  (RUNS, RESULTS, SHIPPED_STARTS: read as modes.X, so tests can move them)
 from experiments.modes import (COMMON, H11_TEST, LONG, MODES, PRIMARY, PRIMARY_BASELINES, PRIMARY_TEST,  # noqa: E402,F401
-                               PRIMARY_WARMSTART, SAME_START_AS, SEEDS, WARMSTART, grid, is_complete, read_config,
+                               PRIMARY_WARMSTART, SEEDS, WARMSTART, grid, is_complete, read_config,
                                run_dir, select, task_grid, task_warmstart, train_args)
 from experiments.record import (IGNORED, adopt_recorded_snapshot, committed_starts, is_code, read_record,  # noqa: E402,F401
                                 record_differences, recorded_runs, rerun_row, restore_snapshot, snapshot_code,
                                 snapshot_commit, unshipped_lines, write_commit_code, write_grid_record)
-from experiments.start import BUILD_COMMAND, same_start, weights_fingerprint  # noqa: E402,F401
+from experiments.start import BUILD_COMMAND, recorded_fingerprint, same_start, weights_fingerprint  # noqa: E402,F401
 from infra.cli import CommandError  # noqa: E402
 def ensure_warmstart(mode=None):
     """The shared starting policy: copy out/tiny-warmstart, or build it once with train.py's defaults. Mode
@@ -234,13 +234,10 @@ def main(argv=None):
     results = os.path.join(modes.RESULTS, f"{args.mode}.jsonl")
     if not args.dry_run:
         ensure_warmstart(args.mode)
-        if args.mode in SAME_START_AS:
-            family = os.path.join(modes.RESULTS, f"{SAME_START_AS[args.mode]}.jsonl")
-            wanted = next(iter(read_record(family).values()), {}).get("start_weights")
-            here = weights_fingerprint(MODES[args.mode]["warmstart"])
-            if not same_start(wanted, here):
-                usage_error(f"--{args.mode} must start from the start policy {family} names ({wanted}); the warm "
-                            f"start built here is {here}: ship that start (SHIPPED_STARTS) or run where it rebuilds")
+        shipped = modes.SHIPPED_STARTS.get(args.mode)
+        if shipped and weights_fingerprint(shipped) != recorded_fingerprint(shipped):
+            usage_error(f"{shipped} is not the start its warm_start.json names ({recorded_fingerprint(shipped)}): "
+                        f"restore the committed one (git checkout -- {shipped})")
         adopt_recorded_snapshot(args.mode, results)
         script = snapshot_code(args.mode)
     jobs = select(args.mode, groups, seeds, script)

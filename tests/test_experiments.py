@@ -55,7 +55,7 @@ def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(
         assert f"--n_test={maze.PRIMARY_TEST} " in line and "--curve_samples=128 " in line
 
 
-def test_the_replication_runs_the_family_as_declared_from_the_shipped_start(capsys, monkeypatch, tmp_path):
+def test_the_replication_and_h11_run_as_declared_from_the_shipped_start(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path))
     monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))
 
@@ -71,7 +71,10 @@ def test_the_replication_runs_the_family_as_declared_from_the_shipped_start(caps
     assert sorted(map(same, primary)) == sorted(replication)
     assert dry_run("--replication", "--seeds=3,4")[0].endswith("--seed=3 --out_dir=" + os.path.join(
         str(tmp_path), "replication", "primary", "pass1-seed3") + " --resume=True --advantage=pass1")
-    assert maze.modes.SHIPPED_STARTS == {"replication": maze.modes.START}
+    h11 = dry_run("--h11")  # H11's confirmatory test, re-declared for the shipped start before any of its runs
+    assert len(h11) == 38 and all(f"--model={maze.modes.START} " in line for line in h11)
+    assert {line.split("--seed=")[1].split()[0] for line in h11} == {str(seed) for seed in range(10, 29)}
+    assert maze.modes.SHIPPED_STARTS == {"replication": maze.modes.START, "h11": maze.modes.START}
 
 
 def test_the_tune_grid_tries_stronger_baselines_than_the_long_grid():
