@@ -24,7 +24,9 @@ the record is committed. Each line holds the fingerprint of the weights the run 
 and the commit of the code it ran (code): a recorded run counts only when the warm start rebuilt here has the
 same fingerprint (up to float rounding), and the remaining runs run that commit's code. A warm start rebuilt
 to other weights (another CPU: 1,200 SFT steps amplify its rounding) stops the grid with an error, since its
-runs would not pair with the recorded ones; --rerun_other_starts runs them again and replaces them.
+runs would not pair with the recorded ones; --rerun_other_starts runs them again and replaces them. The
+replication and H11's test start from the shipped assets/tiny-maze-start instead (their --model), which no CPU
+rebuilds: any clone resumes them, and --rerun reruns any of their rows and diffs it with its line.
 
 What is fixed and what varies: every run of a grid starts from the same warm-started tiny model (tiny.py;
 copied from out/tiny-warmstart, or built once with train.py's default split; the primary family builds its own
