@@ -242,7 +242,8 @@ def exploratory_family():
 def verdict_tables(records):
     """{block name: markdown} for RESULTS.md, from the records alone: 'verdicts' and 'family' (the exploratory
     comparisons of the long and tasks grids, BH), and 'primary' (Holm), 'primary-familywise' (familywise_line) and
-    'primary-exploratory' (BH) when the records hold the primary grid, 'h11' when they hold its confirmatory test."""
+    'primary-exploratory' (BH) when the records hold the primary grid, 'replication' and 'replication-familywise'
+    (the same family, Holm) when they hold its replication, 'h11' when they hold its confirmatory test."""
     tables = {}
     if any(record["grid"] in ("long", "tasks") for record in records):
         results = evaluate_comparisons(records, exploratory_family())
@@ -253,6 +254,11 @@ def verdict_tables(records):
         tables["primary"] = verdict_table(primary, "holm")
         tables["primary-familywise"] = familywise_line(primary)
         tables["primary-exploratory"] = verdict_table(evaluate_comparisons(records, PRIMARY_EXPLORATORY))
+    if any(record["grid"] == "replication" for record in records):  # the family again, from the shipped start
+        replication = evaluate_comparisons(records, [(name, "replication", *rest) for name, _, *rest in PRIMARY_FAMILY],
+                                           "holm")
+        tables["replication"] = verdict_table(replication, "holm")
+        tables["replication-familywise"] = familywise_line(replication)
     if any(record["grid"] == "h11" for record in records):
         tables["h11"] = verdict_table(evaluate_comparisons(records, H11_CONFIRMATORY, "holm"), "holm")
     return tables

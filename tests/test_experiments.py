@@ -39,8 +39,8 @@ def test_plots_comparisons_name_runs_of_each_grid():
 
 
 def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path))
-    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))  # not the committed record, whose runs a dry run skips
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path))
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))  # not the committed record, whose runs a dry run skips
     assert maze.main(["--primary", "--dry-run"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("python train.py")]
     assert len(lines) == 70  # 6 methods and the tuned entropy baseline, 10 seeds each
@@ -53,6 +53,28 @@ def test_primary_family_dry_run_lists_ten_seeds_of_six_methods_on_its_own_split(
     for line in lines:
         assert f"--model={maze.PRIMARY_WARMSTART} " in line and "--max_steps=600 " in line
         assert f"--n_test={maze.PRIMARY_TEST} " in line and "--curve_samples=128 " in line
+
+
+def test_the_replication_and_h11_run_as_declared_from_the_shipped_start(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path))
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))
+
+    def dry_run(*args):
+        assert maze.main([*args, "--dry-run"]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("python train.py")]
+    primary, replication = dry_run("--primary"), dry_run("--replication")
+    assert len(replication) == 70 and all(f"--model={maze.modes.START} " in line for line in replication)
+    # the same 70 commands (methods, seeds, horizon, held-out mazes, samples), but the start and the folders
+    same = lambda line: line.replace(maze.PRIMARY_WARMSTART, maze.modes.START).replace(  # noqa: E731
+        os.path.join(str(tmp_path), "primary"), os.path.join(str(tmp_path), "replication")).replace(
+        os.path.join("primary", "eval-cache"), os.path.join("replication", "eval-cache"))
+    assert sorted(map(same, primary)) == sorted(replication)
+    assert dry_run("--replication", "--seeds=3,4")[0].endswith("--seed=3 --out_dir=" + os.path.join(
+        str(tmp_path), "replication", "primary", "pass1-seed3") + " --resume=True --advantage=pass1")
+    h11 = dry_run("--h11")  # H11's confirmatory test, re-declared for the shipped start before any of its runs
+    assert len(h11) == 38 and all(f"--model={maze.modes.START} " in line for line in h11)
+    assert {line.split("--seed=")[1].split()[0] for line in h11} == {str(seed) for seed in range(10, 29)}
+    assert maze.modes.SHIPPED_STARTS == {"replication": maze.modes.START, "h11": maze.modes.START}
 
 
 def test_the_tune_grid_tries_stronger_baselines_than_the_long_grid():
@@ -85,8 +107,8 @@ def test_complete_runs_are_skipped(tmp_path, capsys):
 
 
 def test_dry_run_prints_commands(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path))  # no run is complete there, whatever this machine ran
-    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))  # nor recorded
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path))  # no run is complete there, whatever this machine ran
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))  # nor recorded
     assert maze.main(["--quick", "--only", "k", "--seeds", "0", "--dry-run"]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "k8-lr4x-seed0" in line)
@@ -160,7 +182,7 @@ def write_complete_run(folder, command):
 
 
 def test_a_grid_resumes_from_its_record_when_its_run_folders_are_gone(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path / "runs"))
     start, results = str(tmp_path / "start"), str(tmp_path / "results" / "m.jsonl")
     write_start(start)
     jobs = [dict(key=f"g/{name}", seed=0, dir=maze.run_dir("m", f"g/{name}", 0), deps=[],
@@ -189,7 +211,7 @@ def test_a_grid_resumes_from_its_record_when_its_run_folders_are_gone(tmp_path, 
 def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypatch):
     import subprocess
 
-    monkeypatch.setattr(maze, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(maze.modes, "RUNS", str(tmp_path / "runs"))
     monkeypatch.chdir(maze.ROOT)  # git show runs in the repository, as main() does
     head = subprocess.run(["git", "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
     results = tmp_path / "m.jsonl"
@@ -212,7 +234,7 @@ def test_a_resumed_grid_runs_the_code_commit_its_record_names(tmp_path, monkeypa
 def test_a_record_from_another_start_policy_stops_the_grid_unless_asked_to_replace_it(monkeypatch, tmp_path):
     from infra.cli import CommandError
 
-    monkeypatch.setattr(maze, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))
     for name in ("ensure_warmstart", "adopt_recorded_snapshot"):
         monkeypatch.setattr(maze, name, lambda *args: None)
     monkeypatch.setattr(maze, "snapshot_code", lambda mode: "train.py")
@@ -238,28 +260,39 @@ def test_plots_draws_and_compares_the_baselines_the_primary_grid_runs():
 # the records made before each line carried its start policy's fingerprint (start_weights): their starts were
 # built on the machine that ran them (long, tune: train.py's default split; tasks: each task's own warm start)
 UNFINGERPRINTED = {"long", "tune", "tasks"}
-# fingerprinted records whose start is not in the repository, and why: a fork cannot rerun their rows
-UNSHIPPED = {"primary": "its warm start, rebuilt from its code and split on a 2-vCPU AMD EPYC, gave other weights "
-                        "(c1122714..., sum |w| 27507.72, against the recorded 40d36121..., 27080.75); RESULTS.md"}
+# the original family, kept as it was recorded: its start (40d36121...) is not in the repository, and no machine
+# since rebuilt it (c1122714... on a 2-vCPU AMD EPYC, 57986a7f... on an Intel Xeon; RESULTS.md), so a fork cannot
+# rerun its rows; the replication (experiments/results/replication.jsonl) reruns it from assets/tiny-maze-start
+ORIGINAL = {"primary": "40d36121"}
 
 
-def test_every_committed_record_names_a_shipped_start_or_says_why_not():
-    """A fork reruns a recorded row only from the weights it started from: each fingerprinted record's start
-    policy is in the repository (experiments/maze.py SHIPPED_STARTS), byte for byte, or its grid is named above."""
-    results = os.path.join(ROOT, maze.RESULTS)
-    shipped = [maze.weights_fingerprint(os.path.join(ROOT, path)) for path in set(maze.SHIPPED_STARTS.values())
-               if os.path.exists(os.path.join(ROOT, path, "model.safetensors"))]
+def test_every_record_line_starts_from_a_committed_start_but_the_original_family():
+    """A fork reruns a recorded row only from the weights it started from: every line of every fingerprinted
+    record (the replication's, H11's, any new grid's) names a model.safetensors committed in assets/, by sha256."""
+    results = os.path.join(ROOT, maze.modes.RESULTS)
     grids = sorted(name[:-len(".jsonl")] for name in os.listdir(results) if name.endswith(".jsonl"))
     assert "primary" in grids
     for grid in grids:
-        records = list(maze.read_record(os.path.join(results, f"{grid}.jsonl")).values())
+        path = os.path.join(results, f"{grid}.jsonl")
+        records = list(maze.read_record(path).values())
         starts = {json.dumps(record.get("start_weights"), sort_keys=True) for record in records}
         if grid in UNFINGERPRINTED:
             assert starts == {"null"}, grid
-            continue
-        assert len(starts) == 1 and "null" not in starts, grid  # one start policy a grid, fingerprinted
-        found = any(json.loads(start)["sha256"] == fingerprint["sha256"] for start in starts for fingerprint in shipped)
-        assert found != (grid in UNSHIPPED), f"{grid}: shipped {found}, named unshipped {grid in UNSHIPPED}"
+        elif grid in ORIGINAL:  # one start, fingerprinted, and indeed not shipped (else it would be rerunnable)
+            assert len(starts) == 1 and json.loads(starts.pop())["sha256"].startswith(ORIGINAL[grid]), grid
+            assert len(maze.unshipped_lines(path)) == len(records), grid
+        else:
+            assert maze.unshipped_lines(path) == [], grid
+
+
+def test_unshipped_lines_names_each_line_whose_start_is_not_committed(tmp_path):
+    shipped = maze.weights_fingerprint(os.path.join(ROOT, maze.modes.START))
+    assert maze.committed_starts()[shipped["sha256"]] == maze.modes.START
+    path = tmp_path / "m.jsonl"
+    lines = [dict(run="g/a", seed=0, start_weights=shipped), dict(run="g/a", seed=1, start_weights=dict(shipped, sha256="0" * 64)),
+             dict(run="g/b", seed=0)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert [(run, seed) for run, seed, _ in maze.unshipped_lines(str(path))] == [("g/a", 1), ("g/b", 0)]
 
 
 def test_record_differences_names_what_differs_beyond_float_tolerance():
@@ -279,9 +312,9 @@ def test_a_row_reruns_only_from_the_start_and_code_its_record_names(monkeypatch,
     from infra.cli import CommandError
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(maze, "RESULTS", "results")
+    monkeypatch.setattr(maze.modes, "RESULTS", "results")
     write_start("start")
-    monkeypatch.setattr(maze, "SHIPPED_STARTS", {"m": "start"})
+    monkeypatch.setattr(maze.modes, "SHIPPED_STARTS", {"m": "start"})
     os.makedirs("results")
     line = dict(grid="m", run="m/a", seed=0, command="python code/train.py --model=s --seed=0", config={"model": "s"},
                 start_weights=maze.weights_fingerprint("start"), code="+uncommitted")
@@ -296,3 +329,37 @@ def test_a_row_reruns_only_from_the_start_and_code_its_record_names(monkeypatch,
     shutil.copy("results/m.jsonl", "results/other.jsonl")
     with pytest.raises(CommandError, match="mode 'other' has no shipped start"):
         maze.rerun_row("other", "a", 0)
+
+
+# a grid of one short run (2 RL steps on 5x5 mazes, 2 held-out mazes) from the shipped start
+SHORT = dict(steps=2, seeds=(0,), warmstart=maze.modes.START, train=dict(
+    model=maze.modes.START, train_sizes=(5,), n_train=16, test_sizes=(5,), n_test=2, n_rollouts=4, prompt_batch=2,
+    mini_batch=2, max_new_tokens=24, eval_every=2, eval_samples=4, eval_k=4, curve_samples=8, checkpoint_every=2))
+
+
+def test_one_command_reruns_a_row_it_just_recorded(monkeypatch, tmp_path, capsys):
+    """The grid records a run from the shipped start with committed code (HEAD's, as a fresh clone resumes), and
+    `--rerun` reproduces its line: not one value differs, not even in the last digit (the tolerance's measure)."""
+    import subprocess
+
+    monkeypatch.chdir(ROOT)
+    runs = os.path.join("experiments", "runs", f"test-rerun-{os.getpid()}")  # relative, as the grids' are
+    monkeypatch.setattr(maze.modes, "RUNS", runs)
+    monkeypatch.setattr(maze.modes, "RESULTS", str(tmp_path))
+    monkeypatch.setitem(maze.modes.MODES, "short", SHORT)
+    monkeypatch.setitem(maze.modes.SHIPPED_STARTS, "short", maze.modes.START)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    os.makedirs(os.path.join(runs, "short", "code"))
+    with open(os.path.join(runs, "short", "code", "VERSION"), "w") as f:  # run HEAD's code, as a clone would
+        f.write(f"commit {head}\ncopied now\nuncommitted changes in these files:\nnone\n")
+    try:
+        assert maze.main(["--mode=short", "--only=estimators/pass1", "--seeds=0", "--workers=1"]) == 0
+        line = maze.read_record(str(tmp_path / "short.jsonl"))[("estimators/pass1", 0)]
+        assert line["code"] == head and line["start_weights"] == maze.weights_fingerprint(maze.modes.START)
+        assert [step for step, _ in line["evals"]] == [0, 2] and line["evals"][0][1]["n_samples"] == 8
+        capsys.readouterr()
+        assert maze.main(["--mode=short", "--rerun=pass1", "--seeds=0"]) == 0
+        out = capsys.readouterr().out
+        assert "0 differ beyond the tolerance (rtol 1e-4, atol 1e-6), 0 at all" in out, out
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)

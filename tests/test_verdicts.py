@@ -60,6 +60,16 @@ def test_the_verdict_families_name_runs_of_the_committed_records():
         assert metric in ("p@1", "p@8", "p@128") or metric in verdicts.METRICS
 
 
+def test_the_replication_is_the_primary_family_on_its_own_record():
+    """experiments/maze.py --replication records grid 'replication' with the family's run names: the same Holm
+    family, the same table, kept apart from the original's."""
+    original = verdicts.verdict_tables(primary_records())
+    tables = verdicts.verdict_tables([dict(record, grid="replication") for record in primary_records()])
+    assert set(tables) == {"replication", "replication-familywise"}
+    assert tables["replication"] == original["primary"]
+    assert tables["replication-familywise"] == original["primary-familywise"]
+
+
 def test_the_primary_family_is_holm_corrected_and_pools_items():
     records = primary_records()
     tables = verdicts.verdict_tables(records)
