@@ -36,6 +36,13 @@ def start_split(n_test=None):
     return make_mazes(n_test=dict(n_test or HELD_OUT), **SPLIT)
 
 
+def start_examples():
+    """The (compact prompt, reference answer) pairs the start imitates, as train.py builds them for the tiny model."""
+    from mazes import format_prompt
+
+    return [(format_prompt(row["maze"], "compact"), row["solution"]) for row in start_split()["train"]]
+
+
 def weights_fingerprint(folder):
     """The identity of a model folder's weights: the sha256 of model.safetensors and the sum of |w| over its
     tensors (float64), which tells a start policy rebuilt on another CPU (same sum to rounding) from another one."""
@@ -67,10 +74,9 @@ def build(out=START, threads=1):
     from infra.tiny import SETTINGS_FILE, load_or_train_tiny
 
     torch.set_num_threads(threads)
-    train = start_split()["train"]
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        path = load_or_train_tiny(tmp, train_mazes=train, seed=0, steps=1200, progress=False, name="start")
+        path = load_or_train_tiny(tmp, start_examples(), seed=0, steps=1200, progress=False, name="start")
         fingerprint = weights_fingerprint(path)
         with open(os.path.join(path, SETTINGS_FILE)) as f:
             info = json.load(f)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from experiments import modes, start
-from mazes import make_mazes
+from mazes import format_prompt, make_mazes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, start.START)
@@ -25,9 +25,11 @@ def split_of(name):
     return SPLITS[name]
 
 
-def mazes_sha256(rows):
-    """The hash of a maze set as infra/tiny.py's load_or_train_tiny records it in warm_start.json."""
-    return hashlib.sha256("\n\n".join(f"{row['maze']}\n{row['solution']}" for row in rows).encode()).hexdigest()
+def examples_sha256(rows):
+    """The hash of a maze set's (compact prompt, solution) pairs as infra/tiny.py's load_or_train_tiny records it in
+    warm_start.json."""
+    pairs = (f"{format_prompt(row['maze'], 'compact')}\n{row['solution']}" for row in rows)
+    return hashlib.sha256("\n\n".join(pairs).encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,8 @@ def start_train():
 def test_the_shipped_start_was_trained_on_the_start_split(start_train):
     with open(os.path.join(SHIPPED, "warm_start.json")) as f:
         info = json.load(f)
-    assert info["settings"]["mazes_sha256"] == mazes_sha256(start_train)
-    assert info["settings"]["n_mazes"] == len(start_train) == 10150
+    assert info["settings"]["examples_sha256"] == examples_sha256(start_train)
+    assert info["settings"]["n_examples"] == len(start_train) == 10150
     assert info["command"] == start.BUILD_COMMAND
 
 
@@ -64,7 +66,7 @@ def test_the_start_saw_no_held_out_maze_by_layout(start_train):
 def test_the_families_train_on_the_mazes_the_start_was_trained_on(start_train):
     """The runs' train split is the start's: RL trains on mazes the start has seen, and evaluates on none."""
     for mode in ("replication", "h11"):
-        assert mazes_sha256(split_of(mode)["train"]) == mazes_sha256(start_train), mode
+        assert examples_sha256(split_of(mode)["train"]) == examples_sha256(start_train), mode
     for mode, counts in (("replication", modes.PRIMARY_TEST), ("h11", modes.H11_TEST)):
         assert all(start.HELD_OUT[size] >= count for size, count in counts.items()), mode
 
@@ -81,5 +83,5 @@ def test_compare_py_keeps_a_start_that_saw_none_of_its_held_out_mazes():
     with open(os.path.join(ROOT, "assets", "tiny-maze", "warm_start.json")) as f:
         info = json.load(f)
     split = split_of("default")
-    assert info["settings"]["mazes_sha256"] == mazes_sha256(split["train"])
+    assert info["settings"]["examples_sha256"] == examples_sha256(split["train"])
     assert not {row["maze"] for row in split["train"]} & set(split["test"]["maze"])
