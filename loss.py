@@ -5,30 +5,22 @@ and the response's advantage A_i (the same for all its tokens):
 
     objective_t = min(r * A_i, clip(r, 1 - eps_low, 1 + eps_high) * A_i)
 
-The paper keeps only two of DAPO's changes to GRPO:
-  - clip-higher: an asymmetric clip range, eps_low = 0.2, eps_high = 0.28;
-  - token-level loss: the objective is summed over all response tokens of the mini-batch and divided
-    by their count, so a long response weighs by its length (GRPO's eq. 4 averages per response first).
-There is no KL term by default (beta = 0).
+The paper keeps two of DAPO's changes to GRPO: clip-higher (eps_low = 0.2, eps_high = 0.28) and the token-level
+loss (summed over all response tokens of the mini-batch, divided by their count, so a long response weighs by its
+length; GRPO's eq. 4 averages per response first). No KL term by default (beta = 0). Off by default: entropy
+regularisation (section 3.1's baseline) and a KL penalty to a reference policy (k3 estimator, GRPO). Gradient
+accumulation: every micro-batch call gets `n_tokens` = the whole mini-batch's token count, so the micro-batch
+losses add up to the mini-batch's.
 
-Gradient accumulation: pass `n_tokens` = the token count of the whole mini-batch to every micro-batch
-call; the micro-batch losses (and their gradients, and the stats) then add up to those of the full
-mini-batch, instead of being a mean of per-micro-batch means.
-
-Two optional extras, both off by default:
-  - entropy regularisation (the baseline of section 3.1): loss -= entropy_coef * token-mean entropy;
-  - a KL penalty to a reference policy, k3 estimator (GRPO): loss += kl_coef * token-mean k3.
-
-`update_policy` is one RL step's update, readable alone (GRPO-Zero's shape): the rollouts and their
-advantages in, mini-batches of `policy_loss` with an AdamW step each, the step's statistics out; on one
-process, DDP or FSDP alike (train.py gives it the model `accelerator.prepare` returned).
+`update_policy` is one RL step's update (GRPO-Zero's shape): rollouts and advantages in, mini-batches of
+`policy_loss` with an AdamW step each, statistics out; on one process, DDP or FSDP alike.
 """
 import contextlib
 import math
 
 import torch
 
-from scoring import logprobs_of, rollout_logprobs
+from scoring import rollout_logprobs
 
 
 def _check_token_tensor(name, tensor, shape):
@@ -163,7 +155,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     process's loss is scaled by the number of processes so that the step's gradient is the SUM over
     processes of (token sum / global token count): exactly the single-process gradient. Gradients are
     synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before). sharded (FSDP):
-    every forward gathers weights from every process, so each micro-batch is one plain forward (`scoring.logprobs_of`).
+    every forward gathers weights from every process, so each micro-batch is one forward (`rollout_logprobs`).
     phase: called with "scoring", then "update", as each part starts (train.py times and measures them).
     """
     n_minis = len(mini_tokens)
@@ -180,7 +172,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     old_logprobs = rollout.logprobs.clone()  # (rows, R) the sampling policy's; exact for mini-batch 0
     with torch.no_grad(), accelerator.autocast():
         for micro in (micro for micros in micro_batches[1:] for micro in micros):
-            scored = logprobs_of(policy, rollout, micro, sharded=sharded)  # (rows, length)
+            scored = rollout_logprobs(policy, rollout, micro, sharded=sharded)  # (rows, length)
             old_logprobs[micro, :scored.shape[1]] = scored.float().cpu()
 
     phase("update")
@@ -195,7 +187,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
             response_mask = (rollout.response_mask[micro, :length] * has_gradient[micro, None]).to(device)
             last = index == len(micros) - 1
             with (contextlib.nullcontext() if last else accelerator.no_sync(policy)), accelerator.autocast():
-                out = logprobs_of(policy, rollout, micro, entropy_coef != 0, sharded)
+                out = rollout_logprobs(policy, rollout, micro, entropy_coef != 0, sharded)
                 logprobs, entropies = out if entropy_coef != 0 else (out, None)
                 old = logprobs.detach() if mini == 0 else old_logprobs[micro, :length].to(device)
                 ref_logprobs = None

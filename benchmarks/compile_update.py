@@ -3,7 +3,7 @@
     python benchmarks/compile_update.py                 # eager full, eager shared-prompt, compiled full (~1 min)
     python benchmarks/compile_update.py --no-compile    # the two eager paths only (seconds)
 
-The update (loss.update_policy) runs `scoring.sequence_logprobs` on micro-batches of rows whose responses differ
+The update (loss.update_policy) runs `scoring.rollout_logprobs` on micro-batches of rows whose responses differ
 in length. This times, for the same random token rows of several (rows, response length) shapes, the mean
 seconds of logprobs + backward:
   - eager full: every row runs its prompt and response (one forward of P + R tokens a row);
@@ -25,9 +25,10 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from scoring import sequence_logprobs  # noqa: E402
+from infra.fast_scoring import fast_logprobs  # noqa: E402
 from infra.checkpoint import load_policy  # noqa: E402
 from infra.tiny import SHIPPED  # noqa: E402
+from rollout import attention_positions  # noqa: E402
 
 PROMPT_LENGTH = 57  # a 7x7 maze prompt, compact template (bench.py's workload)
 SHAPES = [(64, 9), (64, 14), (32, 5), (64, 20), (48, 11), (64, 9), (64, 30), (16, 7)]  # (rows, response length)
@@ -41,8 +42,9 @@ def rows_of(vocab_size, rows, response_length, seed):
 
 
 def forward_backward(model, input_ids, attention_mask, shared):
-    prompt_index = torch.arange(len(input_ids)) // 16 if shared else None
-    logprobs = sequence_logprobs(model, input_ids, attention_mask, PROMPT_LENGTH, prompt_index=prompt_index)
+    # full: one forward of the rows (fast_logprobs' sharded path); shared: 16 rows a prompt share its forward
+    logprobs = fast_logprobs(model, input_ids, attention_mask, attention_positions(attention_mask), PROMPT_LENGTH, 1.0,
+                             prompt_index=torch.arange(len(input_ids)) // 16, sharded=not shared)
     logprobs.sum().backward()
     return logprobs.detach()
 

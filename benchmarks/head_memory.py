@@ -7,7 +7,8 @@
 from random final hidden states (rows, positions, 896) through a tied (151,936, 896) float32 output layer. Two ways:
   - before: the logits of every position at once, then a float32 logsumexp, gather and softmax for the entropy
     (what scoring did before `head_logprobs`);
-  - after: `scoring.head_logprobs`, CHUNK_POSITIONS positions at a time, its backward recomputing each chunk.
+  - after: `infra.chunked_head.head_logprobs`, CHUNK_POSITIONS positions at a time, its backward recomputing each
+    chunk.
 The peak is that of live torch allocations (torch.profiler, profile_memory=True; on cuda max_memory_allocated)
 above what was live before: the hidden states and the weight, which the model holds anyway (the weight's gradient,
 519 MiB, is counted in both). "before" is run only where its measured rule (its peak in float32 copies of
@@ -34,7 +35,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from scoring import CHUNK_POSITIONS, head_logprobs  # noqa: E402
+from infra.chunked_head import CHUNK_POSITIONS, head_logprobs  # noqa: E402
 
 HIDDEN, VOCAB = 896, 151_936  # Qwen2.5-0.5B
 SHAPES = [(8, 64), (2, 802), (4, 802), (8, 1024)]  # (rows, response positions)

@@ -22,7 +22,7 @@ on CUDA torch.cuda.max_memory_allocated. Predicted: `predict_peaks`, from the co
   - generation: the KV cache of the generate call's rows, plus the larger of the prefill's transients (one layer
     at a time) and one decode step's (rows, V) float32 copies;
   - scoring (no grad): the micro-batch's KV cache (prompt and responses), plus the larger of one layer's
-    transients and the output layer's chunk (scoring.head_logprobs, CHUNK_POSITIONS positions);
+    transients and the output layer's chunk (infra/chunked_head.py, CHUNK_POSITIONS positions);
   - update: the micro-batch's saved activations (all layers; under gradient checkpointing each layer's input and
     one layer recomputed), plus the output layer's backward: its chunk's logits and probabilities and the float32
     gradient of its weight (V, H).
@@ -54,7 +54,7 @@ from benchmarks import alternate_shape  # noqa: E402
 
 MIB = 2 ** 20
 PHASES = ("generation", "scoring", "update")
-CHUNK_POSITIONS = 1024  # scoring.CHUNK_POSITIONS (not imported: that would import torch into the driver)
+CHUNK_POSITIONS = 1024  # infra.chunked_head.CHUNK_POSITIONS (not imported: that would import torch into the driver)
 # bytes per value: weights, their gradients, AdamW's two states together, activations and KV cache, and the bf16
 # copy of every weight that autocast keeps while a forward runs under it
 PRECISIONS = {
@@ -149,6 +149,7 @@ BASELINE_CODE = """
 import sys; sys.path.insert(0, {root!r})
 import torch, transformers, accelerate  # what train.py holds before it loads a model: its imports,
 import advantage, evaluate, loss, rollout, scoring, tasks, infra.checkpoint, infra.memory, infra.optim, infra.tiny
+import infra.chunked_head
 from accelerate import Accelerator
 from transformers import AutoTokenizer
 from benchmarks import alternate_shape
@@ -162,7 +163,7 @@ micro = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(vocab_size=64, hi
 ids = torch.randint(2, 64, (2, 6))
 micro.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=True, pad_token_id=0)
 optimizer = torch.optim.AdamW(micro.parameters(), fused=True)
-with scoring.scoring_head(micro, ids[:, 1:]):
+with infra.chunked_head.scoring_head(micro, ids[:, 1:]):
     micro(input_ids=ids[:, :-1]).logits[0].sum().backward()
 optimizer.step()
 print(next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmRSS:')) / 1024)

@@ -22,6 +22,6 @@ max_new_tokens = 1024
 rollout_batch = 32
 # rows per forward/backward, the largest that fits (`--predict`: 32): predicted update peak 57.6 GB, of which
 # the activations of 32 rows x 1,322 tokens ~47 GB; the output layer's log-probs are computed in chunks of
-# 1,024 positions (scoring.py), 1.7 GB whatever the micro-batch
+# 1,024 positions (infra/chunked_head.py), 1.7 GB whatever the micro-batch
 micro_batch = 32
 gradient_checkpointing = False
