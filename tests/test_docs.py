@@ -321,3 +321,15 @@ def test_git_keeps_exactly_the_figures_the_documents_show():
                 shown.add(os.path.normpath(os.path.join(os.path.dirname(doc), target)))
     figures = {path for path in tracked if path.endswith(".png")}
     assert figures == {path for path in shown if path.startswith("experiments/figures/")}
+
+
+def test_the_readme_line_counts_are_near_the_files():
+    """Each line count the README's reading order states (`| `file.py` | N |`) is within 15% of the file's own:
+    the files change, and the numbers are updated when one drifts further."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        stated = re.findall(r"^\| `([\w/]+\.py)` \| (\d+) \|", f.read(), flags=re.MULTILINE)
+    assert len(stated) >= 10, "the README's reading order lists the method files with their line counts"
+    for name, count in stated:
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            actual = sum(1 for _ in f)
+        assert abs(actual - int(count)) <= 0.15 * actual, f"README.md says {name} has {count} lines; it has {actual}"
