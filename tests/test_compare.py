@@ -90,7 +90,8 @@ def write_fake_eval(path, before_counts, after_counts, n=128):
         curve = pass_at_k_curve(n, counts)
         return {"average": {"pass@1": curve[1], "pass@8": curve[8]}, "average_pass@k_curve": {str(k): v for k, v in curve.items()},
                 "correct": {str(i): c for i, c in enumerate(counts)},
-                "per_group": {"5": {"pass@1": curve[1], "pass@8": curve[8], "n_items": len(counts)}}}
+                "per_group": {"5": {"pass@1": curve[1], "pass@8": curve[8], "n_items": len(counts)}},
+                "negative_answer_diversity": 0.2, "entropy": 0.3, "n_samples": n}
 
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "eval.json"), "w") as f:
