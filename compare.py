@@ -122,9 +122,11 @@ def plot_curves(evals, path):
     curves = {"start policy": evals[names[0]]["before"]["average_pass@k_curve"],
               **{labels.get(name, f"{name} end"): evals[name]["after"]["average_pass@k_curve"] for name in names}}
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for (label, curve), style in zip(curves.items(), ("k--", "C0-", "C3-", "C2-", "C1-", "C4-", "C5-")):
+    colors = ("C0", "C3", "C2", "C1", "C4", "C5", "C6", "C7", "C8", "C9")  # blue, red, ...: the runs; black: the start
+    for i, (label, curve) in enumerate(curves.items()):
         ks = sorted(int(k) for k in curve)
-        ax.plot(ks, [100 * curve[str(k)] for k in ks], style, marker="o", markersize=4, label=label)
+        style = dict(color="black", linestyle="--") if i == 0 else dict(color=colors[(i - 1) % len(colors)])
+        ax.plot(ks, [100 * curve[str(k)] for k in ks], marker="o", markersize=4, label=label, **style)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k (samples per problem, log scale)")
