@@ -333,3 +333,16 @@ def test_the_readme_line_counts_are_near_the_files():
         with open(os.path.join(ROOT, name), encoding="utf-8") as f:
             actual = sum(1 for _ in f)
         assert abs(actual - int(count)) <= 0.15 * actual, f"README.md says {name} has {count} lines; it has {actual}"
+
+
+def test_the_readme_shows_the_committed_figure_that_compare_py_draws():
+    """The README's figure is compare.py's PNG (OUT/passk_curves.png), committed small, and says how to draw it again."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert "![" in readme and "(assets/passk_curves.png)" in readme
+    assert "cp out/compare/passk_curves.png assets/passk_curves.png" in readme
+    with open(os.path.join(ROOT, "assets", "passk_curves.png"), "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 150_000
+    tracked = subprocess.run(["git", "ls-files", "assets/passk_curves.png"], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.returncode != 0 or tracked.stdout.strip() == "assets/passk_curves.png"  # (without git: no check)
