@@ -11,8 +11,9 @@ starts the tiny model once (tiny.py, cached), runs one `python train.py --advant
 it with train.py's defaults (the long protocol, config/maze_tiny_long.py: 600 steps, pass@k curves from 128
 samples per held-out maze), two at a time on one thread each, and prints the start policy and each run's end
 side by side: pass@1/pass@8 per maze size, the pass@k curve, where each run's curve crosses the start's, and
-how many held-out mazes each solves at all. Each run's own table, metrics.jsonl and eval.json stay in
-OUT/<advantage>/; a finished run is reused, a stopped one resumes (train.py --resume).
+how many held-out mazes each solves at all. It draws the curves to OUT/passk_curves.png (with matplotlib;
+without it, the tables alone). Each run's own table, metrics.jsonl and eval.json stay in OUT/<advantage>/; a
+finished run is reused, a stopped one resumes (train.py --resume).
 """
 import argparse
 import json
@@ -106,6 +107,39 @@ def side_by_side(evals):
     return "\n".join(lines)
 
 
+def plot_curves(evals, path):
+    """Draw the unbiased pass@k curves (as the paper's figure 7a: k on a log-2 axis) of the start policy and each
+    run's end to a PNG at `path`; return `path`, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    names = list(evals)
+    labels = {"passk_analytical": "Pass@k training (passk_analytical)", "pass1": "Pass@1 training (pass1, GRPO)"}
+    curves = {"start policy": evals[names[0]]["before"]["average_pass@k_curve"],
+              **{labels.get(name, f"{name} end"): evals[name]["after"]["average_pass@k_curve"] for name in names}}
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    colors = ("C0", "C3", "C2", "C1", "C4", "C5", "C6", "C7", "C8", "C9")  # blue, red, ...: the runs; black: the start
+    for i, (label, curve) in enumerate(curves.items()):
+        ks = sorted(int(k) for k in curve)
+        style = dict(color="black", linestyle="--") if i == 0 else dict(color=colors[(i - 1) % len(colors)])
+        ax.plot(ks, [100 * curve[str(k)] for k in ks], marker="o", markersize=4, label=label, **style)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("k (samples per problem, log scale)")
+    ax.set_ylabel("pass@k (%)")
+    ax.set_title("Unbiased pass@k on held-out problems, start and end of training", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None):
     from infra.cli import add_debug_option, usage_error
 
@@ -152,7 +186,10 @@ def main(argv=None):
     for name in names:
         with open(os.path.join(args.out, name, "eval.json")) as f:
             evals[name] = json.load(f)
-    print(f"\n{side_by_side(evals)}\n\n{time.time() - start:.0f} s; runs in {args.out}/")
+    print(f"\n{side_by_side(evals)}\n")
+    figure = plot_curves(evals, os.path.join(args.out, "passk_curves.png"))
+    print(f"figure: {figure}" if figure else "figure skipped: matplotlib is not installed (pip install matplotlib)")
+    print(f"{time.time() - start:.0f} s; runs in {args.out}/")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ compare.py runs through conftest's `scripts` (its own imports paid once per sess
 are real interpreters, as for a user."""
 import json
 import os
+import struct
 import sys
 
 import pytest
@@ -91,3 +92,43 @@ def test_side_by_side_counts_the_items_of_the_overlap():
     after = {**start, "average_pass@k_curve": curve(0.6, 0.6, 0.65), "correct": {"0": 2, "1": 1, "2": 0}}
     text = side_by_side({"pass1": {"before": start, "after": after}})
     assert "solved: start 2, run 2, both 1 of 3" in text
+
+
+def write_fake_eval(path, before_counts, after_counts, n=128):
+    """A finished run's eval.json (evaluate.py's keys that compare.py reads), from correct counts per item."""
+    from evaluate import pass_at_k_curve
+
+    def result(counts):
+        curve = pass_at_k_curve(n, counts)
+        return {"average": {"pass@1": curve[1], "pass@8": curve[8]}, "average_pass@k_curve": {str(k): v for k, v in curve.items()},
+                "correct": {str(i): c for i, c in enumerate(counts)},
+                "per_group": {"5": {"pass@1": curve[1], "pass@8": curve[8], "n_items": len(counts)}},
+                "negative_answer_diversity": 0.2, "entropy": 0.3, "n_samples": n}
+
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "eval.json"), "w") as f:
+        json.dump({"before": result(before_counts), "after": result(after_counts)}, f)
+
+
+def test_draws_the_passk_curves_to_a_png_from_finished_runs(tmp_path):
+    """Finished runs (fake eval.json files) are reused, and compare.py draws their curves and prints the PNG's path."""
+    out = tmp_path / "compare"
+    start = [0, 1, 3, 20, 64, 100]
+    write_fake_eval(str(out / "passk_analytical"), start, [0, 2, 10, 40, 80, 110])
+    write_fake_eval(str(out / "pass1"), start, [0, 0, 1, 60, 120, 128])
+    result = run_compare(f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("done already") == 2
+    figure = out / "passk_curves.png"
+    assert f"figure: {figure}" in result.stdout
+    data = figure.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 150_000
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    assert (width, height) == (600, 400)
+
+
+def test_without_matplotlib_the_figure_is_skipped(tmp_path, monkeypatch):
+    from compare import plot_curves
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    assert plot_curves({}, str(tmp_path / "x.png")) is None and not (tmp_path / "x.png").exists()

@@ -321,3 +321,28 @@ def test_git_keeps_exactly_the_figures_the_documents_show():
                 shown.add(os.path.normpath(os.path.join(os.path.dirname(doc), target)))
     figures = {path for path in tracked if path.endswith(".png")}
     assert figures == {path for path in shown if path.startswith("experiments/figures/")}
+
+
+def test_the_readme_line_counts_are_near_the_files():
+    """Each line count the README's reading order states (`| `file.py` | N |`) is within 15% of the file's own:
+    the files change, and the numbers are updated when one drifts further."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        stated = re.findall(r"^\| `([\w/]+\.py)` \| (\d+) \|", f.read(), flags=re.MULTILINE)
+    assert len(stated) >= 10, "the README's reading order lists the method files with their line counts"
+    for name, count in stated:
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            actual = sum(1 for _ in f)
+        assert abs(actual - int(count)) <= 0.15 * actual, f"README.md says {name} has {count} lines; it has {actual}"
+
+
+def test_the_readme_shows_the_committed_figure_that_compare_py_draws():
+    """The README's figure is compare.py's PNG (OUT/passk_curves.png), committed small, and says how to draw it again."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert "![" in readme and "(assets/passk_curves.png)" in readme
+    assert "cp out/compare/passk_curves.png assets/passk_curves.png" in readme
+    with open(os.path.join(ROOT, "assets", "passk_curves.png"), "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 150_000
+    tracked = subprocess.run(["git", "ls-files", "assets/passk_curves.png"], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.returncode != 0 or tracked.stdout.strip() == "assets/passk_curves.png"  # (without git: no check)
