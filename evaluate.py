@@ -162,7 +162,7 @@ def score_items(model, tokenizer, dataset, template="compact", n_samples=32, ks=
         rows = [dataset[j] for j in range(start, min(start + prompts_per_batch, len(dataset)))]
         prompts = [chat_prompt(tokenizer, task.format_prompt(row, template)) for row in rows]
         rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p,
-                                    sampler=sampler)  # rollout.SAMPLERS: the same samples either way
+                                    sampler=sampler)  # fast or generate: the same samples; vllm: its own
         entropies = (rollout.entropies * rollout.response_mask).sum(-1)  # (B,) per response
         for i, row in enumerate(rows):
             responses = slice(i * n_samples, (i + 1) * n_samples)
@@ -210,7 +210,7 @@ def summarize(records, n_samples, temperature, top_p):
 
 
 def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, task=None):
+             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, task=None, sampler="fast"):
     """Sample n_samples responses per item of `dataset` (a task's split, see score_items) and score them.
 
     Returns {"per_group": {group: {"pass@k": ..., "n_items": ...}}, "average": {"pass@k": ...} (the mean
@@ -219,7 +219,7 @@ def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1,
     Data-parallel: each process calls `score_items` with its shard, then `summarize` on the gathered records.
     """
     records = score_items(model, tokenizer, dataset, template, n_samples, ks, max_new_tokens, temperature, top_p,
-                          prompts_per_batch, seed, show_progress=show_progress, task=task)
+                          prompts_per_batch, seed, show_progress=show_progress, task=task, sampler=sampler)
     return summarize(records, n_samples, temperature, top_p)
 
 
@@ -258,8 +258,10 @@ def format_curves(results_by_name):
 
 
 def main(argv=None):
-    """python evaluate.py PATH [--sizes=5,7] [--n_mazes=50] [--n_samples=32] [--k=8] [--out=FILE] [--debug]"""
+    """python evaluate.py PATH [--sizes=5,7] [--n_mazes=50] [--n_samples=32] [--k=8] [--sampler=fast] [--out=FILE]
+    [--debug]"""
     import argparse
+    import importlib.util
 
     from infra.checkpoint import load_policy
     from infra.cli import add_debug_option, usage_error
@@ -275,6 +277,8 @@ def main(argv=None):
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--maze_seed", type=int, default=0)
+    parser.add_argument("--sampler", default="fast", choices=("fast", "generate", "vllm"),
+                        help="rollout.py's sampler; vllm: vLLM in this process (requirements-vllm.txt)")
     parser.add_argument("--out", default="")
     add_debug_option(parser)
     args = parser.parse_args(argv)
@@ -295,6 +299,10 @@ def main(argv=None):
             usage_error(f"--{name}={getattr(args, name)} must be >= 1")
     if not 1 <= args.k <= args.n_samples:
         usage_error(f"--k={args.k} must be between 1 and --n_samples={args.n_samples}")
+    if args.sampler == "vllm" and importlib.util.find_spec("vllm") is None:
+        from infra.vllm_sampler import INSTALL
+
+        usage_error(INSTALL)
     if args.out and (os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(args.out) or ".")):
         usage_error(f"--out={args.out!r} must be a file in an existing folder")
     try:
@@ -304,7 +312,7 @@ def main(argv=None):
 
     model, tokenizer = load_policy(args.path)
     result = evaluate(model, tokenizer, test, args.template, args.n_samples, (1, args.k), args.max_new_tokens,
-                      seed=args.seed)
+                      seed=args.seed, sampler=args.sampler)
     print(format_table({"model": result}))
     print(json.dumps(result, indent=1))
     if args.out:

@@ -36,7 +36,8 @@ Two samplers draw the same tokens for the same seed and record the same numbers 
     top-p warper), softmax, and ONE torch.multinomial call over the whole batch each step, rows that
     ended included (their draw is discarded, whether or not they are still in the decoder's batch): torch.multinomial(probs, 1) draws Exp(1) noise for every
     entry of `probs` whatever the values, so the random stream, and with it every token, is generate's.
-Both record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
+A third, "vllm" (infra/vllm_sampler.py, `vllm_responses`), draws with vLLM, colocated: other draws, the same contract.
+All record the logprob of the temperature-scaled distribution, NOT truncated by top_p (what
 scoring.sequence_logprobs computes); top_p only restricts which tokens can be drawn. Our model calls pass the
 KV cache under the installed transformers' keyword (`infra.compat.kv_cache`: `cache=` from 5.24, else `past_key_values=`).
 """
@@ -47,7 +48,7 @@ from infra.decoders import DirectDecoder, HFDecoder
 from infra.compat import kv_cache
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
-SAMPLERS = ("fast", "generate")
+SAMPLERS = ("fast", "generate")  # the same draws for the same seed; "vllm" draws its own
 COMPACT_AT = 0.25  # the fast loop drops ended rows from its batch once they are this fraction of it
 
 
@@ -244,6 +245,14 @@ def generate_responses(model, prompt_ids, prompt_mask, n_rollouts, max_new_token
     return response_ids, logprobs * response_mask, entropies * response_mask
 
 
+def vllm_responses(*args):
+    """The "vllm" sampler (infra/vllm_sampler.py), imported on first use; its entropies are scored by the model."""
+    from infra.vllm_sampler import sample_responses as vllm_sample
+    from scoring import sequence_logprobs
+
+    return vllm_sample(*args, score=sequence_logprobs)
+
+
 def decode_responses(tokenizer, response_ids, response_lengths, end_ids=None):
     """Decode each response up to its length, dropping pad and end tokens (`end_token_ids`; default: the
     tokenizer's eos) but keeping other special tokens."""
@@ -286,8 +295,8 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
         raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
     if not (0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if sampler not in (*SAMPLERS, "vllm"):
+        raise ValueError(f"sampler must be one of {(*SAMPLERS, 'vllm')}, got {sampler!r}")
     if cache_implementation not in (None, "static"):
         raise ValueError(f"cache_implementation must be None or 'static', got {cache_implementation!r}")
     eos_token_ids = end_token_ids(model, tokenizer)
@@ -303,8 +312,8 @@ def generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, tem
     model.eval()
     try:
         with torch.no_grad():
-            options = {} if sampler == "fast" else dict(cache_implementation=cache_implementation)
-            sample = sample_responses if sampler == "fast" else generate_responses
+            options = dict(cache_implementation=cache_implementation) if sampler == "generate" else {}
+            sample = {"fast": sample_responses, "generate": generate_responses, "vllm": vllm_responses}[sampler]
             response_ids, logprobs, entropies = sample(
                 model, prompt_ids, prompt_mask, n_rollouts, max_new_tokens, eos_token_ids, tokenizer.pad_token_id,
                 temperature, top_p, **options)  # (B, R) each
