@@ -158,18 +158,22 @@ def test_real_vocabulary_folder(sampler, qwen_tokenizer, tmp_path):
     torch.testing.assert_close(rollout.entropies, entropies, atol=TOLERANCE, rtol=0)
 
 
-def test_train_and_evaluate_with_vllm(sampler, tmp_path):
-    """Two train.py steps with --sampler=vllm on the tiny model, with the evaluation before and after (it samples
+def test_train_and_evaluate_with_vllm(sampler, model, tokenizer, tmp_path):
+    """Two train.py steps with --sampler=vllm on the micro model, with the evaluation before and after (it samples
     with vLLM too) and truncated importance sampling on: each step logs its weight sync and the sampler-trainer
     mismatch, which on the CPU in float32 is float noise."""
     sampler.shutdown()  # the subprocess makes its own engine: free this one's memory first
-    out = tmp_path / "run"
+    folder, out = str(tmp_path / "model"), tmp_path / "run"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
-        [sys.executable, "train.py", f"--out_dir={out}", "--sampler=vllm", "--max_steps=2", "--prompt_batch=2",
-         "--mini_batch=1", "--n_rollouts=4", "--k=2", "--max_new_tokens=24", "--eval_every=2", "--eval_samples=2",
-         "--eval_k=2", "--curve_samples=0", "--n_test=2", "--test_sizes=(5,)", "--tis_cap=2.0", "--vllm_kv_cache_gib=1",
-         "--show_progress=False", "--checkpoint_every=100"],
+        [sys.executable, "train.py", f"--model={folder}", f"--out_dir={out}", "--sampler=vllm", "--max_steps=2",
+         "--prompt_template=compact", "--train_sizes=(5,)", "--n_train=40", "--test_sizes=(5,)", "--n_test=2",
+         "--prompt_batch=2", "--mini_batch=1", "--n_rollouts=4", "--k=2", "--max_new_tokens=24", "--eval_every=2",
+         "--eval_samples=2", "--eval_k=2", "--curve_samples=0", "--tis_cap=2.0", "--vllm_kv_cache_gib=1",
+         "--advantage=noise_rewards", "--advantage_options={'noise': 0.5}", "--show_progress=False",
+         "--checkpoint_every=100", "--threads=1"],  # noise_rewards: a random model solves nothing; rows to train
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
