@@ -152,6 +152,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from evaluate import cached_evaluation, format_curves, format_table, pass_at_k, score_items, summarize  # noqa: E402
 from loss import update_policy  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
+from infra.compat import enable_activation_checkpointing  # noqa: E402
 from infra.memory import Phases, fix_mmap_threshold  # noqa: E402
 from infra.checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
 from infra.optim import StochasticRoundingAdamW  # noqa: E402
@@ -220,7 +221,7 @@ if rollout_sampler == "vllm":
     vllm_sampler.configure(vllm_kv_cache_gib, vllm_gpu_memory_utilization, vllm_sleep)
 template = prompt_template or ("compact" if tiny_model else "paper")
 if gradient_checkpointing:  # recomputes only in train mode: sampling (eval mode) keeps its KV cache
-    policy.activation_checkpointing_enable({"use_reentrant": False})
+    enable_activation_checkpointing(policy)
 if weights_dtype == torch.bfloat16:  # plain AdamW would round lr=1e-6 steps away in bf16 (optim.py)
     optimizer = StochasticRoundingAdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay, seed=seed)
 else:

@@ -5,6 +5,7 @@ import torch
 from conftest import make_micro_model
 
 from rollout import generate_rollouts
+from infra.compat import enable_activation_checkpointing
 from scoring import rollout_logprobs, sequence_logprobs
 
 PROMPTS = ["S.E", "**..S\nE>.*", "a"]  # different lengths: left padding
@@ -171,7 +172,7 @@ def test_shared_prompt_forward_under_gradient_checkpointing(micro_tokenizer):
     rows = torch.arange(9)
     inputs = (rollout.input_ids, rollout.attention_mask, rollout.prompt_length)
     full, full_grads = loss_and_grads(model, lambda: sequence_logprobs(model, *inputs))
-    model.activation_checkpointing_enable({"use_reentrant": False})
+    enable_activation_checkpointing(model)
     shared, shared_grads = loss_and_grads(model, lambda: sequence_logprobs(model, *inputs, prompt_index=rows // 3))
     torch.testing.assert_close(shared, full, atol=1e-5, rtol=0)
     for shared_grad, full_grad in zip(shared_grads, full_grads):
@@ -285,7 +286,7 @@ def test_chunked_head_on_the_shared_prompt_path_and_under_checkpointing(monkeypa
         return [scores[inverse] for scores in sequence_logprobs(model, input_ids[rows], attention_mask[rows],
                                                                 prompt_length, 0.9, True, prompt_index=rows // 2)]
     assert_same(scores_and_grads(model, shared_in_order), reference, mask)
-    model.activation_checkpointing_enable({"use_reentrant": False})
+    enable_activation_checkpointing(model)
     checkpointed = scores_and_grads(model, lambda: sequence_logprobs(
         model, input_ids, attention_mask, prompt_length, 0.9, with_entropy=True, prompt_index=torch.arange(6) // 2))
     assert_same(checkpointed, reference, mask)
