@@ -233,6 +233,8 @@ for param in policy.parameters():  # zero grads, never None: a mini-batch withou
 policy, optimizer = accelerator.prepare(policy, optimizer)  # DDP or FSDP when launched so; else as it was
 if reference is not None:
     reference = reference.to(accelerator.device)
+if rollout_sampler == "vllm":  # every process makes its engine now, together: under data parallel that is collective
+    vllm_sampler.engine_for(accelerator.unwrap_model(policy))
 scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, lambda s: min(1.0, (s + 1) / max(1, lr_warmup_steps)))
 start_step = 0
 if trainer_state:
@@ -381,6 +383,8 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
 # -----------------------------------------------------------------------------
 if eval_every:
     evals["after"] = run_eval(max_steps, curve_samples or eval_samples)
+if rollout_sampler == "vllm":  # while the process group is still there
+    vllm_sampler.shutdown()
 accelerator.end_training()
 if master and evals:
     with open(os.path.join(out_dir, "eval.json"), "w") as f:

@@ -76,7 +76,7 @@ class Engine:
         options = dict(gpu_memory_utilization=SETTINGS["gpu_memory_utilization"],
                        enable_sleep_mode=bool(SETTINGS["sleep"])) if cuda else \
             dict(kv_cache_memory_bytes=int(SETTINGS["kv_cache_gib"] * 2 ** 30))  # VLLM_CPU_KVCACHE_SPACE, unset
-        if torch.distributed.is_initialized():  # data parallel: each process its own engine, in its own world
+        if torch.distributed.is_initialized():  # data parallel: each process its own engine (made together)
             options["distributed_executor_backend"] = "external_launcher"
         self.llm = vllm.LLM(model=self.folder.name, skip_tokenizer_init=True, load_format="dummy", dtype=dtype,
                             logprobs_mode="processed_logprobs", generation_config="vllm", enforce_eager=not cuda,
@@ -129,9 +129,11 @@ def sync_weights(model):
 
 
 def shutdown():
+    """Stop this process's engine now (before the process group goes, under data parallel) and free it."""
     global _engine
     if _engine is not None:
         engine, _engine = _engine, None
+        engine.llm.llm_engine.engine_core.shutdown()  # the in-process engine core: its distributed state, its memory
         del engine.llm
         engine.folder.cleanup()
 

@@ -194,3 +194,28 @@ def test_missing_vllm_says_what_to_install(scripts, argv):
     result = scripts.run(argv)
     assert result.returncode != 0
     assert "pip install -r requirements-vllm.txt" in result.stderr.strip().splitlines()[-1]
+
+
+def test_data_parallel_two_processes(sampler, model, tokenizer, tmp_path):
+    """accelerate's data parallel (2 gloo processes): each process makes its engine at set-up (together: vLLM's
+    external launcher joins the process group) and samples its own prompts; the evaluation, where only one process
+    has a batch, runs; the run ends cleanly (the engines shut down before the process group)."""
+    sampler.shutdown()
+    folder, out = str(tmp_path / "model"), tmp_path / "run"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    result = subprocess.run(
+        [sys.executable, *launch, "train.py", "--device=cpu", f"--model={folder}", f"--out_dir={out}",
+         "--sampler=vllm", "--max_steps=2", "--prompt_template=compact", "--train_sizes=(5,)", "--n_train=40",
+         "--test_sizes=(5,)", "--n_test=2", "--prompt_batch=2", "--mini_batch=2", "--n_rollouts=4", "--k=2",
+         "--max_new_tokens=16", "--eval_every=2", "--eval_samples=2", "--eval_k=2", "--curve_samples=0",
+         "--advantage=noise_rewards", "--advantage_options={'noise': 0.5}", "--show_progress=False", "--threads=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "[rank" not in result.stderr  # no process's traceback, at exit included
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [record["step"] for record in records] == [0, 1, 2, 2]
+    assert all(record["sampler_mismatch_max"] < 1e-4 for record in records if "weight_sync_time" in record)
