@@ -166,7 +166,7 @@ def score_items(model, tokenizer, dataset, template="compact", n_samples=32, ks=
         rows = [dataset[j] for j in range(start, min(start + prompts_per_batch, len(dataset)))]
         prompts = [chat_prompt(tokenizer, task.format_prompt(row, template)) for row in rows]
         rollout = generate_rollouts(model, tokenizer, prompts, n_samples, max_new_tokens, temperature, top_p,
-                                    sampler=sampler)  # rollout.SAMPLERS: the same samples either way
+                                    sampler=sampler)  # fast or generate: the same samples; vllm: its own
         entropies = (rollout.entropies * rollout.response_mask).sum(-1)  # (B,) per response
         for i, row in enumerate(rows):
             responses = slice(i * n_samples, (i + 1) * n_samples)
@@ -215,7 +215,7 @@ def summarize(records, n_samples, temperature, top_p):
 
 
 def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1, 8), max_new_tokens=64,
-             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, *, task):
+             temperature=1.0, top_p=0.95, prompts_per_batch=8, seed=0, show_progress=True, *, task, sampler="fast"):
     """Sample n_samples responses per item of `dataset` (a task's split, see score_items) and score them.
 
     Returns {"per_group": {group: {"pass@k": ..., "n_items": ...}}, "average": {"pass@k": ...} (the mean
@@ -224,7 +224,7 @@ def evaluate(model, tokenizer, dataset, template="compact", n_samples=32, ks=(1,
     Data-parallel: each process calls `score_items` with its shard, then `summarize` on the gathered records.
     """
     records = score_items(model, tokenizer, dataset, template, n_samples, ks, max_new_tokens, temperature, top_p,
-                          prompts_per_batch, seed, show_progress=show_progress, task=task)
+                          prompts_per_batch, seed, show_progress=show_progress, task=task, sampler=sampler)
     return summarize(records, n_samples, temperature, top_p)
 
 
@@ -275,8 +275,10 @@ def run_config(path):
 
 
 def main(argv=None):
-    """python evaluate.py PATH [--task=maze] [--sizes=5,7] [--n_test=30] [--n_samples=32] [--k=8] [--out=FILE]"""
+    """python evaluate.py PATH [--task=maze] [--sizes=5,7] [--n_test=30] [--n_samples=32] [--k=8] [--sampler=auto]
+    [--out=FILE]"""
     import argparse
+    import importlib.util
 
     from infra.checkpoint import load_policy
     from infra.cli import add_debug_option, usage_error
@@ -295,6 +297,9 @@ def main(argv=None):
     parser.add_argument("--max_new_tokens", type=int)
     parser.add_argument("--seed", type=int, default=0, help="the sampling seed")
     parser.add_argument("--split_seed", "--maze_seed", type=int, help="the seed of the train/test splits")
+    parser.add_argument("--sampler", choices=("auto", "fast", "generate", "vllm"),
+                        help="rollout.py's sampler (default: the run's; auto: fast for the tiny model, else generate); "
+                        "vllm: vLLM in this process (requirements-vllm.txt)")
     parser.add_argument("--out", default="")
     add_debug_option(parser)
     args = parser.parse_args(argv)
@@ -323,6 +328,11 @@ def main(argv=None):
             usage_error(f"--{name}={value} must be >= 1")
     if not 1 <= k <= n_samples:
         usage_error(f"--k={k} must be between 1 and --n_samples={n_samples}")
+    sampler = args.sampler or config["sampler"]
+    if sampler == "vllm" and importlib.util.find_spec("vllm") is None:
+        from infra.vllm_sampler import INSTALL
+
+        usage_error(INSTALL)
     if args.out and (os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(args.out) or ".")):
         usage_error(f"--out={args.out!r} must be a file in an existing folder")
     try:  # the run's own split: its test items, and prompts as the run saw them (an rg task's compact prompt
@@ -336,8 +346,10 @@ def main(argv=None):
 
     model, tokenizer = load_policy(args.path)
     template = args.template or prompt_template_for(model, config["prompt_template"])
+    if sampler == "auto":
+        sampler = "fast" if is_tiny(model) else "generate"
     result = evaluate(model, tokenizer, test, template, n_samples, (1, k), max_new_tokens, seed=args.seed,
-                      task=task_spec)
+                      task=task_spec, sampler=sampler)
     print(format_table({"model": result}))
     print(json.dumps(result, indent=1))
     if args.out:

@@ -44,11 +44,12 @@ def k3_kl(logprobs, ref_logprobs):
 
 # the stats of policy_loss that describe the trained tokens (not the loss): a trainer that skips rows (advantage 0)
 # but divides by all tokens should renormalise these to the trained tokens before logging them
-DIAGNOSTIC_STATS = ("clip_fraction", "clip_fraction_low", "clip_fraction_high", "approx_kl", "ratio_mean")
+DIAGNOSTIC_STATS = ("clip_fraction", "clip_fraction_low", "clip_fraction_high", "approx_kl", "ratio_mean",
+                    "sampler_mismatch_mean")
 
 
 def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, eps_high=0.28,
-                n_tokens=None, entropies=None, entropy_coef=0.0, ref_logprobs=None, kl_coef=0.0):
+                n_tokens=None, entropies=None, entropy_coef=0.0, ref_logprobs=None, kl_coef=0.0, token_weights=None):
     """Token-level clipped PPO loss (to minimise) and detached stats.
 
     logprobs      (B, R) log pi_theta of each response token (with grad)
@@ -60,6 +61,8 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
                   number or 0-dim tensor (checked > 0 unless it is on an accelerator: no host sync)
     entropies     (B, R) optional policy entropy per token (with grad); in the loss if entropy_coef != 0
     ref_logprobs  (B, R) optional log pi_ref of the tokens; in the loss if kl_coef != 0
+    token_weights (B, R) optional per-token weights of the policy-gradient objective, no grad: the truncated
+                  importance weights min(pi_old / pi_sampler, cap) when another engine sampled (`tis_weights`)
 
     Returns (loss, stats). Every stat is a detached 0-dim tensor and, like the loss, a token sum
     divided by n_tokens, so stats also add up over micro-batches (no host sync happens here):
@@ -100,6 +103,9 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
     unclipped = ratio * advantages  # (B, R)
     clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * advantages  # (B, R)
     objective = torch.minimum(unclipped, clipped)  # (B, R)
+    if token_weights is not None:
+        _check_token_tensor("token_weights", token_weights, logprobs.shape)
+        objective = objective * token_weights.detach()
     pg_loss = -token_sum_over(objective, mask, n_tokens)
     loss = pg_loss
 
@@ -128,9 +134,16 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
     return loss, stats
 
 
+def tis_weights(old_logprobs, sampler_logprobs, cap):
+    """Truncated importance sampling (TRL's and verl's correction for a sampler whose numbers differ from the
+    trainer's, e.g. vLLM's kernels): per token min(pi_old / pi_sampler, cap) = min(exp(old - sampler), cap), where
+    pi_old is the trainer's score of the sampling weights. (B, R) -> (B, R), no grad."""
+    return torch.exp(old_logprobs.detach() - sampler_logprobs).clamp(max=cap)
+
+
 def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows, *, accelerator, micro_batch,
                   eps_low=0.2, eps_high=0.28, grad_clip=1.0, entropy_coef=0.0, kl_coef=0.0, reference=None,
-                  sharded=False, phase=None):
+                  sharded=False, phase=None, tis_cap=0.0):
     """One RL step's policy update: DAPO's clipped token-level loss (eq. 4) on each mini-batch, one AdamW step
     per mini-batch. Returns {stat: value} (floats) of the step over ALL processes.
 
@@ -157,6 +170,9 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     synchronised once per mini-batch (on its last micro-batch; `accelerator.no_sync` before). sharded (FSDP):
     every forward gathers weights from every process, so each micro-batch is one forward (`rollout_logprobs`).
     phase: called with "scoring", then "update", as each part starts (train.py times and measures them).
+    Sampler against trainer: rollout.logprobs are the sampler's, `old` the trainer's of the same weights, so the
+    step reports sampler_mismatch_mean / _max, |log pi_sampler - log pi_old| over the run response tokens; tis_cap > 0
+    weights each token's objective by `tis_weights` (0: off).
     """
     n_minis = len(mini_tokens)
     rows_per_mini = len(advantages) // n_minis
@@ -179,6 +195,7 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     policy.train()
     sums = {}  # token sums of every stat (stat * mini_tokens), over this process's run rows
     run_tokens, grad_norms = torch.zeros((), dtype=torch.float64, device=device), []
+    mismatch_max = torch.zeros((), dtype=torch.float64, device=device)
     for mini, micros in enumerate(micro_batches):
         n_tokens = mini_tokens[mini].clamp_min(1).to(device)
         for index, micro in enumerate(micros):
@@ -190,13 +207,18 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
                 out = rollout_logprobs(policy, rollout, micro, entropy_coef != 0, sharded)
                 logprobs, entropies = out if entropy_coef != 0 else (out, None)
                 old = logprobs.detach() if mini == 0 else old_logprobs[micro, :length].to(device)
+                sampler_logprobs = rollout.logprobs[micro, :length].to(device)
+                mismatch = (old.float() - sampler_logprobs).abs() * response_mask  # (rows, length)
+                mismatch_max = torch.maximum(mismatch_max, mismatch.max().double())
                 ref_logprobs = None
                 if reference is not None:
                     with torch.no_grad():
                         ref_logprobs = rollout_logprobs(reference, rollout, micro)
                 loss, stats = policy_loss(logprobs, old, advantages[micro].to(device), response_mask, eps_low,
                                           eps_high, n_tokens=n_tokens, entropies=entropies,
-                                          entropy_coef=entropy_coef, ref_logprobs=ref_logprobs, kl_coef=kl_coef)
+                                          entropy_coef=entropy_coef, ref_logprobs=ref_logprobs, kl_coef=kl_coef,
+                                          token_weights=tis_weights(old, sampler_logprobs, tis_cap) if tis_cap else None)
+                stats["sampler_mismatch_mean"] = token_sum_over(mismatch, response_mask, n_tokens)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP/FSDP average: x processes = sum
             for name, value in stats.items():  # kept on the device: no host sync per micro-batch
                 sums[name] = sums.get(name, 0.0) + value.double() * n_tokens
@@ -211,7 +233,9 @@ def update_policy(policy, optimizer, rollout, advantages, mini_tokens, mini_rows
     totals = torch.stack([torch.as_tensor(sums[name], device=device) for name in names] + [run_tokens])
     totals = accelerator.reduce(totals, "sum").cpu().tolist() if accelerator.num_processes > 1 else totals.tolist()
     total_tokens = float(mini_tokens.sum())
-    result = {"grad_norm": sum(grad_norms) / n_minis}
+    if accelerator.num_processes > 1:
+        mismatch_max = accelerator.gather(mismatch_max[None]).max()
+    result = {"grad_norm": sum(grad_norms) / n_minis, "sampler_mismatch_max": float(mismatch_max)}
     for name, total in zip(names, totals):  # the loss terms per token of the step; diagnostics per trained token
         result[name] = total / max(totals[-1], 1.0) if name in DIAGNOSTIC_STATS else total / max(total_tokens, 1.0)
     return result

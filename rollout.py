@@ -10,8 +10,8 @@ Departures from the textbook loop (sample with generate, then score the sequence
     top_p only restricts which tokens can be drawn (`sampling_step`);
   - pure sampling: the model's generation_config (top_k, repetition penalty...) is set aside;
   - each prompt is prefilled once for its n rows (infra/prefill.py), not n times.
-The sampler is a swap behind one seam (`SAMPLERS`): HF generate here, our decode loop in infra/fast_sampler.py,
-the same tokens for the same seed.
+The sampler is a swap behind one seam (`SAMPLERS`): HF generate here, our decode loop in infra/fast_sampler.py
+(the same tokens for the same seed), or vLLM in infra/vllm_sampler.py (its own draws, the same contract).
 """
 from dataclasses import dataclass
 from functools import partial
@@ -151,13 +151,16 @@ def generate_from(model, prompts, max_new_tokens, eos_token_ids, pad_token_id, t
 # (B, R), B = U * n_rollouts prompt-major, R <= max_new_tokens the longest response: response_ids pad_token_id after
 # a row's first end token; logprobs and entropies those of logits / temperature (`sampling_step`, untruncated by
 # top_p) at each drawn token, 0 after it. Called under torch.no_grad() with the model in eval mode. "generate" and
-# "fast" draw the same tokens for the same torch seed. SAMPLERS maps a name to a loader that returns the sampler,
-# so that a sampler in its own file, and what it needs (vLLM is optional), is imported only when it is used.
+# "fast" draw the same tokens for the same torch seed; "vllm" draws its own. SAMPLERS maps a name to a loader that
+# returns the sampler, so that a sampler in its own file, and what it needs (vLLM is optional), is imported only
+# when it is used.
 SAMPLERS = {
     "generate": lambda: generate_responses,
     "fast": lambda: partial(import_module("infra.fast_sampler").sample_responses,  # our decode loop, which draws
                             sampling_step=sampling_step, attention_positions=attention_positions),  # as this file does
+    "vllm": lambda: partial(import_module("infra.vllm_sampler").sample_responses, attention_positions=attention_positions),
 }
+SAME_DRAWS = ("generate", "fast")  # the samplers that draw the same tokens for the same torch seed
 
 
 def decode_responses(tokenizer, response_ids, response_lengths, end_ids=None):

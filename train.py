@@ -49,6 +49,11 @@ prompt_batch = 8  # prompts per step (BS_prompt)
 mini_batch = 8  # prompts per optimizer update (BS_mini); prompt_batch / mini_batch updates per step
 micro_batch = 64  # response rows per forward/backward (gradient accumulation inside a mini-batch)
 sampler = "auto"  # rollout.py: fast (our KV-cached loop, Qwen2) | generate (HF generate, any model) | auto (fast for tiny)
+# | vllm (infra/vllm_sampler.py: vLLM in this process, synced after every update; requirements-vllm.txt)
+vllm_kv_cache_gib = 1.0  # sampler=vllm on the CPU: its KV cache (GiB)
+vllm_gpu_memory_utilization = 0.3  # sampler=vllm on a GPU: the share of the GPU's memory vLLM takes (weights + KV cache)
+vllm_sleep = False  # sampler=vllm on a GPU: sleep mode between rollouts (weights to host memory, KV cache freed)
+tis_cap = 0.0  # truncated importance sampling: per-token weight min(pi_old / pi_sampler, tis_cap) (loss.py); 0 = off
 rollout_batch = 0  # prompts per generate call (0: all of a process's prompts); bounds KV-cache memory
 max_new_tokens = 48
 temperature = 1.0
@@ -90,6 +95,8 @@ def config_error(message):
 
 
 # validate everything before any compute: the first broken rule stops the run, in one line
+import importlib.util  # noqa: E402
+from infra.vllm_sampler import INSTALL as VLLM_INSTALL  # noqa: E402
 from advantage import annealed_k, check_options, compute_advantages  # noqa: E402
 from tasks import make_task  # noqa: E402
 
@@ -108,7 +115,11 @@ for broken, message in [
     (device not in ("auto", "cpu", "cuda"), f"device={device!r} must be auto, cpu or cuda"),
     (device == "cuda" and not torch.cuda.is_available(), "device='cuda' but torch sees no CUDA device"),
     (dtype not in ("auto", "float32", "bf16-mixed", "bfloat16"), f"dtype={dtype!r} must be auto, float32, bf16-mixed or bfloat16"),
-    (sampler not in ("auto", "fast", "generate"), f"sampler={sampler!r} must be auto, fast or generate"),
+    (sampler not in ("auto", "fast", "generate", "vllm"), f"sampler={sampler!r} must be auto, fast, generate or vllm"),
+    (sampler == "vllm" and importlib.util.find_spec("vllm") is None, VLLM_INSTALL),
+    (vllm_kv_cache_gib <= 0 or not 0 < vllm_gpu_memory_utilization <= 1,
+     f"vllm_kv_cache_gib={vllm_kv_cache_gib} must be > 0, vllm_gpu_memory_utilization={vllm_gpu_memory_utilization} in (0, 1]"),
+    (tis_cap < 0, f"tis_cap={tis_cap} must be >= 0 (0: off)"),
     (model != "tiny" and not os.path.isdir(model), f"model={model!r} is neither 'tiny' nor a local folder: weights "
      "must be on local disk (no model hub is assumed); copy the model folder here and pass --model=/path/to/it"),
     (init_from and not os.path.isdir(init_from), f"init_from={init_from!r} is not a folder"),
@@ -136,6 +147,7 @@ from evaluate import (cached_evaluation, format_curves, format_table, pass_at_k,
                       score_items, summarize)
 from loss import update_policy  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
+from infra.compat import enable_activation_checkpointing  # noqa: E402
 from infra.memory import Phases, fix_mmap_threshold  # noqa: E402
 from infra.checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
 from infra.optim import StochasticRoundingAdamW  # noqa: E402
@@ -200,10 +212,15 @@ try:
 except ValueError as error:
     config_error(error)
 tiny_model = is_tiny(policy)
-rollout_sampler = "generate" if sharded else sampler if sampler != "auto" else "fast" if tiny_model else "generate"
+rollout_sampler = ("vllm" if sampler == "vllm" else "generate" if sharded else sampler if sampler != "auto" else
+                   "fast" if tiny_model else "generate")  # FSDP: vLLM (a full copy per process) or HF generate
+if rollout_sampler == "vllm":
+    from infra import vllm_sampler
+
+    vllm_sampler.configure(vllm_kv_cache_gib, vllm_gpu_memory_utilization, vllm_sleep)
 template = prompt_template_for(policy, prompt_template)  # "compact" for the tiny model, else "paper"
 if gradient_checkpointing:  # recomputes only in train mode: sampling (eval mode) keeps its KV cache
-    policy.activation_checkpointing_enable({"use_reentrant": False})
+    enable_activation_checkpointing(policy)
 if weights_dtype == torch.bfloat16:  # plain AdamW would round lr=1e-6 steps away in bf16 (optim.py)
     optimizer = StochasticRoundingAdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay, seed=seed)
 else:
@@ -215,6 +232,8 @@ for param in policy.parameters():  # zero grads, never None: a mini-batch withou
 policy, optimizer = accelerator.prepare(policy, optimizer)  # DDP or FSDP when launched so; else as it was
 if reference is not None:
     reference = reference.to(accelerator.device)
+if rollout_sampler == "vllm":  # every process makes its engine now, together: under data parallel that is collective
+    vllm_sampler.engine_for(accelerator.unwrap_model(policy))
 scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, lambda s: min(1.0, (s + 1) / max(1, lr_warmup_steps)))
 start_step = 0
 if trainer_state:
@@ -335,8 +354,11 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
                           mini_rows=trained.view(n_minis, n_processes, -1).sum(-1).amax(-1),
                           accelerator=accelerator, micro_batch=micro_batch, eps_low=eps_low, eps_high=eps_high,
                           grad_clip=grad_clip, entropy_coef=entropy_coef, kl_coef=kl_coef, reference=reference,
-                          sharded=sharded, phase=phases.begin)  # it begins "scoring", then "update"
+                          sharded=sharded, phase=phases.begin, tis_cap=tis_cap)  # it begins "scoring", then "update"
     scheduler.step()  # the learning-rate schedule counts RL steps
+    if rollout_sampler == "vllm":  # the sampler gets the updated weights (logged as weight_sync_time)
+        phases.begin("weight_sync")
+        vllm_sampler.sync_weights(accelerator.unwrap_model(policy))
 
     # 6. log, checkpoint, evaluate
     log({"step": step + 1, "k": step_k, "reward": float(rewards.mean()),
@@ -362,6 +384,8 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
 # -----------------------------------------------------------------------------
 if eval_every:
     evals["after"] = run_eval(max_steps, curve_samples or eval_samples)
+if rollout_sampler == "vllm":  # while the process group is still there
+    vllm_sampler.shutdown()
 accelerator.end_training()
 if master and evals:
     with open(os.path.join(out_dir, "eval.json"), "w") as f:

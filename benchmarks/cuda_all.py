@@ -10,7 +10,9 @@ its share is stopped and reported as such; the next one runs):
   3. real_shapes.py at tiny, 0.5b, 1.5b, 7b: each phase's time and peak, beside the memory model's prediction
      (the configs' precisions: bf16-mixed, bfloat16 at 7B);
   4. prefill.py: generate with each prompt's prefill repeated per rollout and run once;
-  5. alternate_shape.py at 0.5b: our RL step and TRL's GRPOTrainer in turn (when trl is importable).
+  5. alternate_shape.py at 0.5b: our RL step and TRL's GRPOTrainer in turn (when trl is importable);
+  6. vllm_sampler.py at 0.5b: our RL step with --sampler=vllm and --sampler=generate in turn (when vllm is
+     importable: pip install vllm==0.33.0, docs/real_models.md).
 Each step's output goes to --out/<name>.log; the markdown rows and every step's last JSON line to --out/rows.md
 (paste them into BENCHMARKS.md with the GPU's name and the date). Random-weight models are written to
 --out/models, on the GPU (benchmarks/shapes.py --device=cuda), once.
@@ -28,10 +30,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = [
     ("head", ["benchmarks/head_memory.py", "--device=cuda", "--max_gb=30", "--repeats=3"], 0.05),
     ("update", ["benchmarks/head_memory.py", "--mode=update", "--device=cuda"], 0.05),
-    ("real_shapes", ["benchmarks/real_shapes.py", "--device=cuda", "--shapes=tiny,0.5b,1.5b,7b", "--lock="], 0.55),
+    ("real_shapes", ["benchmarks/real_shapes.py", "--device=cuda", "--shapes=tiny,0.5b,1.5b,7b", "--lock="], 0.5),
     ("prefill", ["benchmarks/prefill.py", "--device=cuda", "--sizes=9,15", "--new_tokens=64", "--repeats=2"], 0.1),
     ("trl", ["benchmarks/alternate_shape.py", "--device=cuda", "--shape=0.5b", "--micro_batch=8", "--rounds=1",
-             "--lock="], 0.25),
+             "--lock="], 0.2),
+    ("vllm", ["benchmarks/vllm_sampler.py", "--device=cuda", "--shape=0.5b", "--rounds=1", "--lock="], 0.1),
 ]
 
 
@@ -46,7 +49,7 @@ def main(argv=None):
     for name, command, share in STEPS:
         if name == "real_shapes":
             command = command + [f"--work={models}"]
-        if name == "trl":
+        if name in ("trl", "vllm"):
             command = command + [f"--out={models}"]
         commands.append((name, [sys.executable, *command], share * args.budget))
     if args.dry_run:
@@ -60,8 +63,8 @@ def main(argv=None):
     os.makedirs(models, exist_ok=True)
     rows = [f"## {torch.cuda.get_device_name()}, {time.strftime('%Y-%m-%d')}", ""]
     for name, command, seconds in commands:
-        if name == "trl" and importlib.util.find_spec("trl") is None:
-            rows += [f"### {name}: skipped, trl is not importable", ""]
+        if name in ("trl", "vllm") and importlib.util.find_spec(name) is None:
+            rows += [f"### {name}: skipped, {name} is not importable", ""]
             continue
         log_path = os.path.join(args.out, f"{name}.log")
         start = time.perf_counter()

@@ -124,6 +124,7 @@ def update_mode(args, device):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from loss import update_policy
+    from infra.compat import enable_activation_checkpointing
     from rollout import Rollout
 
     torch.manual_seed(0)
@@ -131,7 +132,7 @@ def update_mode(args, device):
                          num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True, rope_theta=1e6,
                          max_position_embeddings=32768)
     policy = Qwen2ForCausalLM(config).to(device)
-    policy.activation_checkpointing_enable({"use_reentrant": False})
+    enable_activation_checkpointing(policy)
     n_parameters = sum(p.numel() for p in policy.parameters())
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6, fused=True)
     for param in policy.parameters():

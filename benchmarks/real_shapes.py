@@ -94,7 +94,8 @@ def predict_peaks(shape, work):
 
     work: precision, prompt_length (P, padded), response_length (R, padded), prompts (per generate call, U),
     n_rollouts, micro_batch (m rows), mini_batches (per step), gradient_checkpointing, sampler ("fast" keeps each
-    prompt's cache once), step (1: the first, before AdamW's states exist), baseline_mib."""
+    prompt's cache once; "vllm" adds its engine: vllm_kv_cache_gib, vllm_sleep), step (1: the first, before AdamW's
+    states exist), baseline_mib."""
     b = PRECISIONS[work["precision"]]
     H, I, L, KV, V = shape["hidden"], shape["intermediate"], shape["layers"], shape["kv_width"], shape["vocab"]
     P, R, n, m = work["prompt_length"], work["response_length"], work["n_rollouts"], work["micro_batch"]
@@ -123,6 +124,15 @@ def predict_peaks(shape, work):
     layer = m * R * 3 * I * act + m * (P + R) * 2 * H * act  # MLP; K/V repeated to every head for sdpa
     scoring = state + score_cache + max(layer, 2 * chunk) + positions * H * act
     terms["scoring head chunk"] = 2 * chunk
+    vllm = 0
+    if work["sampler"] == "vllm":  # infra/vllm_sampler.py: a second copy of the weights (the compute dtype) and
+        # vLLM's KV cache (vllm_kv_cache_gib; on a GPU its gpu_memory_utilization share is the cap), resident in every
+        # phase but the update under vllm_sleep; generation then holds them and the entropy forward of 64 rows
+        vllm = shape["parameters"] * act + work.get("vllm_kv_cache_gib", 1.0) * 2 ** 30
+        score_rows = min(rows, 64)
+        generation = state + vllm + L * 2 * KV * act * score_rows * (P + R) + max(score_rows * R * 3 * I * act, 2 * chunk)
+        scoring += vllm
+        terms["vllm engine"] = vllm
 
     # update: saved activations, then the head's backward on top of them
     if work["gradient_checkpointing"]:  # every row runs prompt and response; each layer's input is kept
@@ -136,6 +146,7 @@ def predict_peaks(shape, work):
     update = terms["baseline"] + weights + adamw + saved + head_backward
     if first and work["mini_batches"] == 1:  # no AdamW state until the step's only optimizer step, after the backward
         update = terms["baseline"] + weights + max(saved + head_backward, adamw)
+    update += 0 if work.get("vllm_sleep") else vllm
     terms.update({"update activations": saved, "update head backward": head_backward})
     peaks = {"generation": terms["baseline"] + generation, "update": update}
     if work["mini_batches"] > 1:

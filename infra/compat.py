@@ -10,3 +10,10 @@ CACHE_KEYWORD = "cache" if Version(transformers.__version__).release >= (5, 24) 
 def kv_cache(cache):
     """{keyword: cache} for a model's forward or generate, under the installed transformers' name for it."""
     return {CACHE_KEYWORD: cache}
+
+
+def enable_activation_checkpointing(model):
+    """Non-reentrant activation checkpointing: `activation_checkpointing_enable` from 5.24 (where the old name,
+    `gradient_checkpointing_enable`, is deprecated), `gradient_checkpointing_enable` before it."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable({"use_reentrant": False})

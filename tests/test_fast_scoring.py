@@ -10,6 +10,7 @@ from conftest import make_micro_model
 from test_chunked_head import assert_same, scores_and_grads, wide_model, wide_rows
 
 import infra.chunked_head
+from infra.compat import enable_activation_checkpointing
 from infra.fast_scoring import fast_logprobs, length_chunks, uses_checkpointing
 from rollout import attention_positions, generate_rollouts
 from scoring import sequence_logprobs
@@ -112,7 +113,7 @@ def test_shared_prompt_forward_under_gradient_checkpointing(micro_tokenizer):
     rows = torch.arange(9)
     inputs = (rollout.input_ids, rollout.attention_mask, rollout.prompt_length)
     full, full_grads = loss_and_grads(model, lambda: fast(model, *inputs, sharded=True))
-    model.activation_checkpointing_enable({"use_reentrant": False})
+    enable_activation_checkpointing(model)
     shared, shared_grads = loss_and_grads(model, lambda: fast(model, *inputs, prompt_index=rows // 3))
     torch.testing.assert_close(shared, full, atol=1e-5, rtol=0)
     for shared_grad, full_grad in zip(shared_grads, full_grads):
@@ -135,7 +136,7 @@ def test_chunked_head_on_the_shared_prompt_path_and_under_checkpointing(monkeypa
         return [scores[inverse] for scores in fast(model, input_ids[rows], attention_mask[rows], prompt_length, 0.9,
                                                    True, prompt_index=rows // 2)]
     assert_same(scores_and_grads(model, shared_in_order), reference, mask)
-    model.activation_checkpointing_enable({"use_reentrant": False})
+    enable_activation_checkpointing(model)
     checkpointed = scores_and_grads(model, lambda: fast(model, input_ids, attention_mask, prompt_length, 0.9, True,
                                                         prompt_index=torch.arange(6) // 2))
     assert_same(checkpointed, reference, mask)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loss import k3_kl, policy_loss
+from loss import k3_kl, policy_loss, tis_weights
 
 
 def lengths_to_mask(lengths, response_len):
@@ -126,6 +126,28 @@ def test_entropy_bonus_and_kl_penalty():
     with_kl, stats = policy_loss(logprobs, old_logprobs, advantages, mask, ref_logprobs=ref_logprobs, kl_coef=0.1)
     assert stats["kl_ref"].item() > 0
     assert with_kl.item() == pytest.approx(base.item() + 0.1 * stats["kl_ref"].item(), abs=1e-6)
+
+
+def test_truncated_importance_sampling():
+    """tis_cap's weights min(pi_old / pi_sampler, cap): all 1 when the sampler's logprobs are the trainer's, and
+    then the loss and its gradient are exactly those without them; otherwise each token's objective is scaled."""
+    logprobs, old_logprobs, advantages, mask = random_batch(seed=4)
+    base, base_stats = policy_loss(logprobs, old_logprobs, advantages, mask)
+    (base_grad,) = torch.autograd.grad(base, logprobs)
+    agree = tis_weights(old_logprobs, old_logprobs.clone(), cap=2.0)
+    assert torch.equal(agree, torch.ones_like(agree))
+    weighted, stats = policy_loss(logprobs, old_logprobs, advantages, mask, token_weights=agree)
+    (grad,) = torch.autograd.grad(weighted, logprobs)
+    assert weighted.item() == base.item() and torch.equal(grad, base_grad)
+    assert all(stats[name].item() == base_stats[name].item() for name in base_stats)
+
+    sampler = old_logprobs + torch.tensor([[-1.0, -0.1, 0.0, 0.1, 1.0, 0.0, 0.0]])  # sampler below/above pi_old
+    weights = tis_weights(old_logprobs, sampler, cap=2.0)
+    torch.testing.assert_close(weights[0], torch.tensor([1.0, 0.1, 0.0, -0.1, -1.0, 0.0, 0.0]).exp().clamp(max=2.0))
+    weighted, _ = policy_loss(logprobs, old_logprobs, advantages, mask, token_weights=weights)
+    ratio = (logprobs - old_logprobs).exp()
+    objective = torch.minimum(ratio * advantages[:, None], ratio.clamp(0.8, 1.28) * advantages[:, None])
+    assert weighted.item() == pytest.approx(-((objective * weights * mask).sum() / mask.sum()).item(), abs=1e-6)
 
 
 def test_bad_input():

@@ -69,6 +69,22 @@ def test_a_longer_response_costs_the_update_more_and_checkpointing_less():
         terms["generation kv cache"] * (1 - (298 + 256) / (298 + 1024)), rel=1e-6)  # only the cache grew
 
 
+def test_vllm_engine_term():
+    """--sampler=vllm adds its engine (a copy of the weights in the compute dtype and its KV cache) to the scoring
+    and update peaks, and to the update only without vllm_sleep."""
+    shape = real_shapes.model_shape(CONFIGS["0.5b"])
+    work = dict(precision="bf16-mixed", prompt_length=298, response_length=256, prompts=4, n_rollouts=32,
+                micro_batch=8, mini_batches=4, gradient_checkpointing=False, sampler="generate", step=2,
+                baseline_mib=0.0)
+    plain, _ = real_shapes.predict_peaks(shape, work)
+    vllm, terms = real_shapes.predict_peaks(shape, dict(work, sampler="vllm", vllm_kv_cache_gib=4.0))
+    asleep, _ = real_shapes.predict_peaks(shape, dict(work, sampler="vllm", vllm_kv_cache_gib=4.0, vllm_sleep=True))
+    engine = terms["vllm engine"]
+    assert engine == pytest.approx((shape["parameters"] * 2 + 4 * 2 ** 30) / 2 ** 20)
+    assert vllm["update"] - plain["update"] == pytest.approx(engine) and asleep["update"] == pytest.approx(plain["update"])
+    assert vllm["scoring"] - plain["scoring"] == pytest.approx(engine) and vllm["generation"] > engine
+
+
 def test_tiny_run_measures_every_phase_and_the_model_predicts_it(tmp_path, capsys):
     rows = real_shapes.main(["--shapes=tiny", "--steps=1", "--max_new_tokens=16", f"--work={tmp_path}", "--lock="])
     assert [(r["step"], r["phase"]) for r in rows] == [(1, "generation"), (1, "scoring"), (1, "update")]
@@ -81,7 +97,7 @@ def test_tiny_run_measures_every_phase_and_the_model_predicts_it(tmp_path, capsy
 def test_cuda_all_plans_every_benchmark_within_its_budget(capsys):
     commands = cuda_all.main(["--dry_run", "--budget=600"])
     names = [name for name, _, _ in commands]
-    assert names == ["head", "update", "real_shapes", "prefill", "trl"]
+    assert names == ["head", "update", "real_shapes", "prefill", "trl", "vllm"]
     assert sum(seconds for _, _, seconds in commands) <= 600
     assert all("--device=cuda" in command for _, command, _ in commands)
     assert "real_shapes.py --device=cuda --shapes=tiny,0.5b,1.5b,7b" in capsys.readouterr().out

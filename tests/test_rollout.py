@@ -9,7 +9,7 @@ from conftest import make_micro_model, make_micro_tokenizer
 from plain_generate import assert_same_samples, plain_generate
 
 from mazes import format_prompt, make_mazes
-from rollout import (SAMPLERS, chat_prompt, decode_responses, end_token_ids, generate_rollouts,
+from rollout import (SAME_DRAWS, SAMPLERS, chat_prompt, decode_responses, end_token_ids, generate_rollouts,
                      response_mask_from_eos)
 from scoring import sequence_logprobs
 from infra.tiny import build_model, build_tokenizer
@@ -65,7 +65,7 @@ def test_response_mask_from_eos_positions():
     assert lengths.tolist() == [3, 2, 1, 3]
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", SAME_DRAWS)
 @pytest.mark.parametrize("pad_is_eos", [False, True])
 def test_response_mask_under_left_padding_and_eos(pad_is_eos, sampler):
     tokenizer = make_micro_tokenizer(pad_is_eos=pad_is_eos)
@@ -80,7 +80,7 @@ def test_response_mask_under_left_padding_and_eos(pad_is_eos, sampler):
         assert all(token == tokenizer.pad_token_id for token in ids[length:])  # generate pads ended rows
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", SAME_DRAWS)
 @pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (1.0, 0.8)])
 def test_sampling_equals_hf_generate(micro_model, micro_tokenizer, sampler, temperature, top_p):
     """Either sampler, with the same seed, draws the very tokens of a plain HF generate call (its own temperature
@@ -102,7 +102,7 @@ def test_sampling_equals_hf_generate(micro_model, micro_tokenizer, sampler, temp
 
 def sample_both(model, tokenizer, prompts, n_rollouts, max_new_tokens, seed, **options):
     rollouts = []
-    for sampler in SAMPLERS:
+    for sampler in SAME_DRAWS:
         torch.manual_seed(seed)
         rollouts.append(generate_rollouts(model, tokenizer, prompts, n_rollouts, max_new_tokens, sampler=sampler,
                                           **options))
@@ -170,7 +170,7 @@ def test_samplers_agree_on_a_bpe_chat_model():
     assert_same_rollouts(fast, generate)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", SAME_DRAWS)
 @pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (1.3, 0.5)])
 def test_recorded_logprobs_equal_a_forward_pass(micro_model, micro_tokenizer, temperature, top_p, sampler):
     """Every recorded logprob and entropy, after rows left the batch too, equals the full forward's
@@ -221,7 +221,7 @@ def test_determinism_with_seed(micro_model, micro_tokenizer):
     assert not torch.equal(first.input_ids, other.input_ids)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", SAME_DRAWS)
 def test_model_generation_config_does_not_change_sampling(micro_model, micro_tokenizer, sampler):
     """A checkpoint's generation_config (top_k, repetition_penalty, min_p, suppressed tokens...) must not
     distort the sampling; generate's is set aside for the call only."""
@@ -254,7 +254,7 @@ def test_a_response_ends_at_any_of_the_models_end_tokens(qwen_model_dir, qwen_to
     model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bias)
     prompts = [chat_prompt(tokenizer, "Solve the maze."), chat_prompt(tokenizer, "Hi")]
     rollouts = {}
-    for sampler in SAMPLERS:
+    for sampler in SAME_DRAWS:
         torch.manual_seed(0)
         rollouts[sampler] = rollout = generate_rollouts(model, tokenizer, prompts, 4, 10, sampler=sampler)
         for ids, mask, length, text in zip(rollout.response_ids.tolist(), rollout.response_mask.tolist(),

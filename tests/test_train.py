@@ -176,7 +176,7 @@ def test_tiny_default_path_and_init_from(tmp_path):
     (["--learning_rate=fast"], "expected float"),
     (["--no_such_key=1"], "unknown config key"),
     (["--prompt_batch=3"], "multiple of mini_batch"),
-    (["--sampler=beam"], "sampler='beam' must be auto, fast or generate"),
+    (["--sampler=beam"], "sampler='beam' must be auto, fast, generate or vllm"),
     (["--log_with=no_such_tracker"], "'no_such_tracker' is not an installed accelerate tracker"),
 ])
 def test_bad_config_is_a_clear_error_before_compute(tmp_path, args, message):
