@@ -1,6 +1,8 @@
 """Tests of infra/chunked_head.py: the chunked output layer against the textbook head (scoring.sequence_logprobs,
 every position's logits at once), at the real vocabulary width; and the helpers of the other wide-vocabulary tests
 (test_fast_scoring.py, test_scoring.py)."""
+import math
+
 import pytest
 import torch
 
@@ -50,12 +52,14 @@ def scores_and_grads(model, compute, with_entropy=True):
 # the V = 151,936 terms of a logsumexp or of d loss / d hidden = sum_v g_v W_v, per chunk or per batch). Float32
 # rounds each step by u = 2**-24 = 6e-8 relative; over a V-term sum the errors add up like a random walk, to about
 # sqrt(V) u = 2.3e-5 of the sum of the terms' magnitudes. Log-probs and entropies are ~12 nats (log V) and their
-# terms are of that size: atol 2e-5 nats. A gradient entry is such a sum with cancellations, so it is compared to
+# terms are of that size: atol sqrt(V) u log V = 2.7e-4 nats (one standard deviation of the walk; torch's plain
+# kernels, ATEN_CPU_CAPABILITY=default, sum in another order than the vectorised ones). A gradient entry is such a sum with cancellations, so it is compared to
 # the scale of its parameter's gradient: max |difference| <= 4 sqrt(V) u = 9.3e-5 x max |reference| (4 standard
 # deviations of the walk). Measured, chunked head against the textbook: log-probs within 2e-6, entropies 1.5e-5
-# (the textbook sums -p_v log p_v, the chunked head log Z - sum_v p_v logit_v), gradients 1.2e-6 of the largest
-# entry; against float64 the chunked head, in chunks of 5, is within 1e-5 of it.
-LOGPROB_ATOL, GRAD_SCALE_TOLERANCE = 2e-5, 4 * WIDE_VOCAB ** 0.5 * 2 ** -24
+# (the textbook sums -p_v log p_v, the chunked head log Z - sum_v p_v logit_v; 2.0e-5 on the plain kernels),
+# gradients 1.2e-6 of the largest entry; against float64 the chunked head, in chunks of 5, is within 1e-5 of it.
+LOGPROB_ATOL = WIDE_VOCAB ** 0.5 * 2 ** -24 * math.log(WIDE_VOCAB)
+GRAD_SCALE_TOLERANCE = 4 * WIDE_VOCAB ** 0.5 * 2 ** -24
 
 
 def chunked_forward(model, input_ids, attention_mask, prompt_length, temperature=1.0):
