@@ -77,6 +77,7 @@ def config_path(shape):
 def read_config(path):
     """train.py's values after a config file: TRAIN_DEFAULTS, then the file's assignments (run from the repository
     root, as train.py runs it)."""
+    sys.path.insert(0, ROOT)  # run as a script from benchmarks/: the repository's modules
     from infra.cli import read_config_file
 
     return {**TRAIN_DEFAULTS, **read_config_file(path if os.path.isabs(path) else os.path.join(ROOT, path))}
@@ -256,8 +257,8 @@ def parse_args(argv=None):
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--micro_batch", type=int, default=0, help="rows per forward/backward (0: the config's)")
     parser.add_argument("--noise", type=float, default=0.5, help="noise_rewards' flip probability (both sides)")
-    parser.add_argument("--sampler", default="auto", choices=("auto", "fast", "generate"),
-                        help="our sampler (auto: the config's choice, HF generate for a Qwen model); TRL's is generate")
+    parser.add_argument("--sampler", default="auto", choices=("auto", "fast", "generate", "vllm"),
+                        help="our sampler (auto: the config's choice, HF generate for a Qwen model; vllm: a venv with vLLM); TRL's is generate")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="steps run first in each run and not timed")
     parser.add_argument("--rounds", type=int, default=2)
