@@ -35,6 +35,12 @@ def prompt_template_for(model, configured=""):
     return configured or ("compact" if is_tiny(model) else "paper")
 
 
+def sampler_for(model, configured="auto"):
+    """The sampler a policy samples with (rollout.SAMPLERS): `configured`, or for "auto" our decode loop ("fast")
+    for the tiny model and HF generate for any other."""
+    return configured if configured != "auto" else ("fast" if is_tiny(model) else "generate")
+
+
 def group_order(group):
     """Groups sort as maze sizes (numbers) first, then task names: 5 < 7 < 11 < "countdown"."""
     return (not str(group).isdigit(), int(group) if str(group).isdigit() else str(group))
@@ -346,10 +352,8 @@ def main(argv=None):
 
     model, tokenizer = load_policy(args.path)
     template = args.template or prompt_template_for(model, config["prompt_template"])
-    if sampler == "auto":
-        sampler = "fast" if is_tiny(model) else "generate"
     result = evaluate(model, tokenizer, test, template, n_samples, (1, k), max_new_tokens, seed=args.seed,
-                      task=task_spec, sampler=sampler)
+                      task=task_spec, sampler=sampler_for(model, sampler))
     print(format_table({"model": result}))
     print(json.dumps(result, indent=1))
     if args.out:

@@ -68,7 +68,7 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
     divided by n_tokens, so stats also add up over micro-batches (no host sync happens here):
       pg_loss, clip_fraction (tokens where the clipped branch of the min is active), clip_fraction_low
       (ratio < 1 - eps_low, A < 0), clip_fraction_high (ratio > 1 + eps_high, A > 0), approx_kl (k3
-      estimate of KL(pi_old || pi_theta)), ratio_mean, and entropy / kl_ref when those are given.
+      estimate of KL(pi_old || pi_theta)), ratio_mean, and loss_entropy / kl_ref when those are given.
     """
     if not isinstance(logprobs, torch.Tensor) or logprobs.dim() != 2:
         got = tuple(logprobs.shape) if isinstance(logprobs, torch.Tensor) else type(logprobs).__name__
@@ -125,7 +125,7 @@ def policy_loss(logprobs, old_logprobs, advantages, response_mask, eps_low=0.2, 
         _check_token_tensor("entropies", entropies, logprobs.shape)
         entropy = token_sum_over(entropies, mask, n_tokens)
         loss = loss - entropy_coef * entropy
-        stats["entropy"] = entropy.detach()
+        stats["loss_entropy"] = entropy.detach()  # the current policy's; train.py's `entropy` is the rollouts'
     if ref_logprobs is not None:
         _check_token_tensor("ref_logprobs", ref_logprobs, logprobs.shape)
         kl_ref = token_sum_over(k3_kl(logprobs, ref_logprobs.detach()), mask, n_tokens)

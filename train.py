@@ -144,14 +144,13 @@ from accelerate.utils import DistributedType, gather_object  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from evaluate import (cached_evaluation, format_curves, format_table, pass_at_k, prompt_template_for,  # noqa: E402
-                      score_items, summarize)
+                      sampler_for, score_items, summarize)
 from loss import update_policy  # noqa: E402
 from rollout import chat_prompt, concat_rollouts, generate_rollouts  # noqa: E402
 from infra.compat import enable_activation_checkpointing  # noqa: E402
 from infra.memory import Phases, fix_mmap_threshold  # noqa: E402
 from infra.checkpoint import load_checkpoint, load_optimizer_state, load_policy, save_checkpoint  # noqa: E402
 from infra.optim import StochasticRoundingAdamW  # noqa: E402
-from infra.tiny import is_tiny  # noqa: E402
 
 if threads:
     torch.set_num_threads(threads)
@@ -200,9 +199,11 @@ if policy_path == "tiny":  # warm-started on the train split by the main process
     with accelerator.main_process_first():
         try:
             warm = dict(steps=warmup_sft_steps, seed=seed, progress=show_progress and master, retrain=warmup_retrain)
-            examples = [(task_spec.format_prompt(row, "compact"), row["answer"]) for row in train_items]
-            policy_path = (load_or_train_tiny(out_dir, examples, **warm) if task == "maze" else  # the maze's characters
-                           load_or_train_task_tiny(out_dir, task_spec, splits, max_new_tokens, **warm))
+            if task == "maze":  # (compact prompt, reference answer) pairs to imitate
+                examples = [(task_spec.format_prompt(row, "compact"), row["answer"]) for row in train_items]
+                policy_path = load_or_train_tiny(out_dir, examples, **warm)
+            else:  # another task's characters and lengths
+                policy_path = load_or_train_task_tiny(out_dir, task_spec, splits, max_new_tokens, **warm)
         except ValueError as error:
             config_error(error)
 weights_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
@@ -211,9 +212,8 @@ try:
     reference = load_policy(policy_path, dtype=weights_dtype)[0].requires_grad_(False) if kl_coef else None
 except ValueError as error:
     config_error(error)
-tiny_model = is_tiny(policy)
-rollout_sampler = ("vllm" if sampler == "vllm" else "generate" if sharded else sampler if sampler != "auto" else
-                   "fast" if tiny_model else "generate")  # FSDP: vLLM (a full copy per process) or HF generate
+# FSDP: HF generate, or vLLM (a full copy of the weights per process); else fast for the tiny model, generate for others
+rollout_sampler = "generate" if sharded and sampler != "vllm" else sampler_for(policy, sampler)
 if rollout_sampler == "vllm":
     from infra import vllm_sampler
 
@@ -369,9 +369,7 @@ for step in tqdm(range(start_step, max_steps), desc="train", disable=not (show_p
          "prompt_length": rollout.prompt_length,  # this process's padded prompt tokens (the longest prompt)
          "zero_advantage_prompts": float((advantages.abs().sum(-1) == 0).float().mean()),
          "eta": float(advantages.abs().sum(-1).mean()),  # eq. 16 per prompt, averaged
-         # the update's stats; its entropy term (the current policy's) as loss_entropy: `entropy` is the rollouts'
-         **{"loss_entropy" if name == "entropy" else name: value for name, value in stats.items()},
-         "lr": scheduler.get_last_lr()[0],
+         **stats, "lr": scheduler.get_last_lr()[0],
          **phases.take(), "step_time": time.time() - started,  # each phase's seconds and peak MiB
          "generated_tokens": int(row_lengths.sum()), "trained_tokens": int(row_tokens[trained].sum()),
          "peak_memory_mb": phases.overall_peak_mb()})

@@ -116,7 +116,7 @@ def test_entropy_bonus_and_kl_penalty():
                                       entropy_coef=0.01)
     mean_entropy = (entropies * mask).sum() / mask.sum()
     assert with_entropy.item() == pytest.approx((base - 0.01 * mean_entropy).item(), abs=1e-6)
-    assert stats["entropy"].item() == pytest.approx(mean_entropy.item())
+    assert stats["loss_entropy"].item() == pytest.approx(mean_entropy.item())
     with_entropy.backward()
     assert torch.all(entropies.grad[mask > 0] < 0)  # minimising the loss raises the entropy
 
